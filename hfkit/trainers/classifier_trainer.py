@@ -1,0 +1,147 @@
+"""`ClassifierTrainer`: fine-tune a BERT-style encoder for sequence classification."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import EarlyStoppingCallback, Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..metrics import compute_classification_metrics, confusion_matrix
+from ..modeling import count_parameters, freeze
+from ..report import format_classification_report
+from .classifier_config import ClassifierConfig
+
+logger = logging.getLogger(__name__)
+
+
+class ClassifierTrainer(Trainer):
+    """A `transformers.Trainer` for single-label sequence classification.
+
+    On top of `Trainer` it adds: class-weighted / label-smoothed cross-entropy, early stopping wired from
+    the config, freezing of embeddings and lower layers, a stop with a clear message when the loss turns
+    NaN/inf, parameter counts at start, and `eval_report.json` plus a printed table at the end.
+    Everything else (devices, mixed precision, accumulation, checkpoints, resume) is `Trainer`'s own.
+    """
+
+    # compute_loss returns a per-batch mean: let Trainer divide it for gradient accumulation.
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self, model=None, args: ClassifierConfig | None = None, compute_metrics=None, callbacks=None, **kwargs
+    ):
+        if args is None:
+            args = ClassifierConfig(output_dir="classifier_output")
+        elif not isinstance(args, ClassifierConfig):
+            raise TypeError(
+                f"args must be a ClassifierConfig, got {type(args).__name__}: "
+                "build ClassifierConfig(...) with the same fields instead of TrainingArguments(...)."
+            )
+        callbacks = list(callbacks or [])
+        if args.early_stopping_patience is not None:
+            callbacks.append(
+                EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)
+            )
+        if model is not None:
+            freeze(model, embeddings=args.freeze_embeddings, num_layers=args.freeze_layers)
+        super().__init__(
+            model=model,
+            args=args,
+            compute_metrics=compute_metrics or compute_classification_metrics,
+            callbacks=callbacks,
+            **kwargs,
+        )
+        self.class_weights = self._class_weights()
+        total, trainable = count_parameters(self.model)
+        self.param_counts = {"total": total, "trainable": trainable}
+        if self.is_world_process_zero():
+            logger.info(
+                "parameters: %s total, %s trainable (%.1f%%)",
+                f"{total:,}",
+                f"{trainable:,}",
+                100 * trainable / total,
+            )
+        self.report: dict | None = None
+
+    def _class_weights(self) -> torch.Tensor | None:
+        num_labels = self.model.config.num_labels
+        if self.args.class_weights is not None:
+            if len(self.args.class_weights) != num_labels:
+                raise ValueError(
+                    f"class_weights has {len(self.args.class_weights)} values but the model has {num_labels} labels."
+                )
+            return torch.tensor(self.args.class_weights, dtype=torch.float32)
+        if not self.args.balance_classes:
+            return None
+        if self.train_dataset is None or "labels" not in getattr(self.train_dataset, "column_names", []):
+            raise ValueError("balance_classes needs a train_dataset with a 'labels' column to count classes.")
+        counts = np.bincount(np.asarray(self.train_dataset["labels"]), minlength=num_labels)
+        if (counts == 0).any():
+            raise ValueError(
+                f"balance_classes: label ids {np.flatnonzero(counts == 0).tolist()} never occur in training."
+            )
+        return torch.tensor(len(self.train_dataset) / (num_labels * counts), dtype=torch.float32)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """Cross-entropy with optional class weights and label smoothing, computed in float32."""
+        labels = inputs["labels"]
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+        weight = None if self.class_weights is None else self.class_weights.to(outputs.logits.device)
+        loss = F.cross_entropy(
+            outputs.logits.float(), labels, weight=weight, label_smoothing=self.args.label_smoothing_factor
+        )
+        return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """One optimizer micro-step; stops with a clear error (not a NaN checkpoint) if the loss diverges."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.state.global_step}: the run diverged. "
+                "Lower learning_rate, keep max_grad_norm (e.g. 1.0), or use bf16 instead of fp16. "
+                + (
+                    f"Resume from the last good checkpoint {last} with --resume_from_checkpoint."
+                    if last
+                    else ""
+                )
+            )
+        return loss
+
+    def train(self, *args, **kwargs):
+        """Train as `Trainer.train`, then write and print the evaluation report on eval_dataset."""
+        output = super().train(*args, **kwargs)
+        if self.eval_dataset is not None and not isinstance(self.eval_dataset, dict):
+            self.report = self.evaluation_report()
+        return output
+
+    def evaluation_report(self, eval_dataset=None) -> dict:
+        """Evaluate, write `report_file` (metrics + confusion matrix) to output_dir and print it as a table."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        prediction = self.predict(dataset, metric_key_prefix="eval")
+        logits = (
+            prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        )
+        config = self.model.config
+        labels = [config.id2label[i] for i in range(config.num_labels)]
+        report = {
+            "model": getattr(config, "_name_or_path", ""),
+            "num_examples": len(prediction.label_ids),
+            "labels": labels,
+            "metrics": {k.removeprefix("eval_"): v for k, v in prediction.metrics.items()},
+            "confusion_matrix": confusion_matrix(
+                np.argmax(logits, axis=-1), prediction.label_ids, len(labels)
+            ),
+            "parameters": self.param_counts,
+        }
+        if self.is_world_process_zero():
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            with open(os.path.join(self.args.output_dir, self.args.report_file), "w") as f:
+                json.dump(report, f, indent=2)
+            print(format_classification_report(report))
+        return report

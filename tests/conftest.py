@@ -1,0 +1,70 @@
+"""Shared fixtures: a tiny tokenizer, tiny random BERT models and a learnable toy task (no downloads)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from datasets import ClassLabel, Dataset
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+FILLER = [f"w{i}" for i in range(40)]
+WORDS = ["good", "bad", *FILLER]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> BertTokenizerFast:
+    """A 47-token WordPiece tokenizer over the toy vocabulary (transformers v5 takes the vocab as a dict)."""
+    return BertTokenizerFast(vocab={token: i for i, token in enumerate(SPECIAL + WORDS)}, do_lower_case=True)
+
+
+def tiny_bert_config(
+    tokenizer, num_labels: int = 2, layers: int = 2, hidden: int = 32, **kwargs
+) -> BertConfig:
+    """A BERT config small enough to train in seconds on CPU (dropout off so runs are deterministic)."""
+    defaults = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_labels=num_labels,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    defaults.update(kwargs)
+    return BertConfig(**defaults)
+
+
+@pytest.fixture
+def tiny_bert(tiny_tokenizer) -> BertForSequenceClassification:
+    """A randomly initialised 2-layer BERT classifier (2 labels)."""
+    return BertForSequenceClassification(tiny_bert_config(tiny_tokenizer, id2label={0: "bad", 1: "good"}))
+
+
+def toy_texts(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
+    """Sentences of 3-12 filler words with 'good' (label 1) or 'bad' (label 0) at a random position."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        words = rng.choices(FILLER, k=rng.randint(3, 12))
+        words.insert(rng.randint(0, len(words)), "good" if label else "bad")
+        texts.append(" ".join(words))
+        labels.append(label)
+    return texts, labels
+
+
+def toy_dataset(tokenizer, n: int, seed: int = 0) -> Dataset:
+    """The toy task tokenized (unpadded) with a ClassLabel `labels` column."""
+    texts, labels = toy_texts(n, seed)
+    ds = Dataset.from_dict({"text": texts, "labels": labels})
+    ds = ds.cast_column("labels", ClassLabel(names=["bad", "good"]))
+    return ds.map(lambda b: tokenizer(b["text"]), batched=True, remove_columns=["text"])

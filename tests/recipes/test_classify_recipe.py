@@ -1,0 +1,129 @@
+"""recipes/classify.py as users run it: every shipped config parses, a subprocess run, the real MiniLM."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
+
+from hfkit.data import load_data_file
+from hfkit.parsing import parse_args
+from tests.conftest import REPO, SHARED_DATA, tiny_bert_config, toy_texts
+
+CONFIGS = sorted((REPO / "recipes" / "configs").rglob("*.yaml"))
+
+
+def load_recipe(name: str):
+    """Import recipes/<name>.py as a module (recipes are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_configs_exist():
+    assert any(p.parent.name == "classify" for p in CONFIGS)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "recipes" / "configs")))
+def test_every_shipped_config_parses(config, tmp_path, monkeypatch):
+    """Each YAML is valid for its recipe (recipes/<folder>.py): no unknown keys, values pass validation."""
+    monkeypatch.chdir(REPO)  # configs use paths relative to the repo root
+    recipe = load_recipe(config.parent.name)
+    parsed = parse_args(recipe.ARG_TYPES, ["--config", str(config), "--output_dir", str(tmp_path)])
+    assert len(parsed) == len(recipe.ARG_TYPES)
+    for value in parsed:
+        for key in ("train_file", "validation_file"):
+            path = getattr(value, key, None)
+            if path is not None:
+                assert os.path.isfile(path), f"{config.name}: {key} {path} does not exist"
+
+
+def write_tiny_model(folder: Path, tokenizer) -> Path:
+    torch.manual_seed(0)
+    BertForSequenceClassification(tiny_bert_config(tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_toy_tsv(path: Path, n: int, seed: int) -> Path:
+    texts, labels = toy_texts(n, seed)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(["sentence", "sentiment"])
+        writer.writerows(zip(texts, ["pos" if y else "neg" for y in labels]))
+    return path
+
+
+def test_recipe_subprocess_trains_saves_and_resumes(tmp_path, tiny_tokenizer):
+    model_dir = write_tiny_model(tmp_path / "tiny", tiny_tokenizer)
+    train = write_toy_tsv(tmp_path / "train.tsv", 500, seed=1)
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable, str(REPO / "recipes" / "classify.py"),
+        "--model_name_or_path", str(model_dir), "--train_file", str(train),
+        "--text_column", "sentence", "--label_column", "sentiment", "--validation_split", "0.2",
+        "--output_dir", str(out), "--use_cpu", "true", "--learning_rate", "1e-3",
+        "--num_train_epochs", "4", "--per_device_train_batch_size", "16", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Evaluation report" in result.stdout and "pred pos" in result.stdout
+
+    report = json.loads((out / "eval_report.json").read_text())
+    assert report["labels"] == ["neg", "pos"] and report["num_examples"] == 100
+    assert report["metrics"]["accuracy"] > 0.85
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+    assert sorted(p.name for p in out.glob("checkpoint-*"))  # per-epoch checkpoints kept
+
+    # Run the same command again: it finds the last checkpoint and resumes instead of starting over.
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stderr
+
+
+def test_recipe_rejects_unknown_key_with_suggestion(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "classify.py"), "--model_name_or_path", "x",
+         "--train_file", "x.csv", "--output_dir", str(tmp_path), "--learning_rat", "1e-4"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "learning_rat" in result.stderr and "learning_rate" in result.stderr
+
+
+@pytest.mark.slow
+def test_real_minilm_on_sst2_subset(tmp_path, monkeypatch):
+    """The shipped demo config, shrunk: real all-MiniLM-L6-v2 on 3,000 SST-2 rows gets > 80% accuracy."""
+    sst2 = SHARED_DATA / "sst2" / "train.tsv"
+    assert sst2.exists(), f"SST-2 not found at {sst2}: the shared data folder must sit beside the repo"
+    monkeypatch.chdir(REPO)
+    recipe = load_recipe("classify")
+    trainer = recipe.main(
+        ["--config", "recipes/configs/classify/minilm_sst2_demo.yaml", "--output_dir", str(tmp_path),
+         "--max_train_samples", "3000", "--max_eval_samples", "1000", "--num_train_epochs", "1",
+         "--save_strategy", "no", "--eval_strategy", "no", "--disable_tqdm", "true"]
+    )  # fmt: skip
+    assert trainer.report["metrics"]["accuracy"] > 0.80
+    assert len(load_data_file(str(sst2))) == 67349
+
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    batch = tokenizer(
+        ["a gorgeous , witty , seductive movie .", "a dull , lifeless mess ."],
+        return_tensors="pt",
+        padding=True,
+    )
+    with torch.no_grad():
+        predicted = model(**batch).logits.argmax(-1).tolist()
+    assert [model.config.id2label[i] for i in predicted] == ["positive", "negative"]

@@ -1,0 +1,251 @@
+"""ClassifierTrainer on tiny random BERTs: it learns, weights/smoothing/freezing/early stopping work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification, BertForSequenceClassification, TrainingArguments
+
+from hfkit import ClassifierConfig, ClassifierTrainer, ModelArguments, load_classifier
+from hfkit.modeling import count_parameters
+from tests.conftest import tiny_bert_config, toy_dataset
+
+
+def make_config(tmp_path, **overrides) -> ClassifierConfig:
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+        learning_rate=1e-3,
+        per_device_train_batch_size=16,
+        num_train_epochs=4,
+        logging_steps=10,
+        eval_strategy="no",
+        save_strategy="no",
+        seed=0,
+    )
+    base.update(overrides)
+    return ClassifierConfig(**base)
+
+
+def test_learns_separable_toy_task_and_writes_report(tmp_path, tiny_bert, tiny_tokenizer, capsys):
+    train, val = toy_dataset(tiny_tokenizer, 400, seed=1), toy_dataset(tiny_tokenizer, 100, seed=2)
+    trainer = ClassifierTrainer(
+        model=tiny_bert,
+        args=make_config(tmp_path, eval_strategy="epoch"),
+        train_dataset=train,
+        eval_dataset=val,
+        processing_class=tiny_tokenizer,
+    )
+    trainer.train()
+    report = json.loads((tmp_path / "out" / "eval_report.json").read_text())
+    assert report["metrics"]["accuracy"] > 0.9  # chance is ~0.5
+    assert report["labels"] == ["bad", "good"]
+    assert sum(map(sum, report["confusion_matrix"])) == 100
+    assert report["parameters"]["total"] == count_parameters(tiny_bert)[0]
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "pred good" in printed
+
+
+def test_defaults_follow_fine_tuning_practice(tmp_path):
+    config = ClassifierConfig(output_dir=str(tmp_path))
+    assert config.lr_scheduler_type == "cosine"
+    assert config.warmup_steps == 0.06
+    assert config.max_grad_norm == 1.0
+    assert config.eval_strategy == "epoch" and config.save_strategy == "epoch"
+
+
+def test_weight_decay_skips_bias_and_layernorm(tmp_path, tiny_bert, tiny_tokenizer):
+    trainer = ClassifierTrainer(model=tiny_bert, args=make_config(tmp_path), processing_class=tiny_tokenizer)
+    decay = set(trainer.get_decay_parameter_names(tiny_bert))
+    assert "bert.encoder.layer.0.attention.self.query.weight" in decay
+    assert not any(name.endswith("bias") or "LayerNorm" in name for name in decay)
+
+
+def _one_batch(tokenizer, n=8):
+    ds = toy_dataset(tokenizer, n, seed=3)
+    return tokenizer.pad(
+        [{k: ds[i][k] for k in ("input_ids", "attention_mask")} for i in range(n)], return_tensors="pt"
+    ), torch.tensor(ds["labels"])
+
+
+@pytest.mark.parametrize(
+    "overrides, weight, smoothing",
+    [
+        ({}, None, 0.0),
+        ({"class_weights": [1.0, 3.0]}, [1.0, 3.0], 0.0),
+        ({"label_smoothing_factor": 0.2}, None, 0.2),
+    ],
+)
+def test_loss_matches_weighted_smoothed_cross_entropy(
+    tmp_path, tiny_bert, tiny_tokenizer, overrides, weight, smoothing
+):
+    trainer = ClassifierTrainer(
+        model=tiny_bert, args=make_config(tmp_path, **overrides), processing_class=tiny_tokenizer
+    )
+    batch, labels = _one_batch(tiny_tokenizer)
+    loss = trainer.compute_loss(tiny_bert, {**batch, "labels": labels})
+    logits = tiny_bert(**batch).logits
+    # Hand formula: per-row NLL of the smoothed target, weighted mean over rows.
+    logp = logits.log_softmax(-1)
+    w = torch.ones(2) if weight is None else torch.tensor(weight)
+    target = F.one_hot(labels, 2).float() * (1 - smoothing) + smoothing / 2
+    per_row = -(target * logp * w).sum(-1)
+    expected = per_row.sum() / w[labels].sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_balance_classes_uses_inverse_frequency(tmp_path, tiny_bert, tiny_tokenizer):
+    train = toy_dataset(tiny_tokenizer, 50, seed=4)
+    counts = torch.bincount(torch.tensor(train["labels"]), minlength=2).float()
+    trainer = ClassifierTrainer(
+        model=tiny_bert,
+        args=make_config(tmp_path, balance_classes=True),
+        train_dataset=train,
+        processing_class=tiny_tokenizer,
+    )
+    torch.testing.assert_close(trainer.class_weights, 50 / (2 * counts))
+
+
+def test_class_weights_length_must_match_labels(tmp_path, tiny_bert, tiny_tokenizer):
+    with pytest.raises(ValueError, match="class_weights has 3 values but the model has 2 labels"):
+        ClassifierTrainer(
+            model=tiny_bert,
+            args=make_config(tmp_path, class_weights=[1, 1, 1]),
+            processing_class=tiny_tokenizer,
+        )
+
+
+def test_freeze_embeddings_and_first_layer(tmp_path, tiny_bert, tiny_tokenizer):
+    before = {n: p.detach().clone() for n, p in tiny_bert.named_parameters()}
+    trainer = ClassifierTrainer(
+        model=tiny_bert,
+        args=make_config(tmp_path, freeze_embeddings=True, freeze_layers=1, max_steps=5),
+        train_dataset=toy_dataset(tiny_tokenizer, 80),
+        processing_class=tiny_tokenizer,
+    )
+    assert trainer.param_counts["trainable"] < trainer.param_counts["total"]
+    trainer.train()
+    for name, p in tiny_bert.named_parameters():
+        frozen = name.startswith("bert.embeddings.") or name.startswith("bert.encoder.layer.0.")
+        assert p.requires_grad is not frozen, name
+        if frozen:
+            assert torch.equal(p, before[name]), name
+    assert not torch.equal(tiny_bert.classifier.weight, before["classifier.weight"])
+
+
+def test_gradient_accumulation_matches_large_batch(tmp_path, tiny_tokenizer):
+    """2 micro-batches of 4 accumulate to the same update as one batch of 8 (loss scaled per micro-batch)."""
+    train = toy_dataset(tiny_tokenizer, 8, seed=5)
+    results = []
+    for bs, ga in ((8, 1), (4, 2)):
+        torch.manual_seed(0)
+        model = BertForSequenceClassification(tiny_bert_config(tiny_tokenizer))
+        args = make_config(
+            tmp_path / f"{bs}",
+            per_device_train_batch_size=bs,
+            gradient_accumulation_steps=ga,
+            max_steps=1,
+            train_sampling_strategy="sequential",
+            warmup_steps=0,
+            lr_scheduler_type="constant",
+            weight_decay=0.0,
+        )
+        ClassifierTrainer(
+            model=model, args=args, train_dataset=train, processing_class=tiny_tokenizer
+        ).train()
+        results.append(model.classifier.weight.detach().clone())
+    # Equal-sized micro-batches: the mean of the two means is the mean over all 8 rows.
+    torch.testing.assert_close(results[0], results[1], atol=1e-6, rtol=1e-4)
+
+
+def test_early_stopping_config_wires_best_model(tmp_path):
+    config = make_config(tmp_path, early_stopping_patience=1, eval_strategy="epoch")
+    assert config.load_best_model_at_end and config.metric_for_best_model == "accuracy"
+    with pytest.raises(ValueError, match="eval_strategy"):
+        make_config(tmp_path, early_stopping_patience=1, eval_strategy="no")
+    with pytest.raises(ValueError, match=">= 1"):
+        make_config(tmp_path, early_stopping_patience=0)
+
+
+def test_early_stopping_stops_training(tmp_path, tiny_bert, tiny_tokenizer):
+    # A threshold no evaluation can beat: training stops after 1 + patience evaluations.
+    args = make_config(
+        tmp_path,
+        num_train_epochs=10,
+        eval_strategy="epoch",
+        early_stopping_patience=2,
+        early_stopping_threshold=10.0,
+        save_total_limit=1,
+    )
+    trainer = ClassifierTrainer(
+        model=tiny_bert,
+        args=args,
+        train_dataset=toy_dataset(tiny_tokenizer, 32),
+        eval_dataset=toy_dataset(tiny_tokenizer, 16, seed=9),
+        processing_class=tiny_tokenizer,
+    )
+    trainer.train()
+    assert trainer.state.epoch == 3
+    assert trainer.state.best_model_checkpoint is not None
+
+
+def test_nan_loss_stops_with_clear_error(tmp_path, tiny_bert, tiny_tokenizer):
+    trainer = ClassifierTrainer(
+        model=tiny_bert,
+        args=make_config(tmp_path, max_steps=3),
+        train_dataset=toy_dataset(tiny_tokenizer, 32),
+        processing_class=tiny_tokenizer,
+    )
+    with torch.no_grad():
+        tiny_bert.classifier.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged.*learning_rate"):
+        trainer.train()
+
+
+def test_rejects_plain_training_arguments(tmp_path, tiny_bert):
+    with pytest.raises(TypeError, match="ClassifierConfig"):
+        ClassifierTrainer(model=tiny_bert, args=TrainingArguments(output_dir=str(tmp_path)))
+
+
+def test_start_from_checkpoint_with_other_label_set(tmp_path, tiny_tokenizer):
+    """Transfer: a 3-class checkpoint becomes a 2-class model; the encoder is kept, the head replaced."""
+    three = BertForSequenceClassification(
+        tiny_bert_config(
+            tiny_tokenizer, num_labels=3, id2label={0: "a", 1: "b", 2: "c"}, label2id={"a": 0, "b": 1, "c": 2}
+        )
+    )
+    three.save_pretrained(tmp_path / "ckpt")
+    args = ModelArguments(model_name_or_path=str(tmp_path / "ckpt"))
+
+    two = load_classifier(args, ["neg", "pos"])
+    assert two.config.num_labels == 2 and two.config.id2label == {0: "neg", 1: "pos"}
+    torch.testing.assert_close(
+        two.bert.encoder.layer[1].output.dense.weight, three.bert.encoder.layer[1].output.dense.weight
+    )
+
+    same_size = load_classifier(args, ["x", "y", "z"])
+    assert not torch.equal(same_size.classifier.weight, three.classifier.weight)  # other labels: head reset
+
+    same_labels = load_classifier(args, ["a", "b", "c"])
+    torch.testing.assert_close(same_labels.classifier.weight, three.classifier.weight)  # continue training
+
+
+def test_saved_model_reloads_with_auto_class(tmp_path, tiny_bert, tiny_tokenizer):
+    trainer = ClassifierTrainer(
+        model=tiny_bert,
+        args=make_config(tmp_path, max_steps=2),
+        train_dataset=toy_dataset(tiny_tokenizer, 32),
+        processing_class=tiny_tokenizer,
+    )
+    trainer.train()
+    trainer.save_model()
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
+    batch, _ = _one_batch(tiny_tokenizer)
+    tiny_bert.eval()
+    torch.testing.assert_close(reloaded(**batch).logits, tiny_bert(**batch).logits)
+    assert (tmp_path / "out" / "model.safetensors").exists()

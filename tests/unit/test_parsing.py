@@ -1,0 +1,254 @@
+"""Tests for hfkit.parsing: YAML config + command-line overrides over dataclasses."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+from transformers import TrainingArguments
+
+from hfkit.parsing import ConfigError, load_yaml_config, parse_args, valid_keys
+
+
+class Pooling(enum.Enum):
+    MEAN = "mean"
+    CLS = "cls"
+
+
+@dataclass
+class ModelArgs:
+    model_name: str
+    dropout: float = 0.1
+    pooling: Pooling = Pooling.MEAN
+    freeze: bool = False
+
+
+@dataclass
+class DataArgs:
+    max_length: int = 128
+    text_columns: list[str] = field(default_factory=lambda: ["text"])
+    padding: Literal["longest", "max_length"] = "longest"
+    shuffle: bool = True
+    extra: dict | None = None
+    seen: list[str] = field(default_factory=list, init=False)
+
+    def __post_init__(self):
+        if self.max_length <= 0:
+            raise ValueError(f"max_length must be positive, got {self.max_length}")
+        self.seen.append("post_init")
+
+
+LOCAL = (ModelArgs, DataArgs)
+
+
+@pytest.fixture
+def write(tmp_path):
+    def _write(text: str, name: str = "cfg.yaml"):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return _write
+
+
+def test_yaml_only(write):
+    path = write("model_name: tiny-bert\ndropout: 0.3\nmax_length: 64\n")
+    model, data = parse_args(LOCAL, ["--config", str(path)])
+    assert model == ModelArgs(model_name="tiny-bert", dropout=0.3)
+    assert data.max_length == 64 and data.seen == ["post_init"]
+
+
+def test_cli_only():
+    model, data = parse_args(LOCAL, ["--model_name", "m", "--max_length", "32", "--freeze"])
+    assert (model.model_name, model.freeze, data.max_length) == ("m", True, 32)
+
+
+def test_cli_overrides_yaml_and_post_init_runs_once_on_final_values(write):
+    # The YAML's max_length would fail __post_init__; the CLI value is the one that gets validated.
+    path = write("model_name: from-yaml\ndropout: 0.3\nmax_length: -1\n")
+    model, data = parse_args(LOCAL, ["--dropout", "0.5", "--config", str(path), "--max_length", "16"])
+    assert (model.model_name, model.dropout, data.max_length) == ("from-yaml", 0.5, 16)
+    assert data.seen == ["post_init"]
+
+
+def test_post_init_validation_applies_to_yaml_values(write):
+    path = write("model_name: m\nmax_length: 0\n")
+    with pytest.raises(ValueError, match="max_length must be positive"):
+        parse_args(LOCAL, ["--config", str(path)])
+
+
+def test_config_equals_form(write):
+    path = write("model_name: eq-form\n")
+    (model, _) = parse_args(LOCAL, [f"--config={path}"])
+    assert model.model_name == "eq-form"
+
+
+def test_args_none_reads_sys_argv(write, monkeypatch):
+    path = write("model_name: argv\n")
+    monkeypatch.setattr("sys.argv", ["train.py", "--config", str(path), "--dropout", "0.2"])
+    model, _ = parse_args(LOCAL)
+    assert (model.model_name, model.dropout) == ("argv", 0.2)
+
+
+def test_scientific_notation_in_yaml_is_float(write):
+    path = write("model_name: m\ndropout: 5e-5\nextra: {min_lr: 1e-6}\n")
+    model, data = parse_args(LOCAL, ["--config", str(path)])
+    assert isinstance(model.dropout, float) and model.dropout == 5e-05
+    assert data.extra == {"min_lr": 1e-06}
+
+
+def test_list_bool_dict_none_values(write):
+    path = write(
+        "model_name: m\nfreeze: true\nshuffle: false\ntext_columns: [start, end]\n"
+        "extra: {num_cycles: 0.5, tags: [x]}\n"
+    )
+    model, data = parse_args(LOCAL, ["--config", str(path)])
+    assert model.freeze is True and data.shuffle is False
+    assert data.text_columns == ["start", "end"]
+    assert data.extra == {"num_cycles": 0.5, "tags": ["x"]}
+    path = write("model_name: m\nextra: null\ntext_columns: single\n", "b.yaml")
+    _, data = parse_args(LOCAL, ["--config", str(path)])
+    assert data.extra is None and data.text_columns == ["single"]
+
+
+def test_cli_no_flag_overrides_yaml_bool(write):
+    path = write("model_name: m\nshuffle: true\n")
+    _, data = parse_args(LOCAL, ["--config", str(path), "--no_shuffle"])
+    assert data.shuffle is False
+
+
+def test_yaml_no_is_a_string_not_false(write):
+    # YAML 1.1 would read `no` as False; for a choice field it must stay the string.
+    path = write("output_dir: x\neval_strategy: no\nsave_strategy: epoch\n")
+    (ta,) = parse_args([TrainingArguments], ["--config", str(path)])
+    assert ta.eval_strategy == "no" and ta.save_strategy == "epoch"
+
+
+def test_enum_and_literal_from_yaml(write):
+    path = write("model_name: m\npooling: cls\npadding: max_length\n")
+    model, data = parse_args(LOCAL, ["--config", str(path)])
+    # Same as the command line: HfArgumentParser passes an enum field's value; the dataclass may convert it.
+    assert model.pooling == Pooling.CLS.value and data.padding == "max_length"
+    assert parse_args(LOCAL, ["--model_name", "m", "--pooling", "cls"])[0].pooling == model.pooling
+
+
+@pytest.mark.parametrize(("line", "key"), [("pooling: max", "pooling"), ("padding: longst", "padding")])
+def test_bad_choice_in_yaml_is_readable(write, line, key):
+    path = write(f"model_name: m\n{line}\n")
+    with pytest.raises(ConfigError, match=rf"invalid value .* for '{key}' in .*cfg\.yaml; choose from: "):
+        parse_args(LOCAL, ["--config", str(path)])
+
+
+def test_bad_type_in_yaml_is_readable(write):
+    path = write("model_name: m\ndropout: lots\n")
+    with pytest.raises(ConfigError, match=r"invalid value 'lots' for 'dropout' in .*cfg\.yaml"):
+        parse_args(LOCAL, ["--config", str(path)])
+
+
+def test_required_field_satisfied_by_yaml(write):
+    path = write("dropout: 0.2\n")
+    with pytest.raises(SystemExit):  # argparse: --model_name is required
+        parse_args(LOCAL, ["--config", str(path)])
+    path = write("model_name: req\n", "ok.yaml")
+    assert parse_args(LOCAL, ["--config", str(path)])[0].model_name == "req"
+
+
+def test_unknown_yaml_key_names_key_file_and_suggestion(write):
+    path = write("model_name: m\nmax_lenght: 10\n")
+    with pytest.raises(ValueError, match="unknown key 'max_lenght'") as info:
+        parse_args(LOCAL, ["--config", str(path)])
+    assert str(path) in str(info.value)
+    assert "did you mean: max_length?" in str(info.value)
+
+
+def test_unknown_cli_key_mentions_command_line():
+    with pytest.raises(ValueError, match=r"unknown key 'dropuot' in command line; did you mean: dropout\?"):
+        parse_args(LOCAL, ["--model_name", "m", "--dropuot", "0.2"])
+
+
+def test_cli_prefix_abbreviation_is_not_silently_accepted():
+    with pytest.raises(ConfigError, match="unknown key 'max_len' in command line; did you mean: max_length"):
+        parse_args(LOCAL, ["--model_name", "m", "--max_len=8"])
+
+
+def test_all_unknown_keys_reported_together(write):
+    path = write("model_name: m\nmax_lenght: 1\nshufle: true\nzzz_nothing_alike: 3\n")
+    with pytest.raises(ConfigError) as info:
+        parse_args(LOCAL, ["--config", str(path)])
+    msg = str(info.value)
+    for key in ("max_lenght", "shufle", "zzz_nothing_alike"):
+        assert f"unknown key '{key}'" in msg
+    assert "did you mean: shuffle?" in msg
+    with pytest.raises(ConfigError) as info:
+        parse_args(LOCAL, ["--model_name", "m", "--dropuot", "1", "--paddin=x"])
+    assert "'dropuot'" in str(info.value) and "'paddin'" in str(info.value)
+
+
+def test_stray_positional_is_an_error():
+    with pytest.raises(ConfigError, match="unexpected command-line arguments: stray"):
+        parse_args(LOCAL, ["--model_name", "m", "stray"])
+
+
+def test_missing_config_file_names_path(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(
+        ValueError, match="config file not found: .*nope.yaml; pass an existing YAML with --config"
+    ):
+        parse_args(LOCAL, ["--config", str(missing)])
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_yaml_config(missing)
+
+
+def test_non_mapping_yaml_is_an_error(write):
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_yaml_config(write("- a\n- b\n"))
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_yaml_config(write("a: [unclosed\n", "broken.yaml"))
+
+
+def test_empty_yaml_is_empty_dict(write):
+    assert load_yaml_config(write("# only a comment\n")) == {}
+    model, _ = parse_args(LOCAL, ["--config", str(write("", "empty.yaml")), "--model_name", "m"])
+    assert model.model_name == "m"
+
+
+def test_valid_keys_covers_all_dataclasses():
+    keys = valid_keys([*LOCAL, TrainingArguments])
+    assert {"model_name", "dropout", "max_length", "text_columns", "learning_rate", "output_dir"} <= set(keys)
+    assert "seen" not in keys  # init=False fields are not settable
+    assert len(keys) == len(set(keys))
+
+
+def test_training_arguments_round_trip(write, tmp_path):
+    path = write(
+        f"output_dir: {tmp_path / 'out'}\nlearning_rate: 5e-5\nnum_train_epochs: 2\n"
+        "lr_scheduler_type: cosine\nwarmup_steps: 0.1\nlr_scheduler_kwargs: {num_cycles: 0.5}\n"
+        "label_names: [labels, aux]\nreport_to: none\nmodel_name: tiny\n"
+    )
+    model, _, ta = parse_args([*LOCAL, TrainingArguments], ["--config", str(path), "--num_train_epochs", "3"])
+    assert model.model_name == "tiny"
+    assert isinstance(ta.learning_rate, float) and ta.learning_rate == 5e-05
+    assert ta.num_train_epochs == 3.0
+    assert ta.lr_scheduler_type == "cosine"
+    assert ta.warmup_steps == 0.1
+    assert ta.lr_scheduler_kwargs == {"num_cycles": 0.5}
+    assert ta.label_names == ["labels", "aux"]
+    assert ta.output_dir == str(tmp_path / "out")
+
+
+def test_training_arguments_bad_scheduler_is_readable(write, tmp_path):
+    path = write(f"output_dir: {tmp_path}\nlr_scheduler_type: cosin\n")
+    with pytest.raises(
+        ConfigError, match="invalid value 'cosin' for 'lr_scheduler_type'.*choose from: .*cosine"
+    ):
+        parse_args([TrainingArguments], ["--config", str(path)])
+
+
+def test_help_prints_argparse_help_and_exits(capsys):
+    with pytest.raises(SystemExit) as info:
+        parse_args([*LOCAL, TrainingArguments], ["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--config PATH" in out and "--learning_rate" in out and "--max_length" in out
