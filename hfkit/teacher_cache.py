@@ -1,0 +1,301 @@
+"""Pre-compute a teacher's logits once, cache them on disk as safetensors, and attach them to a dataset.
+
+Distillation with a ``teacher_logits`` column lets the trainer skip the teacher entirely, so the teacher
+never shares memory with the student and is run once instead of once per epoch.
+
+Cache key (sha256, hex; the cache file is ``teacher-logits-<key>.safetensors``) over, in order:
+
+* ``FORMAT_VERSION`` -- bump it whenever the way logits are computed or stored changes;
+* the teacher's identity: sha256 over its class name, its config (minus fields that only record where or
+  with which library version it was loaded) and every state_dict tensor's name, dtype, shape and raw bytes.
+  Hashing ~100M fp32 parameters (400 MB) takes ~0.2 s (sha256 at ~2 GB/s), far less than one teacher pass;
+* the teacher config's ``id2label`` (also inside the config, kept separate so the metadata is readable);
+* the dataset's ``_fingerprint`` and ``len(dataset)``: datasets derives the fingerprint from the data and
+  every transform applied (tokenizer, max_length, ...);
+* a content digest of exactly the columns fed to the teacher (input_ids, attention_mask, token_type_ids).
+  It costs one cheap pass over the token ids and guards against a fingerprint that does not describe the
+  data (e.g. one passed by hand through ``new_fingerprint``): the teacher's output depends only on its
+  weights and these tensors, so a hit can never be stale.
+
+Every key part is stored as a string in the safetensors metadata and re-checked, together with the tensor
+shape and dtype, on load: a corrupt or edited file is logged and rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from datasets import Dataset, DatasetDict, List, Value
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithPadding
+
+from hfkit.data import tokenize_dataset
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"
+TEACHER_LOGITS_COLUMN = "teacher_logits"
+_TENSOR_NAME = "logits"
+_FILE_PREFIX = "teacher-logits-"
+# Optional inputs forwarded to the teacher when the dataset has them and its forward() accepts them.
+_OPTIONAL_INPUTS = ("token_type_ids",)
+# Config fields that say where/how the model was loaded, not what it computes.
+_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "_commit_hash")
+
+
+def teacher_fingerprint(teacher: torch.nn.Module) -> str:
+    """Return a sha256 hex digest of the teacher's class, config and weights (every state_dict tensor's bytes)."""
+    hasher = hashlib.sha256()
+    hasher.update(type(teacher).__qualname__.encode())
+    config = getattr(teacher, "config", None)
+    if config is not None:
+        cfg = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
+        hasher.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    for name, tensor in teacher.state_dict().items():
+        tensor = tensor.detach()
+        hasher.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        # Viewing as bytes works for every dtype (bf16 has no numpy equivalent) and avoids a float copy.
+        raw = tensor.reshape(-1).contiguous().cpu().view(torch.uint8).numpy()
+        hasher.update(memoryview(raw))
+    return hasher.hexdigest()
+
+
+def _input_columns(teacher: torch.nn.Module, dataset: Dataset) -> list[str]:
+    missing = [c for c in ("input_ids", "attention_mask") if c not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"compute_teacher_logits needs a tokenized dataset; column(s) {missing} are missing "
+            f"(it has {dataset.column_names}). Tokenize it first, e.g. with hfkit.data.tokenize_dataset."
+        )
+    params = inspect.signature(teacher.forward).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    columns = ["input_ids", "attention_mask"]
+    for name in _OPTIONAL_INPUTS:
+        if name in dataset.column_names:
+            # A wrapper with **kwargs (e.g. PEFT) passes everything on to the model: feed the column.
+            if name in params or takes_any:
+                columns.append(name)
+            else:
+                # e.g. a BERT-tokenized dataset fed to a DistilBERT/MPNet teacher, which has no segment ids.
+                logger.debug("teacher %s takes no %s; not feeding that column.", type(teacher).__name__, name)
+    return columns
+
+
+def _content_digest(dataset: Dataset, columns: list[str], chunk_rows: int = 10_000) -> str:
+    """sha256 over the token ids actually fed to the teacher (row lengths and flattened values), in row order."""
+    hasher = hashlib.sha256()
+    table_view = dataset.select_columns(columns).with_format("arrow")
+    for start in range(0, len(dataset), chunk_rows):
+        chunk = table_view[start : start + chunk_rows]
+        for name in columns:
+            column = chunk.column(name).combine_chunks()
+            hasher.update(name.encode())
+            # Lengths pin the row boundaries; flatten() honours slicing, raw offsets would not.
+            hasher.update(
+                pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64).tobytes()
+            )
+            hasher.update(column.flatten().to_numpy(zero_copy_only=False).astype(np.int64).tobytes())
+    return hasher.hexdigest()
+
+
+def _key_parts(teacher: torch.nn.Module, dataset: Dataset, columns: list[str]) -> dict[str, str]:
+    config = getattr(teacher, "config", None)
+    id2label = getattr(config, "id2label", None) or {}
+    return {
+        "format_version": FORMAT_VERSION,
+        "teacher_sha256": teacher_fingerprint(teacher),
+        "id2label": json.dumps({str(k): str(v) for k, v in id2label.items()}, sort_keys=True),
+        "dataset_fingerprint": str(dataset._fingerprint),
+        "num_rows": str(len(dataset)),
+        "input_columns": ",".join(columns),
+        "content_sha256": _content_digest(dataset, columns),
+    }
+
+
+def _cache_key(parts: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def cache_path(cache_dir: str, key: str) -> str:
+    """Return the cache file path for a key."""
+    return os.path.join(cache_dir, f"{_FILE_PREFIX}{key}.safetensors")
+
+
+def _load_cached(path: str, key: str, parts: dict[str, str], num_labels: int | None) -> torch.Tensor | None:
+    """Return the cached logits, or None (logged) if the file is absent, unreadable or disagrees with the key."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            names = list(f.keys())
+            logits = f.get_tensor(_TENSOR_NAME) if names == [_TENSOR_NAME] else None
+    except Exception as err:  # safetensors raises several error types for truncated/garbage files
+        logger.warning("teacher-logit cache %s is unreadable (%s); rebuilding it.", path, err)
+        return None
+    problems = [f"{k}: stored {meta.get(k)!r}, expected {v!r}" for k, v in parts.items() if meta.get(k) != v]
+    if meta.get("key") != key:
+        problems.append(f"key: stored {meta.get('key')!r}, expected {key!r}")
+    n = int(parts["num_rows"])
+    if logits is None:
+        problems.append(f"tensors {names}, expected only {_TENSOR_NAME!r}")
+    elif logits.dtype != torch.float32 or logits.dim() != 2 or logits.shape[0] != n:
+        problems.append(f"tensor {tuple(logits.shape)} {logits.dtype}, expected ({n}, C) float32")
+    elif meta.get("num_labels") != str(logits.shape[1]) or (
+        num_labels is not None and logits.shape[1] != num_labels
+    ):
+        problems.append(
+            f"{logits.shape[1]} columns, metadata num_labels={meta.get('num_labels')!r}, teacher {num_labels}"
+        )
+    elif not torch.isfinite(logits).all():
+        problems.append("non-finite values")
+    if problems:
+        logger.warning(
+            "teacher-logit cache %s does not match (%s); rebuilding it.", path, "; ".join(problems)
+        )
+        return None
+    return logits
+
+
+def _save_atomic(path: str, logits: torch.Tensor, metadata: dict[str, str]) -> None:
+    """Write to a temp file in the same folder, then os.replace: readers see the old file or the whole new one."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file({_TENSOR_NAME: logits.contiguous()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        # Also on KeyboardInterrupt: never leave a stray temp file behind.
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _run_teacher(
+    teacher: torch.nn.Module, dataset: Dataset, tokenizer: Any, columns: list[str], batch_size: int
+) -> torch.Tensor:
+    n = len(dataset)
+    # Plain Python rows whatever format the caller set (e.g. "torch"): the collator pads lists.
+    view = dataset.select_columns(columns).with_format(None)
+    lengths = pc.list_value_length(view.with_format("arrow")["input_ids"]).to_numpy(zero_copy_only=False)
+    # Longest rows first: batches of similar length waste little padding, and an out-of-memory error
+    # shows on the first batch rather than at the end. A stable sort keeps ties in dataset order.
+    order = np.argsort(-lengths, kind="stable")
+    collator = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    try:
+        device = next(teacher.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    out: torch.Tensor | None = None
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        with torch.inference_mode():
+            for start in tqdm(range(0, n, batch_size), desc="teacher logits", unit="batch"):
+                idx = order[start : start + batch_size]
+                rows = view[idx.tolist()]
+                features = [{c: rows[c][i] for c in columns} for i in range(len(idx))]
+                batch = {k: v.to(device) for k, v in collator(features).items()}
+                logits = teacher(**batch).logits.float().cpu()
+                if out is None:
+                    out = torch.empty((n, logits.shape[-1]), dtype=torch.float32)
+                out[torch.from_numpy(idx)] = logits
+    finally:
+        teacher.train(was_training)
+    assert out is not None  # n > 0 is checked by the caller
+    return out
+
+
+def compute_teacher_logits(
+    teacher: torch.nn.Module,
+    dataset: Dataset,
+    tokenizer: Any,
+    cache_dir: str | None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Return the teacher's float32 CPU logits (N, C) on a tokenized dataset, in row order, cached in cache_dir."""
+    if isinstance(dataset, DatasetDict):
+        raise TypeError(
+            "compute_teacher_logits takes one Dataset split, not a DatasetDict; call it per split."
+        )
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    columns = _input_columns(teacher, dataset)
+    num_labels = getattr(getattr(teacher, "config", None), "num_labels", None)
+    if len(dataset) == 0:
+        return torch.empty((0, num_labels or 0), dtype=torch.float32)
+
+    path = key = parts = None
+    if cache_dir is not None:
+        parts = _key_parts(teacher, dataset, columns)
+        key = _cache_key(parts)
+        path = cache_path(cache_dir, key)
+        cached = _load_cached(path, key, parts, num_labels)
+        if cached is not None:
+            logger.info("teacher-logit cache hit: loaded %d x %d logits from %s", *cached.shape, path)
+            return cached
+
+    logits = _run_teacher(teacher, dataset, tokenizer, columns, batch_size)
+    if num_labels is not None and logits.shape[1] != num_labels:
+        raise ValueError(
+            f"teacher returned {logits.shape[1]} logits per row but its config has {num_labels} labels."
+        )
+    if path is not None:
+        metadata = {**parts, "key": key, "num_labels": str(logits.shape[1])}
+        _save_atomic(path, logits, metadata)
+        logger.info("teacher-logit cache built: saved %d x %d logits to %s", *logits.shape, path)
+    else:
+        logger.info("computed %d x %d teacher logits (no cache_dir: not cached)", *logits.shape)
+    return logits
+
+
+def add_teacher_logits(dataset: Dataset, logits: torch.Tensor | np.ndarray) -> Dataset:
+    """Return the dataset with a float32 list column ``teacher_logits`` (one row of logits per example)."""
+    array = logits.detach().cpu().float().numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
+    if array.ndim != 2:
+        raise ValueError(f"logits must be 2-D (rows, num_labels), got shape {tuple(array.shape)}.")
+    if array.shape[0] != len(dataset):
+        raise ValueError(
+            f"logits have {array.shape[0]} rows but the dataset has {len(dataset)}: they must come from the "
+            "same rows in the same order (compute them on this split, before any shuffle/select/filter)."
+        )
+    if TEACHER_LOGITS_COLUMN in dataset.column_names:
+        logger.info("replacing the existing %r column.", TEACHER_LOGITS_COLUMN)
+        dataset = dataset.remove_columns(TEACHER_LOGITS_COLUMN)
+    return dataset.add_column(
+        TEACHER_LOGITS_COLUMN, array.astype(np.float32).tolist(), feature=List(Value("float32"))
+    )
+
+
+def teacher_logits_for_texts(
+    teacher: torch.nn.Module,
+    teacher_tokenizer: Any,
+    raw_dataset: Dataset,
+    text_column: str,
+    text_pair_column: str | None = None,
+    max_length: int | None = 128,
+    cache_dir: str | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Tokenize raw text with the teacher's own tokenizer and return its (cached) logits, in row order."""
+    if isinstance(raw_dataset, DatasetDict):
+        raise TypeError(
+            "teacher_logits_for_texts takes one Dataset split, not a DatasetDict; call it per split."
+        )
+    tokenized = tokenize_dataset(
+        raw_dataset, teacher_tokenizer, text_column, text_pair_column, max_length=max_length, keep_columns=()
+    )
+    return compute_teacher_logits(teacher, tokenized, teacher_tokenizer, cache_dir, batch_size=batch_size)

@@ -1,0 +1,184 @@
+"""Unit tests for hfkit.augment: word-level augmentations and seeded dataset augmentation."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+from datasets import ClassLabel, Dataset, Value
+
+from hfkit.augment import (
+    AUGMENTED_COLUMN,
+    IGNORE_INDEX,
+    augment_dataset,
+    word_dropout,
+    word_mask,
+    word_swap,
+)
+
+LONG = " ".join(f"w{i}" for i in range(2000))
+SENTENCES = [
+    "the movie was a delight from start to finish",
+    "dull plot and wooden acting throughout",
+    "an okay film with a few good scenes",
+    "i would not watch it again",
+    "brilliant",
+]
+LABELS = [1, 0, 1, 0, 1]
+
+
+def make_ds(class_label: bool = False) -> Dataset:
+    ds = Dataset.from_dict({"text": SENTENCES, "labels": LABELS, "id": list(range(len(SENTENCES)))})
+    return ds.cast_column("labels", ClassLabel(names=["neg", "pos"])) if class_label else ds
+
+
+# ---------------------------------------------------------------------------------------------------
+# word-level functions
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_dropout_p0_is_identity_and_p_near_1_keeps_a_word():
+    rng = random.Random(0)
+    assert word_dropout(SENTENCES[0], rng, p=0.0) == SENTENCES[0]
+    for _ in range(50):
+        out = word_dropout(SENTENCES[0], rng, p=0.999)
+        assert len(out.split()) >= 1 and set(out.split()) <= set(SENTENCES[0].split())
+    assert word_dropout("", rng, p=0.5) == ""
+
+
+def test_dropout_rate_and_word_order():
+    out = word_dropout(LONG, random.Random(1), p=0.3).split()
+    assert 0.25 < 1 - len(out) / 2000 < 0.35
+    assert out == sorted(out, key=lambda w: int(w[1:]))  # survivors keep their order
+
+
+def test_mask_count_is_roughly_p_times_n():
+    out = word_mask(LONG, random.Random(2), p=0.2, mask_token="<mask>").split()
+    assert len(out) == 2000
+    masked = [i for i, w in enumerate(out) if w == "<mask>"]
+    assert 0.16 < len(masked) / 2000 < 0.24
+    assert all(w == f"w{i}" for i, w in enumerate(out) if w != "<mask>")  # others untouched
+    assert word_mask(SENTENCES[0], random.Random(0), p=0.0) == SENTENCES[0]
+
+
+def test_swap_preserves_words_and_changes_order():
+    words = SENTENCES[2].split()
+    distinct = "one two three four five six"
+    rng = random.Random(3)
+    for _ in range(20):
+        out = word_swap(distinct, rng, n_swaps=1)
+        assert Counter(out.split()) == Counter(distinct.split()) and out != distinct
+        # Exactly one adjacent pair differs.
+        diff = [i for i, (a, b) in enumerate(zip(out.split(), distinct.split(), strict=True)) if a != b]
+        assert len(diff) == 2 and diff[1] == diff[0] + 1
+    assert Counter(word_swap(SENTENCES[2], rng, n_swaps=5).split()) == Counter(words)
+    assert word_swap("alone", rng) == "alone" and word_swap(distinct, rng, n_swaps=0) == distinct
+
+
+def test_functions_reject_bad_arguments():
+    rng = random.Random(0)
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
+            word_dropout("a b", rng, p=bad)
+        with pytest.raises(ValueError, match=r"p must be in \[0, 1\)"):
+            word_mask("a b", rng, p=bad)
+    with pytest.raises(ValueError, match="n_swaps"):
+        word_swap("a b", rng, n_swaps=-1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# augment_dataset
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_sizes_labels_and_originals_untouched():
+    ds = make_ds()
+    out = augment_dataset(ds, "text", copies=3, seed=0, p=0.3)
+    n = len(ds)
+    assert len(out) == n * (1 + 3)
+    assert out[AUGMENTED_COLUMN] == [0] * n + [1] * (3 * n)
+    assert out["text"][:n] == SENTENCES and out["labels"][:n] == LABELS
+    assert out["labels"][n:] == [IGNORE_INDEX] * (3 * n)
+    assert out["id"] == list(range(n)) * 4  # other columns are carried along unchanged
+    assert out["text"][n:] != SENTENCES * 3  # something was actually augmented
+    assert out.features["labels"] == Value("int64") and out.features[AUGMENTED_COLUMN].dtype.startswith("int")
+
+
+def test_same_seed_same_dataset_other_seed_differs():
+    ds = make_ds()
+    a = augment_dataset(ds, "text", copies=2, seed=7, p=0.3)
+    random.seed(123)  # global RNG state must not matter
+    b = augment_dataset(ds, "text", copies=2, seed=7, p=0.3)
+    c = augment_dataset(ds, "text", copies=2, seed=8, p=0.3)
+    assert a.to_dict() == b.to_dict()
+    assert a._fingerprint == b._fingerprint  # deterministic: downstream caches hit again
+    assert list(a["text"]) != list(c["text"]) and a._fingerprint != c._fingerprint
+
+
+def test_augment_does_not_consume_global_random_state():
+    random.seed(5)
+    expected = random.random()
+    random.seed(5)
+    augment_dataset(make_ds(), "text", copies=1)
+    assert random.random() == expected
+
+
+def test_classlabel_input_is_cast_to_int():
+    ds = make_ds(class_label=True)
+    out = augment_dataset(ds, "text", copies=1, methods=("mask",), p=0.5, mask_token="[MASK]")
+    assert out.features["labels"] == Value("int64")
+    assert out["labels"] == LABELS + [IGNORE_INDEX] * len(LABELS)
+    assert any("[MASK]" in t for t in out["text"][len(ds) :])
+    assert isinstance(ds.features["labels"], ClassLabel)  # input left as is
+
+
+def test_single_method_and_text_pairs():
+    ds = Dataset.from_dict(
+        {"premise": ["a b c d", "e f g h"], "hypothesis": ["i j k l", "m n o p"], "labels": [0, 2]}
+    )
+    out = augment_dataset(ds, "premise", copies=2, methods=["swap"], text_pair_column="hypothesis")
+    for column in ("premise", "hypothesis"):
+        originals = list(ds[column]) * 2
+        for orig, new in zip(originals, out[column][2:], strict=True):
+            assert sorted(new.split()) == sorted(orig.split()) and new != orig
+
+
+def test_copies_zero_returns_dataset_unchanged():
+    ds = make_ds(class_label=True)
+    assert augment_dataset(ds, "text", copies=0) is ds
+
+
+def test_unlabelled_data_with_label_column_none():
+    ds = Dataset.from_dict({"text": SENTENCES})
+    out = augment_dataset(ds, "text", copies=1, label_column=None)
+    assert out.column_names == ["text", AUGMENTED_COLUMN] and len(out) == 2 * len(ds)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"copies": -1}, ValueError, "copies"),
+        ({"copies": 1.5}, ValueError, "copies"),
+        ({"methods": ("dropout", "shuffle")}, ValueError, r"unknown augmentation method.*shuffle"),
+        ({"methods": ()}, ValueError, "methods is empty"),
+        ({"methods": "swap"}, TypeError, "sequence of names"),
+        ({"p": 1.0}, ValueError, r"p must be in \[0, 1\)"),
+        ({"p": -0.2}, ValueError, r"p must be in \[0, 1\)"),
+        ({"text_column": "sentence"}, ValueError, r"\['sentence'\] not found"),
+        ({"label_column": "label"}, ValueError, r"\['label'\] not found"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, error, match):
+    args = {"text_column": "text", "copies": 1, **kwargs}
+    with pytest.raises(error, match=match):
+        augment_dataset(make_ds(), **args)
+
+
+def test_tokenized_or_string_labelled_data_is_rejected():
+    tokenized = make_ds().add_column("input_ids", [[1, 2]] * len(SENTENCES))
+    with pytest.raises(ValueError, match="before tokenizing"):
+        augment_dataset(tokenized, "text", copies=1)
+    strings = Dataset.from_dict({"text": SENTENCES, "labels": ["pos"] * len(SENTENCES)})
+    with pytest.raises(ValueError, match="integer class ids"):
+        augment_dataset(strings, "text", copies=1)
