@@ -1,0 +1,106 @@
+"""Training arguments for knowledge distillation of a sequence classifier into a smaller student."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .classifier_config import ClassifierConfig
+
+HIDDEN_LOSS_TYPES = ("mse", "cosine")
+ATTENTION_LOSS_TYPES = ("kl", "mse")
+
+_PAIR = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+def parse_layer_map(spec: str) -> list[tuple[int, int]] | None:
+    """Parse 'uniform' (-> None) or 'teacher:student,...' pairs in hidden-state indexing into int pairs."""
+    if spec.strip().lower() == "uniform":
+        return None
+    pairs = []
+    for item in spec.split(","):
+        match = _PAIR.match(item)
+        if match is None:
+            raise ValueError(
+                f"layer_map {spec!r}: cannot parse {item.strip()!r}. Use 'uniform' or comma-separated "
+                "'teacher:student' pairs of non-negative layer indices in hidden-state indexing "
+                "(0 = embeddings output), e.g. '0:0,2:1,4:2'."
+            )
+        pairs.append((int(match.group(1)), int(match.group(2))))
+    if len(set(pairs)) != len(pairs):
+        raise ValueError(f"layer_map {spec!r} lists a pair twice; list each teacher:student pair once.")
+    return pairs
+
+
+@dataclass
+class DistillConfig(ClassifierConfig):
+    """`ClassifierConfig` for `DistillTrainer`: loss weights, temperature and layer map of the distillation.
+
+    Training loss: ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``
+    (rows labelled -100 get the soft term only) ``+ hidden_loss_weight * hidden-state loss
+    + attention_loss_weight * attention loss`` over the mapped layers. Evaluation loss: the student's
+    plain cross-entropy, as in `ClassifierTrainer`, so runs stay comparable.
+    """
+
+    temperature: float = field(
+        default=2.0,
+        metadata={"help": "Softmax temperature of the soft (KL) term; > 0. Higher: softer targets."},
+    )
+    alpha: float = field(
+        default=0.5,
+        metadata={"help": "Weight of the soft KL term in [0, 1]; the hard cross-entropy gets 1 - alpha."},
+    )
+    hidden_loss_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the hidden-state loss over the layer map (TinyBERT); 0 turns it off."},
+    )
+    hidden_loss_type: str = field(
+        default="mse", metadata={"help": "Hidden-state loss: 'mse' or 'cosine' (1 - cosine similarity)."}
+    )
+    attention_loss_weight: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the attention-map loss over the layer map (MiniLM); 0 turns it off."},
+    )
+    attention_loss_type: str = field(
+        default="kl",
+        metadata={"help": "Attention loss: 'kl' (MiniLM) or 'mse' (TinyBERT, on probabilities)."},
+    )
+    layer_map: str = field(
+        default="uniform",
+        metadata={
+            "help": "Teacher-to-student layer pairs for the hidden/attention losses: 'uniform' (student layer j "
+            "-> teacher layer round(j * T / S), plus embeddings) or 'teacher:student' pairs in hidden-state "
+            "indexing, 0 = embeddings output, e.g. '0:0,2:1,4:2,6:3'."
+        },
+    )
+    teacher_logits_cache: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder where teacher logits are cached. Datasets carrying a 'teacher_logits' column are "
+            "trained from it without running the teacher (logit-only distillation)."
+        },
+    )
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}; typical values are 1 to 4.")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(
+                f"alpha must be in [0, 1] (weight of the soft KL term; 1 - alpha weights the hard loss), "
+                f"got {self.alpha}."
+            )
+        for name in ("hidden_loss_weight", "attention_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 turns the loss off), got {getattr(self, name)}.")
+        if self.hidden_loss_type not in HIDDEN_LOSS_TYPES:
+            raise ValueError(
+                f"hidden_loss_type must be one of {HIDDEN_LOSS_TYPES}, got {self.hidden_loss_type!r}."
+            )
+        if self.attention_loss_type not in ATTENTION_LOSS_TYPES:
+            raise ValueError(
+                f"attention_loss_type must be one of {ATTENTION_LOSS_TYPES}, got {self.attention_loss_type!r}."
+            )
+        # Parsed form of layer_map (None = uniform, resolved by the trainer once the layer counts are known);
+        # layer_map itself stays a string so the config round-trips through HfArgumentParser and JSON.
+        self.layer_pairs: list[tuple[int, int]] | None = parse_layer_map(self.layer_map)
+        super().__post_init__()
