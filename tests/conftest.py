@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import random
 from pathlib import Path
 
 import pytest
+import torch
 from datasets import ClassLabel, Dataset
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -68,3 +70,22 @@ def toy_dataset(tokenizer, n: int, seed: int = 0) -> Dataset:
     ds = Dataset.from_dict({"text": texts, "labels": labels})
     ds = ds.cast_column("labels", ClassLabel(names=["bad", "good"]))
     return ds.map(lambda b: tokenizer(b["text"]), batched=True, remove_columns=["text"])
+
+
+def write_tiny_model(folder: Path, tokenizer, **config) -> Path:
+    """Save a random tiny BERT classifier (labels neg/pos) with its tokenizer, as a recipe would load it."""
+    torch.manual_seed(0)
+    config = {"id2label": {0: "neg", 1: "pos"}, "label2id": {"neg": 0, "pos": 1}, **config}
+    BertForSequenceClassification(tiny_bert_config(tokenizer, **config)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_toy_tsv(path: Path, n: int, seed: int) -> Path:
+    """The toy task as a TSV with columns sentence / sentiment (neg, pos)."""
+    texts, labels = toy_texts(n, seed)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(["sentence", "sentiment"])
+        writer.writerows(zip(texts, ["pos" if y else "neg" for y in labels]))
+    return path

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, SchedulerType
 
@@ -99,6 +101,14 @@ class ClassifierConfig(TrainingArguments):
                 raise ValueError("set either class_weights or balance_classes, not both.")
             if any(w <= 0 for w in self.class_weights):
                 raise ValueError(f"class_weights must all be > 0, got {self.class_weights}.")
+        if (
+            not self.use_cpu
+            and int(os.environ.get("WORLD_SIZE", "1")) > 1
+            and not torch.accelerator.is_available()
+        ):
+            # Several launched processes and no GPU: without use_cpu each process would silently train its
+            # own copy (Trainer's parallel_mode stays NOT_PARALLEL); with it they form one gloo DDP group.
+            self.use_cpu = True
         if self.freeze_layers < 0:
             raise ValueError(f"freeze_layers must be >= 0, got {self.freeze_layers}.")
         super().__post_init__()

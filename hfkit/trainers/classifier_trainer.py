@@ -80,12 +80,14 @@ class ClassifierTrainer(Trainer):
             return None
         if self.train_dataset is None or "labels" not in getattr(self.train_dataset, "column_names", []):
             raise ValueError("balance_classes needs a train_dataset with a 'labels' column to count classes.")
-        counts = np.bincount(np.asarray(self.train_dataset["labels"]), minlength=num_labels)
+        labels = np.asarray(self.train_dataset["labels"])
+        # Rows labelled -100 (augmented, no gold label) have no class to count.
+        counts = np.bincount(labels[labels >= 0], minlength=num_labels)
         if (counts == 0).any():
             raise ValueError(
                 f"balance_classes: label ids {np.flatnonzero(counts == 0).tolist()} never occur in training."
             )
-        return torch.tensor(len(self.train_dataset) / (num_labels * counts), dtype=torch.float32)
+        return torch.tensor(counts.sum() / (num_labels * counts), dtype=torch.float32)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Cross-entropy with optional class weights and label smoothing, computed in float32."""

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfkit.data import load_data_file
 from hfkit.parsing import parse_args
-from tests.conftest import REPO, SHARED_DATA, tiny_bert_config, toy_texts
+from tests.conftest import REPO, SHARED_DATA, write_tiny_model, write_toy_tsv
 
 CONFIGS = sorted((REPO / "recipes" / "configs").rglob("*.yaml"))
 
@@ -45,22 +43,6 @@ def test_every_shipped_config_parses(config, tmp_path, monkeypatch):
             path = getattr(value, key, None)
             if path is not None:
                 assert os.path.isfile(path), f"{config.name}: {key} {path} does not exist"
-
-
-def write_tiny_model(folder: Path, tokenizer) -> Path:
-    torch.manual_seed(0)
-    BertForSequenceClassification(tiny_bert_config(tokenizer)).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def write_toy_tsv(path: Path, n: int, seed: int) -> Path:
-    texts, labels = toy_texts(n, seed)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, delimiter="\t")
-        writer.writerow(["sentence", "sentiment"])
-        writer.writerows(zip(texts, ["pos" if y else "neg" for y in labels]))
-    return path
 
 
 def test_recipe_subprocess_trains_saves_and_resumes(tmp_path, tiny_tokenizer):

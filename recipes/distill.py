@@ -1,0 +1,122 @@
+"""Distil a fine-tuned classifier (teacher) into a smaller student, then compare the two.
+
+    accelerate launch recipes/distill.py --config recipes/configs/distill/minilm_l3_sst2.yaml [--key value ...]
+
+Order: args -> seed -> data -> teacher -> student -> augment -> tokenize -> teacher logits (cached)
+-> train -> save -> side-by-side report (parameters, size, accuracy/F1, CPU latency, speed-up).
+"""
+
+import json
+import os
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+
+from hfkit import DistillConfig, DistillTrainer
+from hfkit.augment import AugmentArguments, augment_dataset
+from hfkit.cli import checkpoint_to_resume, setup_logging
+from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+from hfkit.evaluation import comparison_report, measure_model
+from hfkit.modeling import (
+    DistillModelArguments,
+    ModelArguments,
+    load_classifier,
+    load_tokenizer,
+    resolve_model_path,
+    same_vocabulary,
+)
+from hfkit.parsing import parse_args
+from hfkit.student import describe_sizes, student_from_teacher
+from hfkit.teacher_cache import add_teacher_logits, teacher_logits_for_texts
+
+ARG_TYPES = (DistillModelArguments, DataArguments, AugmentArguments, DistillConfig)
+
+
+def load_teacher(args: DistillModelArguments, labels: list[str]):
+    """The fine-tuned teacher and its tokenizer; its label set must be the data's."""
+    path = resolve_model_path(args.teacher_name_or_path)
+    common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
+    teacher = AutoModelForSequenceClassification.from_pretrained(path, **common)
+    teacher_labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
+    if teacher_labels != labels:
+        raise ValueError(
+            f"teacher {args.teacher_name_or_path} predicts labels {teacher_labels} but the data has {labels}. "
+            "Fine-tune the teacher on this data first (recipes/classify.py) or set class_names to match."
+        )
+    return teacher, AutoTokenizer.from_pretrained(path, **common), path
+
+
+def main(argv: list[str] | None = None) -> DistillTrainer:
+    model_args, data_args, aug_args, config = parse_args(ARG_TYPES, argv)
+    setup_logging(config)
+    set_seed(config.seed)
+
+    with config.main_process_first(desc="loading data"):
+        raw, labels = load_classification_data(data_args)
+    teacher, teacher_tokenizer, teacher_path = load_teacher(model_args, labels)
+    if model_args.student_layers is not None:
+        student, tokenizer = student_from_teacher(teacher, model_args.student_layers), teacher_tokenizer
+    else:
+        student_args = ModelArguments(
+            model_args.student_name_or_path, None, model_args.revision, model_args.trust_remote_code
+        )
+        student, tokenizer = load_classifier(student_args, labels), load_tokenizer(student_args)
+    if config.should_log:
+        print(describe_sizes(teacher, student))
+
+    text, pair = data_args.text_column, data_args.text_pair_column
+    train_raw = augment_dataset(
+        raw["train"], text, aug_args.augment_copies, aug_args.augment_methods, aug_args.augment_seed,
+        aug_args.augment_p, tokenizer.mask_token or "[MASK]", pair,
+    )  # fmt: skip
+    with config.main_process_first(desc="tokenizing"):
+        train = tokenize_dataset(train_raw, tokenizer, text, pair, data_args.max_length)
+        validation = tokenize_dataset(raw["validation"], tokenizer, text, pair, data_args.max_length)
+
+    # Precompute the teacher's logits when asked to (cache folder) or when the tokenizers differ: the
+    # teacher then reads the text with its own tokenizer, and training needs no teacher in memory.
+    same_tokens = same_vocabulary(tokenizer, teacher_tokenizer)
+    online_teacher = config.hidden_loss_weight > 0 or config.attention_loss_weight > 0
+    if config.teacher_logits_cache or not same_tokens:
+        with config.main_process_first(desc="teacher logits"):
+            logits = teacher_logits_for_texts(
+                teacher, teacher_tokenizer, train_raw, text, pair, data_args.max_length,
+                config.teacher_logits_cache, config.per_device_eval_batch_size,
+            )  # fmt: skip
+        train = add_teacher_logits(train, logits)
+    elif not online_teacher:
+        online_teacher = True  # no cache: the teacher runs in every training step
+
+    trainer = DistillTrainer(
+        model=student,
+        teacher_model=teacher if online_teacher else None,
+        args=config,
+        train_dataset=train,
+        eval_dataset=validation,
+        processing_class=tokenizer,
+        teacher_processing_class=teacher_tokenizer,
+    )
+    trainer.train(resume_from_checkpoint=checkpoint_to_resume(config))
+    trainer.save_model()
+    trainer.save_state()
+
+    if trainer.is_world_process_zero():
+        rows = [
+            measure_model("teacher", teacher, teacher_tokenizer, teacher_path, raw["validation"], text, pair,
+                          data_args.max_length),
+            measure_model("student", trainer.model, tokenizer, config.output_dir, raw["validation"], text, pair,
+                          data_args.max_length),
+        ]  # fmt: skip
+        rows_json, table = comparison_report(rows)
+        with open(os.path.join(config.output_dir, "distill_report.json"), "w") as f:
+            json.dump({"validation_examples": len(raw["validation"]), "models": rows_json}, f, indent=2)
+        print(
+            f"\nTeacher vs student on {len(raw['validation']):,} validation examples (CPU latency, batch 32):"
+        )
+        print(table)
+    if config.push_to_hub:
+        trainer.push_to_hub()
+    return trainer
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""recipes/distill.py end to end with tiny models: one process, the teacher-logit cache, 2-process DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+from safetensors import safe_open
+from transformers import AutoModelForSequenceClassification, BertTokenizerFast
+
+from tests.conftest import REPO, SPECIAL, WORDS, write_tiny_model, write_toy_tsv
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def setup(tmp_path, tiny_tokenizer):
+    teacher = write_tiny_model(tmp_path / "teacher", tiny_tokenizer, layers=4)
+    train = write_toy_tsv(tmp_path / "train.tsv", 200, seed=1)
+    return tmp_path, teacher, train
+
+
+def distill_args(teacher, train, out, *extra) -> list[str]:
+    return [
+        "--teacher_name_or_path", str(teacher), "--train_file", str(train),
+        "--text_column", "sentence", "--label_column", "sentiment", "--validation_split", "0.2",
+        "--output_dir", str(out), "--learning_rate", "1e-3", "--max_steps", "6",
+        "--per_device_train_batch_size", "16", "--disable_tqdm", "true", "--save_strategy", "steps",
+        "--save_steps", "3", "--eval_strategy", "no", *extra,
+    ]  # fmt: skip
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def saved_keys(folder) -> set[str]:
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        return set(f.keys())
+
+
+def test_distill_recipe_student_from_teacher_layers_with_cache_and_augmentation(setup):
+    tmp, teacher, train = setup
+    out = tmp / "student"
+    args = distill_args(
+        teacher, train, out, "--student_layers", "0", "2", "--augment_copies", "1",
+        "--teacher_logits_cache", str(tmp / "cache"), "--hidden_loss_weight", "0.01",
+    )  # fmt: skip
+    result = run([sys.executable, str(REPO / "recipes" / "distill.py"), *args])
+
+    # Student only: 2 layers, no teacher or projection weights, reloadable with the Auto class.
+    keys = saved_keys(out)
+    assert any(k.startswith("bert.encoder.layer.1.") for k in keys)
+    assert not any(k.startswith(("bert.encoder.layer.2.", "distill_projections")) for k in keys)
+    student = AutoModelForSequenceClassification.from_pretrained(out)
+    assert student.config.num_hidden_layers == 2 and student.config.id2label == {0: "neg", 1: "pos"}
+
+    report = json.loads((out / "distill_report.json").read_text())
+    teacher_row, student_row = report["models"]
+    assert teacher_row["name"] == "teacher" and student_row["parameters"] < teacher_row["parameters"]
+    assert "speed-up" in result.stdout and "teacher-logit cache built" in result.stderr
+    # 160 training rows + 1 augmented copy each, scored once by the teacher.
+    assert "320 x 2 logits" in result.stderr
+
+    # Same teacher + data + tokenization: the cache is reused, not rebuilt.
+    again = run([sys.executable, str(REPO / "recipes" / "distill.py"), *distill_args(
+        teacher, train, tmp / "student2", "--student_layers", "0", "2", "--augment_copies", "1",
+        "--teacher_logits_cache", str(tmp / "cache"))])  # fmt: skip
+    assert "teacher-logit cache hit" in again.stderr
+
+
+def test_distill_recipe_cross_tokenizer_uses_teacher_tokens(setup, tiny_tokenizer):
+    """A student with another vocabulary: logits come from the teacher's own tokenization."""
+    tmp, teacher, train = setup
+    # Same words, other ids: a different tokenizer for the student.
+    other = BertTokenizerFast(vocab={t: i for i, t in enumerate(SPECIAL + list(reversed(WORDS)) + ["extra"])})
+    student_dir = write_tiny_model(tmp / "other_student", other, layers=1)
+    base = distill_args(teacher, train, tmp / "x", "--student_name_or_path", str(student_dir))
+    run([sys.executable, str(REPO / "recipes" / "distill.py"), *base])
+    assert (tmp / "x" / "model.safetensors").exists()
+
+    failed = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "distill.py"), *base, "--hidden_loss_weight", "1"],
+        capture_output=True, text=True, env=ENV, timeout=600,
+    )  # fmt: skip
+    assert failed.returncode != 0 and "logit-only" in failed.stderr
+
+
+def test_two_process_cpu_launch_trains_one_student(setup):
+    tmp, teacher, train = setup
+    out = tmp / "ddp"
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(REPO / "accelerate_configs" / "cpu_ddp.yaml"), "--main_process_port", str(free_port()),
+        str(REPO / "recipes" / "distill.py"),
+        *distill_args(teacher, train, out, "--student_layers", "1", "3", "--teacher_logits_cache", str(tmp / "cache")),
+    ]  # fmt: skip
+    result = run(cmd)
+    log = result.stdout + result.stderr
+    # Two processes of 16 rows each: the global batch is 32.
+    assert "Total train batch size (w. parallel, distributed & accumulation) = 32" in log
+    assert (out / "model.safetensors").exists() and (out / "distill_report.json").exists()
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
