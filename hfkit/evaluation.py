@@ -139,7 +139,15 @@ def comparison_report(rows: list[ModelMeasurement]) -> tuple[list[dict], str]:
         row.speedup = reference / row.latency_ms
     table = format_table(
         [
-            [r.name, r.parameters, r.size_mb, r.accuracy, r.f1, r.latency_ms, f"{r.speedup:.2f}x"]
+            [
+                r.name,
+                r.parameters,
+                f"{r.size_mb:.1f}",
+                r.accuracy,
+                r.f1,
+                f"{r.latency_ms:.1f}",
+                f"{r.speedup:.2f}x",
+            ]
             for r in rows
         ],
         header=["model", "parameters", "size MB", "accuracy", "F1", "ms/batch", "speed-up"],
