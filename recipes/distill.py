@@ -53,13 +53,15 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
     with config.main_process_first(desc="loading data"):
         raw, labels = load_classification_data(data_args)
     teacher, teacher_tokenizer, teacher_path = load_teacher(model_args, labels)
-    if model_args.student_layers is not None:
-        student, tokenizer = student_from_teacher(teacher, model_args.student_layers), teacher_tokenizer
+    if model_args.student_name_or_path is None:
+        student, tokenizer = teacher, teacher_tokenizer
     else:
         student_args = ModelArguments(
             model_args.student_name_or_path, None, model_args.revision, model_args.trust_remote_code
         )
         student, tokenizer = load_classifier(student_args, labels), load_tokenizer(student_args)
+    if model_args.student_layers is not None:
+        student = student_from_teacher(student, model_args.student_layers)
     if config.should_log:
         print(describe_sizes(teacher, student))
 

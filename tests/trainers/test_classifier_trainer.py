@@ -249,3 +249,19 @@ def test_saved_model_reloads_with_auto_class(tmp_path, tiny_bert, tiny_tokenizer
     tiny_bert.eval()
     torch.testing.assert_close(reloaded(**batch).logits, tiny_bert(**batch).logits)
     assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_bf16_mixed_precision_on_cpu_trains(tmp_path, tiny_bert, tiny_tokenizer):
+    """Precision is Trainer's own switch: bf16 autocast runs, the loss stays finite, weights stay float32."""
+    trainer = ClassifierTrainer(
+        model=tiny_bert,
+        args=make_config(tmp_path, bf16=True, max_steps=4),
+        train_dataset=toy_dataset(tiny_tokenizer, 64),
+        processing_class=tiny_tokenizer,
+    )
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h] + [
+        trainer.state.log_history[-1]["train_loss"]
+    ]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert tiny_bert.classifier.weight.dtype == torch.float32
