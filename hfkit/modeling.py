@@ -42,7 +42,9 @@ class DistillModelArguments:
     )
     student_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Start the student from this model (its own tokenizer is used); default: the teacher."},
+        metadata={
+            "help": "Start the student from this model (its own tokenizer is used); default: the teacher."
+        },
     )
     student_layers: list[int] | None = field(
         default=None,
