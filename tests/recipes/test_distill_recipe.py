@@ -86,10 +86,12 @@ def test_distill_recipe_cross_tokenizer_uses_teacher_tokens(setup, tiny_tokenize
     tmp, teacher, train = setup
     # Same words, other ids: a different tokenizer for the student.
     other = BertTokenizerFast(vocab={t: i for i, t in enumerate(SPECIAL + list(reversed(WORDS)) + ["extra"])})
-    student_dir = write_tiny_model(tmp / "other_student", other, layers=1)
+    student_dir = write_tiny_model(tmp / "other_student", other, layers=2)
     base = distill_args(teacher, train, tmp / "x", "--student_name_or_path", str(student_dir))
-    run([sys.executable, str(REPO / "recipes" / "distill.py"), *base])
-    assert (tmp / "x" / "model.safetensors").exists()
+    run([sys.executable, str(REPO / "recipes" / "distill.py"), *base, "--student_layers", "1"])
+    # The student keeps layer 1 of its own model (not of the teacher) and its own tokenizer.
+    student = AutoModelForSequenceClassification.from_pretrained(tmp / "x")
+    assert student.config.num_hidden_layers == 1 and student.config.vocab_size == len(other)
 
     failed = subprocess.run(
         [sys.executable, str(REPO / "recipes" / "distill.py"), *base, "--hidden_loss_weight", "1"],
