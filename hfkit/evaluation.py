@@ -11,12 +11,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import DataCollatorWithPadding, PreTrainedModel
+from transformers import PreTrainedModel
 
 from .data import tokenize_dataset
 from .metrics import classification_metrics
 from .modeling import count_parameters
 from .report import format_table
+from .teacher_cache import model_logits
 
 
 @dataclass
@@ -32,24 +33,9 @@ class ModelMeasurement:
     speedup: float = 1.0
 
 
-@torch.inference_mode()
 def predict_logits(model: PreTrainedModel, tokenizer, dataset: Dataset, batch_size: int = 128) -> np.ndarray:
     """Logits of `model` over a tokenized dataset, in row order, batches padded dynamically."""
-    model.eval()
-    collate = DataCollatorWithPadding(tokenizer)
-    accepted = set(inspect.signature(model.forward).parameters)
-    columns = [
-        c
-        for c in ("input_ids", "attention_mask", "token_type_ids")
-        if c in dataset.column_names and c in accepted
-    ]
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(dataset), batch_size):
-        rows = dataset[start : start + batch_size]
-        batch = collate([{c: rows[c][i] for c in columns} for i in range(len(rows[columns[0]]))])
-        out.append(model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy())
-    return np.concatenate(out)
+    return model_logits(model, dataset, tokenizer, batch_size, desc="predicting").numpy()
 
 
 def evaluate_classifier(

@@ -184,9 +184,15 @@ def _save_atomic(path: str, logits: torch.Tensor, metadata: dict[str, str]) -> N
         raise
 
 
-def _run_teacher(
-    teacher: torch.nn.Module, dataset: Dataset, tokenizer: Any, columns: list[str], batch_size: int
+def model_logits(
+    teacher: torch.nn.Module,
+    dataset: Dataset,
+    tokenizer: Any,
+    batch_size: int = 64,
+    desc: str = "teacher logits",
 ) -> torch.Tensor:
+    """Float32 CPU logits (N, C) of a classifier over a tokenized, non-empty dataset, in row order."""
+    columns = _input_columns(teacher, dataset)
     n = len(dataset)
     # Plain Python rows whatever format the caller set (e.g. "torch"): the collator pads lists.
     view = dataset.select_columns(columns).with_format(None)
@@ -204,7 +210,7 @@ def _run_teacher(
     teacher.eval()
     try:
         with torch.inference_mode():
-            for start in tqdm(range(0, n, batch_size), desc="teacher logits", unit="batch"):
+            for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch"):
                 idx = order[start : start + batch_size]
                 rows = view[idx.tolist()]
                 features = [{c: rows[c][i] for c in columns} for i in range(len(idx))]
@@ -215,7 +221,8 @@ def _run_teacher(
                 out[torch.from_numpy(idx)] = logits
     finally:
         teacher.train(was_training)
-    assert out is not None  # n > 0 is checked by the caller
+    if out is None:
+        raise ValueError("model_logits needs a non-empty dataset.")
     return out
 
 
@@ -248,7 +255,7 @@ def compute_teacher_logits(
             logger.info("teacher-logit cache hit: loaded %d x %d logits from %s", *cached.shape, path)
             return cached
 
-    logits = _run_teacher(teacher, dataset, tokenizer, columns, batch_size)
+    logits = model_logits(teacher, dataset, tokenizer, batch_size)
     if num_labels is not None and logits.shape[1] != num_labels:
         raise ValueError(
             f"teacher returned {logits.shape[1]} logits per row but its config has {num_labels} labels."

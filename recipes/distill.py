@@ -26,7 +26,7 @@ from hfkit.modeling import (
 )
 from hfkit.parsing import parse_args
 from hfkit.student import describe_sizes, student_from_teacher
-from hfkit.teacher_cache import add_teacher_logits, teacher_logits_for_texts
+from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits, teacher_logits_for_texts
 
 ARG_TYPES = (DistillModelArguments, DataArguments, AugmentArguments, DistillConfig)
 
@@ -79,11 +79,14 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
     same_tokens = same_vocabulary(tokenizer, teacher_tokenizer)
     online_teacher = config.hidden_loss_weight > 0 or config.attention_loss_weight > 0
     if config.teacher_logits_cache or not same_tokens:
+        cache, batch_size = config.teacher_logits_cache, config.per_device_eval_batch_size
         with config.main_process_first(desc="teacher logits"):
-            logits = teacher_logits_for_texts(
-                teacher, teacher_tokenizer, train_raw, text, pair, data_args.max_length,
-                config.teacher_logits_cache, config.per_device_eval_batch_size,
-            )  # fmt: skip
+            if same_tokens:  # the student's tokens are the teacher's: score them, no second tokenization
+                logits = compute_teacher_logits(teacher, train, teacher_tokenizer, cache, batch_size)
+            else:
+                logits = teacher_logits_for_texts(
+                    teacher, teacher_tokenizer, train_raw, text, pair, data_args.max_length, cache, batch_size
+                )
         train = add_teacher_logits(train, logits)
     elif not online_teacher:
         online_teacher = True  # no cache: the teacher runs in every training step

@@ -21,7 +21,7 @@ from ..losses import (
     make_projections,
     uniform_layer_map,
 )
-from ..modeling import resolve_model_path
+from ..modeling import resolve_model_path, same_vocabulary
 from .classifier_trainer import ClassifierTrainer
 from .distill_config import DistillConfig
 
@@ -455,8 +455,8 @@ def _check_tokenizers(student, teacher, tokenizer, teacher_tokenizer) -> None:
         "and a 'teacher_logits' column computed with the teacher's own tokenizer (teacher_logits_cache)."
     )
     if hasattr(tokenizer, "get_vocab") and hasattr(teacher_tokenizer, "get_vocab"):
-        s_vocab, t_vocab = tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
-        if s_vocab != t_vocab:
+        if not same_vocabulary(tokenizer, teacher_tokenizer):
+            s_vocab, t_vocab = tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
             differ = sorted(set(s_vocab.items()) ^ set(t_vocab.items()), key=str)[:5]
             raise ValueError(
                 f"tokenizers differ: student vocab has {len(s_vocab)} tokens, teacher vocab {len(t_vocab)} "
