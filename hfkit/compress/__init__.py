@@ -1,0 +1,1 @@
+"""Compression for deployment, one technique a file: quantize, prune, lowrank, lora."""
