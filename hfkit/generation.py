@@ -1,0 +1,267 @@
+"""Text generation with a causal LM: prompts from the command line or a file, greedy or sampled, batched.
+
+Everything that decodes is transformers' own ``model.generate`` driven by a ``GenerationConfig``; this module
+only prepares prompts (chat template, left padding) and collects the new text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import CompileConfig, GenerationConfig, PreTrainedModel, TextStreamer, set_seed
+
+logger = logging.getLogger(__name__)
+
+# Devices on which transformers compiles the decoding step (see GenerationMixin._valid_auto_compile_criteria).
+COMPILE_DEVICES = ("cuda", "xpu")
+
+
+@dataclass
+class GenerateArguments:
+    """What to generate from, and how."""
+
+    model_name_or_path: str = field(
+        metadata={
+            "help": "Causal LM: local folder (e.g. models/smollm2-135m, made by scripts/get_smollm2.sh), "
+            "Hub id, or 'wheel:<module>'."
+        }
+    )
+    gguf_file: str | None = field(
+        default=None,
+        metadata={"help": "Load this .gguf file inside model_name_or_path (dequantized to float)."},
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        default="auto", metadata={"help": "Weights dtype; auto keeps the checkpoint's."}
+    )
+    device: str | None = field(
+        default=None, metadata={"help": "cpu, cuda, cuda:1 ...; default: cuda if any."}
+    )
+    prompt: list[str] | None = field(
+        default=None,
+        # append: `--prompt a --prompt b` gives both prompts (a plain list flag would keep only the last).
+        metadata={"help": "A prompt; repeat the flag for more.", "action": "append"},
+    )
+    prompts_file: str | None = field(
+        default=None,
+        metadata={"help": "One prompt per line (.txt), or a .jsonl of objects with a `prompt_field` key."},
+    )
+    prompt_field: str = field(
+        default="prompt", metadata={"help": "Key of the prompt in a .jsonl prompts_file."}
+    )
+    chat_template: bool = field(
+        default=True,
+        metadata={
+            "help": "Wrap each prompt as a user turn with the tokenizer's chat template, when it has one."
+        },
+    )
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "System message put before each prompt (chat template only)."}
+    )
+    max_new_tokens: int = field(default=128, metadata={"help": "Most tokens generated per prompt."})
+    do_sample: bool = field(default=False, metadata={"help": "Sample; otherwise greedy decoding."})
+    temperature: float | None = field(
+        default=None, metadata={"help": "Sampling temperature (do_sample only)."}
+    )
+    top_k: int | None = field(
+        default=None, metadata={"help": "Sample from the k likeliest tokens (do_sample only)."}
+    )
+    top_p: float | None = field(
+        default=None,
+        metadata={"help": "Nucleus sampling: smallest set with this probability (do_sample only)."},
+    )
+    repetition_penalty: float | None = field(
+        default=None, metadata={"help": "> 1 discourages repeating tokens (greedy or sampled)."}
+    )
+    seed: int = field(default=42, metadata={"help": "Random seed (makes sampling reproducible)."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts generated together (left-padded)."})
+    stream: bool = field(
+        default=False,
+        metadata={"help": "Print tokens as they come; generates one prompt at a time (batch size 1)."},
+    )
+    static_cache: bool = field(
+        default=False,
+        metadata={"help": "Pre-allocated (static) KV cache: fixed shapes, needed by --compile."},
+    )
+    compile: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile the decoding step (GPU only; implies --static_cache). First call is slow."
+        },
+    )
+    output_file: str | None = field(
+        default=None, metadata={"help": "Write {prompt, completion} lines to this jsonl."}
+    )
+
+    def __post_init__(self):
+        # --prompt with action=append and nargs=+ gives a list of lists on the command line, a flat list from YAML.
+        if self.prompt is not None:
+            self.prompt = [p for item in self.prompt for p in (item if isinstance(item, list) else [item])]
+        if not self.prompt and self.prompts_file is None:
+            raise ValueError("no prompts: give --prompt TEXT (repeatable) and/or --prompts_file PATH.")
+        checks = [
+            (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (
+                self.temperature is None or self.temperature > 0,
+                f"temperature must be > 0, got {self.temperature}",
+            ),
+            (self.top_k is None or self.top_k >= 1, f"top_k must be >= 1, got {self.top_k}"),
+            (self.top_p is None or 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}"),
+            (
+                self.repetition_penalty is None or self.repetition_penalty > 0,
+                f"repetition_penalty must be > 0, got {self.repetition_penalty}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        sampling = {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p}
+        set_without_sampling = [k for k, v in sampling.items() if v is not None and not self.do_sample]
+        if set_without_sampling:
+            # Greedy decoding would silently ignore them.
+            raise ValueError(
+                f"{', '.join(set_without_sampling)} only apply when sampling: add --do_sample true."
+            )
+        if self.compile:
+            self.static_cache = True  # compiling needs fixed shapes, which only the static cache gives
+
+
+def read_prompts(path: str | Path, prompt_field: str = "prompt") -> list[str]:
+    """Prompts from a text file (one per non-empty line) or a .jsonl file (the `prompt_field` of each object)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"prompts file not found: {path}; pass an existing .txt or .jsonl file.")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if path.suffix == ".jsonl":
+        prompts = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(
+                    f"{path}:{number}: not valid JSON ({err.msg}); write one JSON object a line."
+                ) from err
+            if not isinstance(row, dict) or not isinstance(row.get(prompt_field), str):
+                raise ValueError(
+                    f"{path}:{number}: expected an object with a string {prompt_field!r} field; "
+                    "set --prompt_field to the key your file uses."
+                )
+            prompts.append(row[prompt_field])
+    else:
+        prompts = [line for line in lines if line.strip()]
+    if not prompts:
+        raise ValueError(f"{path} holds no prompts.")
+    return prompts
+
+
+def collect_prompts(args: GenerateArguments) -> list[str]:
+    """The command-line prompts followed by those of the prompts file."""
+    prompts = list(args.prompt or [])
+    if args.prompts_file is not None:
+        prompts += read_prompts(args.prompts_file, args.prompt_field)
+    return prompts
+
+
+def prepare_tokenizer(tokenizer) -> None:
+    """Make a tokenizer ready for batched decoder-only generation: a pad token (eos if none), left padding."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(
+                "the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token first."
+            )
+        # Safe: padded positions are masked out, and the pad id is only read where the mask is 0.
+        tokenizer.pad_token = tokenizer.eos_token
+    # A decoder continues from the last position, so the padding has to go on the left.
+    tokenizer.padding_side = "left"
+
+
+def build_generation_config(args: GenerateArguments, tokenizer) -> GenerationConfig:
+    """The GenerationConfig for `args`; unset values fall back to the model's own generation_config."""
+    values = {
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": args.do_sample,
+        "pad_token_id": tokenizer.pad_token_id,
+        "repetition_penalty": args.repetition_penalty,
+        # Static KV cache: fixed tensor shapes, so transformers can compile the decoding step on a GPU.
+        "cache_implementation": "static" if args.static_cache else None,
+        "compile_config": CompileConfig() if args.compile else None,
+        # Without --compile a static cache is used as is (transformers would otherwise compile it on GPU).
+        "disable_compile": not args.compile,
+    }
+    if args.do_sample:
+        values.update(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    return GenerationConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+def format_prompts(tokenizer, prompts: list[str], args: GenerateArguments) -> tuple[list[str], bool]:
+    """Apply the chat template when asked and available; return the texts and whether the template was used."""
+    if not (args.chat_template and getattr(tokenizer, "chat_template", None)):
+        if args.system_prompt is not None:
+            raise ValueError(
+                "system_prompt needs a chat template: the tokenizer has none, or --chat_template false."
+            )
+        return prompts, False
+    system = [{"role": "system", "content": args.system_prompt}] if args.system_prompt is not None else []
+    texts = [
+        tokenizer.apply_chat_template(
+            [*system, {"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
+    return texts, True
+
+
+@torch.inference_mode()
+def generate(model: PreTrainedModel, tokenizer, prompts: list[str], args: GenerateArguments) -> list[str]:
+    """Generate a completion (the new text only) for each prompt, in order."""
+    if not prompts:
+        raise ValueError("no prompts to generate from.")
+    if args.compile and model.device.type not in COMPILE_DEVICES:
+        raise ValueError(
+            f"--compile needs a GPU ({'/'.join(COMPILE_DEVICES)}); the model is on {model.device.type}. "
+            "Drop --compile (--static_cache alone runs on CPU)."
+        )
+    prepare_tokenizer(tokenizer)
+    config = build_generation_config(args, tokenizer)
+    texts, templated = format_prompts(tokenizer, prompts, args)
+    model.eval()
+    set_seed(args.seed)
+    # Streaming prints one sequence as it grows, so it goes one prompt at a time.
+    batch_size = 1 if args.stream else args.batch_size
+    if args.stream and args.batch_size > 1 and len(prompts) > 1:
+        logger.info("--stream: generating the %d prompts one at a time (no batching)", len(prompts))
+    completions = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(
+            texts[start : start + batch_size],
+            return_tensors="pt",
+            padding=True,
+            # The chat template already wrote the special tokens (e.g. BOS) it wants.
+            add_special_tokens=not templated,
+        ).to(model.device)
+        streamer = None
+        if args.stream:
+            print(f">>> {prompts[start]}", flush=True)  # the streamer then prints the completion under it
+            streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        output = model.generate(**batch, generation_config=config, streamer=streamer)
+        # Left padding: every row's prompt ends at the same column, so the new tokens start there.
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return completions
+
+
+def write_jsonl(path: str | Path, prompts: list[str], completions: list[str]) -> Path:
+    """Write one {"prompt", "completion"} object a line (UTF-8, non-ASCII kept readable)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for prompt, completion in zip(prompts, completions, strict=True):
+            f.write(json.dumps({"prompt": prompt, "completion": completion}, ensure_ascii=False) + "\n")
+    return path
