@@ -1,23 +1,64 @@
-"""Fine-tune a sequence classifier.
+"""Fine-tune a sequence classifier, in full or with LoRA / QLoRA adapters (use_lora: true).
 
     accelerate launch recipes/classify.py --config recipes/configs/classify/minilm_sst2.yaml [--key value ...]
 
 Order as in transformers' run_glue.py: args -> seed -> data -> model -> tokenize -> train -> save.
+With LoRA the saved model is the merged plain classifier (unless merge_on_save: false), so evaluation and
+AutoModelForSequenceClassification.from_pretrained work on output_dir exactly as after full fine-tuning.
 """
 
+import os
+
+import torch
 from transformers import set_seed
 
 from hfkit import ClassifierConfig, ClassifierTrainer
 from hfkit.cli import checkpoint_to_resume, setup_logging
+from hfkit.compress.lora import (
+    LoraArguments,
+    apply_lora,
+    load_quantized_classifier,
+    merge_adapter_into_base,
+    merge_and_unload_to,
+)
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.modeling import ModelArguments, load_classifier, load_tokenizer
 from hfkit.parsing import parse_args
 
-ARG_TYPES = (ModelArguments, DataArguments, ClassifierConfig)
+ARG_TYPES = (ModelArguments, DataArguments, LoraArguments, ClassifierConfig)
+
+
+def save_lora_model(
+    trainer: ClassifierTrainer,
+    tokenizer,
+    model_args: ModelArguments,
+    lora_args: LoraArguments,
+    labels: list[str],
+) -> None:
+    """Save the final LoRA model to output_dir: merged into a plain classifier, or the adapter only."""
+    out = trainer.args.output_dir
+    if not lora_args.merge_on_save:
+        trainer.save_model()  # adapter_config.json + adapter weights (+ the trained head)
+        return
+    if lora_args.qlora_bits is None:
+        merged = merge_and_unload_to(trainer.model, tokenizer, out, trainer.is_world_process_zero())
+    else:
+        # A quantized base cannot take the merge: keep the adapter, merge it into the float base.
+        adapter = os.path.join(out, "adapter")
+        trainer.save_model(adapter)
+        if not trainer.is_world_process_zero():
+            return
+        merged = merge_adapter_into_base(
+            model_args.model_name_or_path, adapter, out,
+            num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
+            revision=model_args.revision, trust_remote_code=model_args.trust_remote_code,
+        )  # fmt: skip
+    trainer.model = merged  # so push_to_hub uploads the merged model, not the adapter
 
 
 def main(argv: list[str] | None = None) -> ClassifierTrainer:
-    model_args, data_args, config = parse_args(ARG_TYPES, argv)
+    model_args, data_args, lora_args, config = parse_args(ARG_TYPES, argv)
     setup_logging(config)
     set_seed(config.seed)
 
@@ -28,7 +69,13 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
         data = tokenize_dataset(
             raw, tokenizer, data_args.text_column, data_args.text_pair_column, data_args.max_length
         )
-    model = load_classifier(model_args, labels)
+    if lora_args.qlora_bits is not None:
+        compute_dtype = torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else torch.float32
+        model = load_quantized_classifier(model_args, labels, lora_args, compute_dtype)
+    else:
+        model = load_classifier(model_args, labels)
+    if lora_args.use_lora:
+        model = apply_lora(model, lora_args, "SEQ_CLS", gradient_checkpointing=config.gradient_checkpointing)
 
     trainer = ClassifierTrainer(
         model=model,
@@ -38,7 +85,10 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
         processing_class=tokenizer,
     )
     trainer.train(resume_from_checkpoint=checkpoint_to_resume(config))
-    trainer.save_model()  # the best (or last) model, with its tokenizer, in output_dir
+    if lora_args.use_lora:
+        save_lora_model(trainer, tokenizer, model_args, lora_args, labels)
+    else:
+        trainer.save_model()  # the best (or last) model, with its tokenizer, in output_dir
     trainer.save_state()
     if config.push_to_hub:
         trainer.push_to_hub()

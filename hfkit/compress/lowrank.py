@@ -1,0 +1,334 @@
+"""Low-rank factorization: replace Linear layers by two thinner Linears from a truncated SVD.
+
+A weight W (out x in) is written as U S V^T; keeping the r largest singular values gives W ~= (U_r S_r^1/2)
+(S_r^1/2 V_r^T), i.e. a Linear in->r (no bias) followed by a Linear r->out (the original bias). That pays
+when r * (in + out) < in * out. The ranks are recorded in ``config.lowrank_ranks``, so any
+``save_pretrained`` of the model (``save_lowrank``, a Trainer checkpoint) can be rebuilt by ``load_lowrank``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+
+from ..modeling import count_parameters, find_layers
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LowRankArguments",
+    "LowRankLinear",
+    "LowRankPlan",
+    "apply_lowrank_structure",
+    "choose_rank",
+    "factorize_model",
+    "load_lowrank",
+    "plan_lowrank",
+    "save_lowrank",
+]
+
+# config.json field listing the factorized layers: {qualified layer name: rank}.
+CONFIG_FIELD = "lowrank_ranks"
+
+
+@dataclass
+class LowRankArguments:
+    """Which Linear layers to factorize and how far (a fixed rank or a fraction of spectral energy)."""
+
+    rank: int | None = field(
+        default=None,
+        metadata={"help": "Keep this many singular values in every targeted layer (capped at min(in, out))."},
+    )
+    energy: float | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of a fixed rank: per layer, the smallest rank whose singular values keep this "
+            "fraction (0 < energy <= 1) of the layer's spectral energy (sum of squared singular values)."
+        },
+    )
+    target_modules: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Linear layers to factorize: a pattern matches a layer whose qualified name equals it, "
+            "ends with '.<pattern>' (e.g. 'query', 'attention.output.dense') or fully matches it as a "
+            "regular expression. Default: every Linear inside the transformer blocks (not the embeddings, "
+            "pooler or task head)."
+        },
+    )
+    only_if_smaller: bool = field(
+        default=True,
+        metadata={
+            "help": "Leave a layer dense when rank * (in + out) >= in * out (factorizing would not remove "
+            "parameters). Set false to factorize anyway, e.g. to check the factorization at full rank."
+        },
+    )
+
+    def __post_init__(self):
+        if (self.rank is None) == (self.energy is None):
+            raise ValueError(
+                f"give exactly one of rank (a fixed rank, e.g. 64) or energy (a fraction of spectral energy, "
+                f"e.g. 0.9); got rank={self.rank}, energy={self.energy}."
+            )
+        if self.rank is not None and (isinstance(self.rank, bool) or self.rank < 1):
+            raise ValueError(f"rank must be an integer >= 1, got {self.rank}.")
+        if self.energy is not None and not 0 < self.energy <= 1:
+            raise ValueError(
+                f"energy must be in (0, 1] (the fraction of spectral energy to keep), got {self.energy}."
+            )
+        if self.target_modules is not None:
+            if not self.target_modules:
+                raise ValueError("target_modules is empty: give layer name patterns, or leave it unset.")
+            for pattern in self.target_modules:
+                try:
+                    re.compile(pattern)
+                except re.error as e:
+                    raise ValueError(f"target_modules pattern {pattern!r} is not a valid regex: {e}.") from e
+
+
+class LowRankLinear(nn.Module):
+    """A Linear in->out computed as up(down(x)): down is in->rank without bias, up is rank->out with the bias."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int,
+        bias: bool = True,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.down = nn.Linear(in_features, rank, bias=False, device=device, dtype=dtype)
+        self.up = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Project to the rank-r space, then back out (plus the original bias)."""
+        return self.up(self.down(x))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+@dataclass
+class LowRankPlan:
+    """What factorize_model would do: ranks of the layers to factorize, layers left dense, parameter counts."""
+
+    ranks: dict[str, int]
+    skipped: dict[str, int]  # layer -> the rank it would have had, where factorizing would not pay
+    parameters_before: int
+    parameters_after: int
+
+    @property
+    def ratio(self) -> float:
+        """Parameters after / before."""
+        return self.parameters_after / self.parameters_before
+
+
+def choose_rank(weight: torch.Tensor, rank: int | None = None, energy: float | None = None) -> int:
+    """Rank for one weight: `rank` capped at min(in, out), or the fewest singular values keeping `energy`."""
+    full = min(weight.shape)
+    if rank is not None:
+        return min(rank, full)
+    if energy is None:
+        raise ValueError("choose_rank needs rank or energy.")
+    # float64: the cumulative fraction must reach exactly 1.0 at full rank for energy=1.0 to mean "all".
+    s2 = torch.linalg.svdvals(weight.detach().double()).square()
+    kept = torch.cumsum(s2, 0) / s2.sum()
+    return min(int(torch.searchsorted(kept, torch.tensor(energy, dtype=kept.dtype)).item()) + 1, full)
+
+
+def _matches(name: str, pattern: str) -> bool:
+    return name == pattern or name.endswith("." + pattern) or re.fullmatch(pattern, name) is not None
+
+
+def _target_linears(model: nn.Module, target_modules: list[str] | None) -> dict[str, nn.Linear]:
+    """The Linear layers to consider, by qualified name; layers already factorized are never targets."""
+    inside_lowrank = {
+        f"{name}.{child}"
+        for name, m in model.named_modules()
+        if isinstance(m, LowRankLinear)
+        for child in ("down", "up")
+    }
+    linears = {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and name not in inside_lowrank
+    }
+    if target_modules is None:
+        blocks = find_layers(model)
+        prefix = next(name for name, m in model.named_modules() if m is blocks) + "."
+        chosen = {n: m for n, m in linears.items() if n.startswith(prefix)}
+        if not chosen:
+            raise ValueError(
+                f"{type(model).__name__} has no nn.Linear inside its transformer blocks ({prefix[:-1]}): "
+                "name the layers to factorize with target_modules."
+            )
+    else:
+        unmatched = [p for p in target_modules if not any(_matches(n, p) for n in linears)]
+        if unmatched:
+            raise ValueError(
+                f"target_modules {unmatched} match no nn.Linear layer of {type(model).__name__} (e.g. "
+                f"{sorted(linears)[:3]}); patterns match a name exactly, as a '.'-suffix, or as a full regex."
+            )
+        chosen = {n: m for n, m in linears.items() if any(_matches(n, p) for p in target_modules)}
+    for name, module in chosen.items():
+        if not module.weight.dtype.is_floating_point:
+            raise ValueError(
+                f"layer {name} holds {module.weight.dtype} (quantized) weights: factorize the float model, "
+                "then quantize."
+            )
+    return chosen
+
+
+def plan_lowrank(model: nn.Module, args: LowRankArguments) -> LowRankPlan:
+    """Ranks that factorize_model(model, args) would choose, and the parameter counts before/after; no change."""
+    ranks, skipped = {}, {}
+    removed = 0
+    for name, module in _target_linears(model, args.target_modules).items():
+        out_f, in_f = module.weight.shape
+        r = choose_rank(module.weight, args.rank, args.energy)
+        saves = in_f * out_f - r * (in_f + out_f)
+        if saves <= 0 and args.only_if_smaller:
+            skipped[name] = r
+            continue
+        ranks[name] = r
+        removed += saves
+    before, _ = count_parameters(model)
+    return LowRankPlan(
+        ranks=ranks, skipped=skipped, parameters_before=before, parameters_after=before - removed
+    )
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def _record_ranks(model: nn.Module, ranks: dict[str, int]) -> None:
+    config = getattr(model, "config", None)
+    if config is not None:
+        # Stored in config.json by every save_pretrained, so load_lowrank can rebuild Trainer checkpoints too.
+        setattr(config, CONFIG_FIELD, {**(getattr(config, CONFIG_FIELD, None) or {}), **ranks})
+
+
+@torch.no_grad()
+def factorize_model(model: nn.Module, args: LowRankArguments) -> dict[str, int]:
+    """Replace the targeted Linear layers in place by truncated-SVD LowRankLinear pairs; return layer -> rank."""
+    plan = plan_lowrank(model, args)
+    for name, rank in plan.ranks.items():
+        old = model.get_submodule(name)
+        weight = old.weight
+        # SVD in float32 at least (bf16/fp16 SVD is unsupported or inaccurate), result cast back.
+        u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+        # Split S evenly between the two factors: both end up on the same scale, which keeps later
+        # fine-tuning of the factorized model well conditioned.
+        root = s[:rank].sqrt()
+        new = LowRankLinear(
+            old.in_features, old.out_features, rank, old.bias is not None, weight.device, weight.dtype
+        )
+        new.down.weight.copy_(root[:, None] * vh[:rank])
+        new.up.weight.copy_(u[:, :rank] * root[None, :])
+        if old.bias is not None:
+            new.up.bias.copy_(old.bias)
+        new.train(old.training)
+        new.requires_grad_(weight.requires_grad)
+        _replace(model, name, new)
+    _record_ranks(model, plan.ranks)
+    logger.info(
+        "factorized %d layers (%d left dense: no saving at their rank): %s -> %s parameters (%.1f%%)",
+        len(plan.ranks),
+        len(plan.skipped),
+        f"{plan.parameters_before:,}",
+        f"{plan.parameters_after:,}",
+        100 * plan.ratio,
+    )
+    return plan.ranks
+
+
+def apply_lowrank_structure(model: nn.Module, ranks: dict[str, int]) -> None:
+    """Replace the named Linear layers by (untrained) LowRankLinear of the given ranks, ready to load weights."""
+    for name, rank in ranks.items():
+        try:
+            old = model.get_submodule(name)
+        except AttributeError as e:
+            raise ValueError(
+                f"{CONFIG_FIELD} names layer {name!r}, which {type(model).__name__} does not have: "
+                "load with the model class the folder was saved from (model_class=...)."
+            ) from e
+        if isinstance(old, LowRankLinear):
+            continue  # already built, e.g. the config was copied from a factorized model
+        if not isinstance(old, nn.Linear):
+            raise ValueError(f"{CONFIG_FIELD} names {name!r}, a {type(old).__name__}, not an nn.Linear.")
+        if not 1 <= rank <= min(old.in_features, old.out_features):
+            raise ValueError(
+                f"{CONFIG_FIELD}[{name!r}] = {rank} is outside 1..{min(old.in_features, old.out_features)}."
+            )
+        new = LowRankLinear(
+            old.in_features, old.out_features, rank, old.bias is not None, old.weight.device, old.weight.dtype
+        )
+        _replace(model, name, new)
+
+
+def save_lowrank(model: PreTrainedModel, tokenizer, folder: str | os.PathLike) -> None:
+    """Save a factorized model (safetensors + config.json with its ranks) and its tokenizer to `folder`."""
+    ranks = getattr(model.config, CONFIG_FIELD, None)
+    if not ranks:
+        raise ValueError(
+            "the model has no factorized layers (config.lowrank_ranks is empty): run factorize_model first, "
+            "or save a dense model with save_pretrained."
+        )
+    model.save_pretrained(folder)  # safetensors is save_pretrained's only format in transformers v5
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+
+
+# One subclass per model class, built on first use: from_pretrained then handles dtype, device_map, shards,
+# tied weights and key renames exactly as for the dense model, because the factorized layers exist (with
+# the saved shapes) before the weights are loaded.
+_LOWRANK_CLASSES: dict[type, type] = {}
+
+
+def _lowrank_class(base: type) -> type:
+    if base not in _LOWRANK_CLASSES:
+
+        def __init__(self, config, *args, **kwargs):
+            base.__init__(self, config, *args, **kwargs)
+            apply_lowrank_structure(self, getattr(config, CONFIG_FIELD, None) or {})
+
+        # Same name as the base: save_pretrained writes it to config.architectures.
+        _LOWRANK_CLASSES[base] = type(
+            base.__name__, (base,), {"__init__": __init__, "__module__": base.__module__}
+        )
+    return _LOWRANK_CLASSES[base]
+
+
+def load_lowrank(
+    folder: str | os.PathLike, model_class: type = AutoModelForSequenceClassification, **kwargs
+) -> PreTrainedModel:
+    """Rebuild a model saved with factorized layers (from save_lowrank or a Trainer checkpoint) and load it."""
+    config = AutoConfig.from_pretrained(folder)
+    if not getattr(config, CONFIG_FIELD, None):
+        raise ValueError(
+            f"{folder} has no {CONFIG_FIELD} in its config.json: it is not a factorized model; "
+            f"load it with {getattr(model_class, '__name__', 'the model class')}.from_pretrained."
+        )
+    base = model_class
+    if not issubclass(model_class, PreTrainedModel):
+        # An Auto* class: pick the concrete class for this config the way Auto*.from_pretrained does.
+        from transformers.models.auto.auto_factory import _get_model_class
+
+        try:
+            base = _get_model_class(config, model_class._model_mapping)
+        except (KeyError, AttributeError) as e:
+            raise ValueError(
+                f"{getattr(model_class, '__name__', model_class)} has no model for config type "
+                f"{type(config).__name__}: pass the model class the folder was saved from."
+            ) from e
+    return _lowrank_class(base).from_pretrained(folder, config=config, **kwargs)
