@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "DIVERGENCES",
     "attention_loss",
     "distillation_loss",
     "generalized_jsd",
@@ -49,7 +50,10 @@ __all__ = [
     "hidden_to_attention_map",
     "make_projections",
     "soft_label_kl",
+    "token_divergence",
     "token_kl",
+    "topk_generalized_jsd",
+    "topk_token_kl",
     "uniform_layer_map",
 ]
 
@@ -512,3 +516,99 @@ def generalized_jsd(
         log_p_student, log_mixture
     )
     return _masked_mean(per_token, valid)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sparse (top-k) token losses and one entry point for causal-LM distillation
+# --------------------------------------------------------------------------------------------------
+
+# Names accepted by token_divergence (and CLMConfig.divergence).
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+
+
+def _gather_topk(student_logits: Tensor, teacher_values: Tensor, teacher_indices: Tensor) -> Tensor:
+    """The student's logits at the teacher's top-k token ids, (..., k), checked against the teacher's shapes."""
+    if teacher_values.shape != teacher_indices.shape:
+        raise ValueError(
+            f"teacher top-k values {tuple(teacher_values.shape)} and indices {tuple(teacher_indices.shape)} "
+            "differ in shape; they must come from the same torch.topk call"
+        )
+    if teacher_indices.is_floating_point() or teacher_indices.dtype == torch.bool:
+        raise ValueError(
+            f"teacher top-k indices must be integer token ids, got dtype {teacher_indices.dtype}"
+        )
+    if tuple(teacher_values.shape[:-1]) != tuple(student_logits.shape[:-1]):
+        raise ValueError(
+            f"teacher top-k has leading shape {tuple(teacher_values.shape[:-1])} but the student's logits "
+            f"{tuple(student_logits.shape[:-1])}: both must cover the same (batch, position) grid"
+        )
+    k, vocab = teacher_values.shape[-1], student_logits.shape[-1]
+    if not 1 <= k <= vocab:
+        raise ValueError(f"teacher top-k has k={k} entries per token; need 1 <= k <= student vocab ({vocab})")
+    # Gather before upcasting: only k of the V entries need float32, and autograd then routes the gradient
+    # to exactly those logits (the student's mass outside the teacher's support is not trained directly).
+    return torch.gather(student_logits, -1, teacher_indices.long())
+
+
+def topk_token_kl(
+    student_logits: Tensor,
+    teacher_topk_values: Tensor,
+    teacher_topk_indices: Tensor,
+    labels: Tensor | None = None,
+    temperature: float = 1.0,
+    kind: str = "forward",
+    ignore_index: int = -100,
+) -> Tensor:
+    """token_kl over the teacher's top-k tokens: both distributions renormalised on that support."""
+    # student_logits (..., V) full logits; teacher_topk_values / _indices (..., k) = torch.topk(teacher
+    # logits, k) (raw logits, before any temperature: the top-k set does not change with T). Both sides are
+    # renormalised over the k teacher tokens (log_softmax over k), so for k = V this is exactly token_kl;
+    # for k < V the teacher's tail mass is dropped rather than spread, as in sparse-logit KD caches.
+    # Masking, float32 log-space maths and the missing T^2 factor are token_kl's.
+    gathered = _gather_topk(student_logits, teacher_topk_values, teacher_topk_indices)
+    return token_kl(gathered, teacher_topk_values, labels, temperature, kind, ignore_index)
+
+
+def topk_generalized_jsd(
+    student_logits: Tensor,
+    teacher_topk_values: Tensor,
+    teacher_topk_indices: Tensor,
+    labels: Tensor | None = None,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+) -> Tensor:
+    """generalized_jsd over the teacher's top-k tokens, both distributions renormalised on that support."""
+    gathered = _gather_topk(student_logits, teacher_topk_values, teacher_topk_indices)
+    return generalized_jsd(gathered, teacher_topk_values, labels, beta, temperature, ignore_index)
+
+
+def token_divergence(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor | None = None,
+    divergence: str = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+    teacher_topk_indices: Tensor | None = None,
+) -> Tensor:
+    """Per-token 'forward_kl' | 'reverse_kl' | 'jsd' (beta) of teacher vs student, mean over valid tokens."""
+    # teacher_logits: the full (..., V) logits, or the teacher's top-k logits (..., k) when
+    # teacher_topk_indices is given (then the top-k variants above are used). labels must already be
+    # aligned with the logits (causal shift applied by the caller). No T^2 factor (see token_kl).
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    if teacher_topk_indices is None:
+        if divergence == "jsd":
+            return generalized_jsd(student_logits, teacher_logits, labels, beta, temperature, ignore_index)
+        kind = "forward" if divergence == "forward_kl" else "reverse"
+        return token_kl(student_logits, teacher_logits, labels, temperature, kind, ignore_index)
+    if divergence == "jsd":
+        return topk_generalized_jsd(
+            student_logits, teacher_logits, teacher_topk_indices, labels, beta, temperature, ignore_index
+        )
+    kind = "forward" if divergence == "forward_kl" else "reverse"
+    return topk_token_kl(
+        student_logits, teacher_logits, teacher_topk_indices, labels, temperature, kind, ignore_index
+    )

@@ -1,0 +1,537 @@
+"""Causal-LM data: plain text packed into blocks, prompt/response pairs and chat messages, with labels.
+
+Every split ends up with ``input_ids``, ``attention_mask`` and ``labels`` (unpadded lists; `LMDataCollator`
+pads each batch). ``labels`` equal ``input_ids`` except on tokens that must not be learned (prompts, chat
+turns other than the assistant's, padding), which are ``-100``. Labels are NOT shifted here: the model (or
+`CLMTrainer`) predicts ``labels[t + 1]`` from position ``t``, so the first token of a row is never a target
+and nothing leaks from one row (or block) into the next.
+
+Three formats, picked by ``data_format`` (``auto`` looks at the columns):
+
+* ``text``: documents (a ``.txt`` file read whole, by paragraph or by line; or a text column). With packing,
+  documents are tokenized, concatenated with EOS after each one and cut into full ``block_size`` windows,
+  as transformers' ``run_clm.py`` ``group_texts`` does (the tail that does not fill a block is dropped).
+  Without packing each document is cut into windows of at most ``block_size`` tokens on its own.
+* ``prompt_response``: a prompt column and a response column (csv/jsonl/...). The response is tokenized
+  separately, followed by EOS, and appended to the prompt; with ``completion_only_loss`` the prompt tokens
+  get label -100.
+* ``messages``: a column of chat conversations (``[{"role": ..., "content": ...}, ...]``) rendered with the
+  tokenizer's chat template; with ``completion_only_loss`` only the assistant turns are learned.
+
+Without a validation file a seeded share of the examples (blocks, when packed) is held out.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from datasets import Dataset, DatasetDict
+
+from .data import load_data_file
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DATA_FORMATS",
+    "TOPK_INDICES",
+    "TOPK_VALUES",
+    "LMDataArguments",
+    "LMDataCollator",
+    "build_lm_dataset",
+    "detect_format",
+    "group_texts",
+    "load_lm_data",
+    "load_lm_raw",
+    "lm_pad_token_id",
+    "split_lm_dataset",
+]
+
+IGNORE_INDEX = -100
+DATA_FORMATS = ("auto", "text", "prompt_response", "messages")
+SAMPLE_BY = ("document", "paragraph", "line")
+# Per-token teacher top-k columns (see hfkit.lm_teacher_cache); the collator pads them along the sequence.
+TOPK_VALUES = "teacher_topk_values"
+TOPK_INDICES = "teacher_topk_indices"
+
+
+@dataclass
+class LMDataArguments:
+    """Where causal-LM data comes from, which columns hold it, and how to hold out validation data."""
+
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset id or a local dataset folder; used when no train_file."}
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "Configuration of the Hub dataset."}
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "Local training file: .txt, .csv, .tsv, .json, .jsonl or .parquet."}
+    )
+    validation_file: str | None = field(
+        default=None,
+        metadata={"help": "Local validation file; when absent a seeded share of train is held out."},
+    )
+    data_format: str = field(
+        default="auto",
+        metadata={
+            "help": "'text' (documents), 'prompt_response' (two columns), 'messages' (chat, uses the chat "
+            "template) or 'auto': messages_column if present, else prompt+response columns, else text_column.",
+            "choices": list(DATA_FORMATS),
+        },
+    )
+    text_column: str = field(
+        default="text", metadata={"help": "Column of documents ('text' for .txt files)."}
+    )
+    prompt_column: str = field(default="prompt", metadata={"help": "Column of prompts (prompt_response)."})
+    response_column: str = field(
+        default="response", metadata={"help": "Column of responses (prompt_response)."}
+    )
+    messages_column: str = field(
+        default="messages", metadata={"help": "Column of chat conversations (messages)."}
+    )
+    text_sample_by: str = field(
+        default="document",
+        metadata={
+            "help": "How a .txt file splits into documents (EOS goes after each): 'document' (the whole file), "
+            "'paragraph' (blank-line separated) or 'line'.",
+            "choices": list(SAMPLE_BY),
+        },
+    )
+    validation_split: float = field(
+        default=0.1,
+        metadata={
+            "help": "Share of examples (blocks, when packed) held out, seeded, when there is no validation_file."
+        },
+    )
+    split_seed: int = field(default=42, metadata={"help": "Seed of the held-out split and of subsampling."})
+    max_train_samples: int | None = field(
+        default=None,
+        metadata={"help": "Keep a seeded random subset of this many training examples (blocks)."},
+    )
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Keep a seeded random subset of this many validation examples (blocks)."},
+    )
+
+    def __post_init__(self):
+        if self.train_file is None and self.dataset_name is None:
+            raise ValueError("No data given: set train_file (a local file) or dataset_name (a Hub dataset).")
+        if self.data_format not in DATA_FORMATS:
+            raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {self.data_format!r}.")
+        if self.text_sample_by not in SAMPLE_BY:
+            raise ValueError(f"text_sample_by must be one of {SAMPLE_BY}, got {self.text_sample_by!r}.")
+        if not 0.0 < self.validation_split < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}.")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be a positive integer or None, got {value}.")
+
+
+# ---- loading ---------------------------------------------------------------------------------------------
+
+
+def _load_file(path: str, what: str, sample_by: str) -> Dataset:
+    """load_data_file, except that a .txt file is split into documents by `sample_by` (not always by line)."""
+    if not path.lower().endswith(".txt"):
+        return load_data_file(path, what)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{what} not found: {path!r} (absolute: {os.path.abspath(path)}). "
+            "Check the path, or pass another one on the command line."
+        )
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{what} {path!r} is empty: it has no text. Point to a file with data.")
+    # keep_linebreaks: verse and code lose their shape (and the model its newline tokens) without them.
+    return datasets.load_dataset(
+        "text", data_files={"train": path}, split="train", sample_by=sample_by, keep_linebreaks=True
+    )
+
+
+def load_lm_raw(args: LMDataArguments) -> DatasetDict:
+    """Raw train (and validation, if given) splits from local files or the Hub, untokenized."""
+    if args.train_file is not None:
+        raw = DatasetDict({"train": _load_file(args.train_file, "train_file", args.text_sample_by)})
+        if args.validation_file is not None:
+            raw["validation"] = _load_file(args.validation_file, "validation_file", args.text_sample_by)
+        return raw
+    loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
+    if "train" not in loaded:
+        raise ValueError(f"dataset {args.dataset_name!r} has no 'train' split (it has {list(loaded)}).")
+    raw = DatasetDict({"train": loaded["train"]})
+    if "validation" in loaded:
+        raw["validation"] = loaded["validation"]
+    return raw
+
+
+def detect_format(columns: list[str], args: LMDataArguments) -> str:
+    """The data format to use for a dataset with these columns ('text', 'prompt_response' or 'messages')."""
+    needs = {
+        "messages": [args.messages_column],
+        "prompt_response": [args.prompt_column, args.response_column],
+        "text": [args.text_column],
+    }
+    if args.data_format != "auto":
+        missing = [c for c in needs[args.data_format] if c not in columns]
+        if missing:
+            raise ValueError(
+                f"data_format={args.data_format!r} needs column(s) {missing}, but the data has columns {columns}. "
+                "Set text_column / prompt_column / response_column / messages_column to one of those."
+            )
+        return args.data_format
+    for name in ("messages", "prompt_response", "text"):
+        if all(c in columns for c in needs[name]):
+            return name
+    raise ValueError(
+        f"cannot tell the data format from columns {columns}: expected a {args.messages_column!r} column "
+        f"(chat), {args.prompt_column!r} + {args.response_column!r} columns, or a {args.text_column!r} column. "
+        "Set messages_column / prompt_column+response_column / text_column (and data_format) to match."
+    )
+
+
+# ---- tokenization ----------------------------------------------------------------------------------------
+
+
+def _eos_id(tokenizer: Any) -> int:
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is None:
+        raise ValueError(
+            f"tokenizer {type(tokenizer).__name__} has no eos_token, which separates documents and ends responses: "
+            "set one, e.g. tokenizer.eos_token = '</s>' (a token of its vocabulary)."
+        )
+    return eos
+
+
+def _check_strings(values: list, split: str, column: str, start: int) -> None:
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise ValueError(
+                f"{split} row {start + i}, column {column!r}: expected text, got {type(value).__name__} {value!r}. "
+                "Fill or drop empty rows, or choose the right column."
+            )
+
+
+def _tokenize_documents(batch, indices, *, tokenizer, column, split) -> dict[str, list]:
+    texts = batch[column]
+    _check_strings(texts, split, column, indices[0] if indices else 0)
+    eos = _eos_id(tokenizer)
+    ids = tokenizer(texts)["input_ids"]
+    # EOS after every document (unless the tokenizer already ends them with it) marks where one text stops,
+    # so a packed block never reads as one continuous document.
+    return {"input_ids": [x if x and x[-1] == eos else [*x, eos] for x in ids]}
+
+
+def _tokenize_prompt_response(
+    batch, indices, *, tokenizer, prompt_column, response_column, completion_only_loss, split
+) -> dict[str, list]:
+    start = indices[0] if indices else 0
+    _check_strings(batch[prompt_column], split, prompt_column, start)
+    _check_strings(batch[response_column], split, response_column, start)
+    eos = _eos_id(tokenizer)
+    prompts = tokenizer(batch[prompt_column])["input_ids"]
+    # The response separately and without special tokens: its first token never merges with the prompt's
+    # last one, so the prompt/response boundary is exact (TRL's SFTTrainer tokenizes the two parts apart too).
+    responses = tokenizer(batch[response_column], add_special_tokens=False)["input_ids"]
+    out = {"input_ids": [], "labels": []}
+    for prompt, response in zip(prompts, responses):
+        response = [*response, eos]
+        out["input_ids"].append(prompt + response)
+        prompt_labels = [IGNORE_INDEX] * len(prompt) if completion_only_loss else prompt
+        out["labels"].append(prompt_labels + response)
+    return out
+
+
+def _assistant_spans(tokenizer: Any, messages: list[dict], text: str, row: int) -> list[tuple[int, int]]:
+    """Character spans of `text` (the rendered conversation) written by the assistant turns."""
+    spans = []
+    for i, message in enumerate(messages):
+        if message.get("role") != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        upto = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not (text.startswith(before) and text.startswith(upto) and len(upto) >= len(before)):
+            raise ValueError(
+                f"row {row}: the chat template renders a conversation differently from its beginning (e.g. it "
+                "rewrites earlier turns), so the assistant's tokens cannot be located. Use prompt/response "
+                "columns instead, or set completion_only_loss=false to learn every token."
+            )
+        spans.append((len(before), len(upto)))
+    return spans
+
+
+def _tokenize_messages(batch, indices, *, tokenizer, column, completion_only_loss, split) -> dict[str, list]:
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(
+            f"the {column!r} column holds chat conversations but tokenizer {type(tokenizer).__name__} has no "
+            "chat_template: use a tokenizer that has one, or give prompt/response columns instead."
+        )
+    out = {"input_ids": [], "labels": []}
+    for offset, messages in enumerate(batch[column]):
+        row = (indices[0] if indices else 0) + offset
+        if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
+            raise ValueError(
+                f"{split} row {row}, column {column!r}: expected a list of {{'role': ..., 'content': ...}} messages, "
+                f"got {messages!r}."
+            )
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        # The template writes the special tokens itself; offsets map every token back to the characters.
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = encoded["input_ids"]
+        if completion_only_loss:
+            spans = _assistant_spans(tokenizer, messages, text, row)
+            labels = [
+                token if any(lo <= start < hi for lo, hi in spans) else IGNORE_INDEX
+                for token, (start, _) in zip(ids, encoded["offset_mapping"])
+            ]
+        else:
+            labels = list(ids)
+        out["input_ids"].append(ids)
+        out["labels"].append(labels)
+    return out
+
+
+def group_texts(examples: dict[str, list[list[int]]], block_size: int) -> dict[str, list[list[int]]]:
+    """Concatenate every column of a batch and cut it into full blocks of block_size (run_clm's group_texts)."""
+    # Every column is concatenated in the same order, so input_ids and labels stay aligned token for token;
+    # the tail that does not fill a block is dropped (padding it would waste compute on every step).
+    concatenated = {k: [token for row in rows for token in row] for k, rows in examples.items()}
+    total = len(next(iter(concatenated.values()), []))
+    total = (total // block_size) * block_size
+    return {k: [t[i : i + block_size] for i in range(0, total, block_size)] for k, t in concatenated.items()}
+
+
+def _windows(examples: dict[str, list[list[int]]], block_size: int) -> dict[str, list[list[int]]]:
+    """Cut each row on its own into windows of at most block_size tokens (packing off: no row mixing)."""
+    out: dict[str, list[list[int]]] = {k: [] for k in examples}
+    for i in range(len(examples["input_ids"])):
+        length = len(examples["input_ids"][i])
+        for start in range(0, length, block_size):
+            # A 1-token window predicts nothing (its only token has no successor inside the window).
+            if length - start < 2:
+                continue
+            for k in examples:
+                out[k].append(examples[k][i][start : start + block_size])
+    return out
+
+
+def _row_lengths(ds: Dataset) -> np.ndarray:
+    """Token count of every row, read from Arrow without building Python lists."""
+    column = ds.with_format("arrow")["input_ids"]
+    return pc.list_value_length(column).to_numpy(zero_copy_only=False)
+
+
+def _add_mask_and_labels(batch: dict[str, list]) -> dict[str, list]:
+    out = {"attention_mask": [[1] * len(ids) for ids in batch["input_ids"]]}
+    if "labels" not in batch:
+        out["labels"] = [list(ids) for ids in batch["input_ids"]]
+    return out
+
+
+def _truncate(batch: dict[str, list], block_size: int) -> dict[str, list]:
+    return {k: [row[:block_size] for row in rows] for k, rows in batch.items()}
+
+
+def build_lm_dataset(
+    ds: Dataset,
+    tokenizer: Any,
+    args: LMDataArguments,
+    block_size: int,
+    packing: bool = True,
+    completion_only_loss: bool = True,
+    split: str = "train",
+) -> Dataset:
+    """Tokenize one raw split into input_ids / attention_mask / labels rows (blocks when packing)."""
+    if block_size < 2:
+        raise ValueError(f"block_size must be >= 2 (one token predicts the next), got {block_size}.")
+    if len(ds) == 0:
+        raise ValueError(f"the {split} data is empty: it has no rows. Point to a file with data.")
+    fmt = detect_format(ds.column_names, args)
+    common = {"batched": True, "with_indices": True, "remove_columns": ds.column_names}
+    if fmt == "text":
+        # Blank documents (empty lines, trailing whitespace) would only add EOS tokens.
+        ds = ds.filter(
+            # Non-strings are kept so that tokenizing reports them with their row number.
+            lambda b: [not isinstance(t, str) or t.strip() != "" for t in b],
+            input_columns=args.text_column,
+            batched=True,
+            desc=f"dropping blank {split} documents",
+        )
+        if len(ds) == 0:
+            raise ValueError(
+                f"the {split} data has no text: every document is blank. Point to a file with text."
+            )
+        fn = functools.partial(_tokenize_documents, tokenizer=tokenizer, column=args.text_column, split=split)
+        common["remove_columns"] = ds.column_names
+    elif fmt == "prompt_response":
+        fn = functools.partial(
+            _tokenize_prompt_response,
+            tokenizer=tokenizer,
+            prompt_column=args.prompt_column,
+            response_column=args.response_column,
+            completion_only_loss=completion_only_loss,
+            split=split,
+        )
+    else:
+        fn = functools.partial(
+            _tokenize_messages,
+            tokenizer=tokenizer,
+            column=args.messages_column,
+            completion_only_loss=completion_only_loss,
+            split=split,
+        )
+    tokens = ds.map(fn, desc=f"tokenizing {split} ({fmt})", **common)
+    n_tokens = int(_row_lengths(tokens).sum())
+
+    if packing:
+        if "labels" not in tokens.column_names:
+            tokens = tokens.map(lambda b: {"labels": b["input_ids"]}, batched=True)
+        # One concatenation per 1000 rows (as run_clm): at most block_size - 1 tokens lost per 1000 rows.
+        out = tokens.map(
+            group_texts, batched=True, fn_kwargs={"block_size": block_size}, desc=f"packing {split}"
+        )
+        if len(out) == 0:
+            raise ValueError(
+                f"the {split} text has {n_tokens} tokens, fewer than one block of block_size={block_size}: "
+                "lower block_size or add text."
+            )
+    elif fmt == "text":
+        out = tokens.map(
+            _windows, batched=True, fn_kwargs={"block_size": block_size}, desc=f"windowing {split}"
+        )
+    else:
+        # Windows would separate responses from their prompts: keep each example's first block_size tokens.
+        too_long = int((_row_lengths(tokens) > block_size).sum())
+        if too_long:
+            logger.warning(
+                "%d of %d %s examples are longer than block_size=%d and were truncated.",
+                too_long,
+                len(tokens),
+                split,
+                block_size,
+            )
+        out = tokens.map(_truncate, batched=True, fn_kwargs={"block_size": block_size})
+    out = out.map(_add_mask_and_labels, batched=True)
+    if completion_only_loss and fmt != "text":
+        # Rows whose response was truncated away (or a conversation without assistant turn) train nothing.
+        before = len(out)
+        out = out.filter(
+            lambda b: [any(t != IGNORE_INDEX for t in row[1:]) for row in b],
+            input_columns="labels",
+            batched=True,
+        )
+        if len(out) < before:
+            logger.warning(
+                "dropped %d %s examples with no response token to learn.", before - len(out), split
+            )
+    if len(out) == 0:
+        raise ValueError(
+            f"no {split} example has a token to learn (block_size={block_size}): raise block_size or check the "
+            "responses / assistant turns."
+        )
+    return out.select_columns(["input_ids", "attention_mask", "labels"])
+
+
+def split_lm_dataset(ds: Dataset, validation_split: float, seed: int) -> DatasetDict:
+    """Hold out a seeded share of the examples (blocks) as 'validation'; at least one on each side."""
+    n = len(ds)
+    n_val = max(1, round(validation_split * n))
+    if n - n_val < 1:
+        raise ValueError(
+            f"only {n} example(s) (blocks, when packed): too few to hold out validation_split={validation_split}. "
+            "Add text, lower block_size, or give a validation_file."
+        )
+    parts = ds.train_test_split(test_size=n_val, seed=seed, shuffle=True)
+    return DatasetDict({"train": parts["train"], "validation": parts["test"]})
+
+
+def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
+    return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
+
+
+def load_lm_data(
+    args: LMDataArguments,
+    tokenizer: Any,
+    block_size: int,
+    packing: bool = True,
+    completion_only_loss: bool = True,
+) -> DatasetDict:
+    """Load, tokenize, (pack and) split causal-LM data into 'train' and 'validation' splits."""
+    raw = load_lm_raw(args)
+    built = DatasetDict(
+        {
+            split: build_lm_dataset(ds, tokenizer, args, block_size, packing, completion_only_loss, split)
+            for split, ds in raw.items()
+        }
+    )
+    if "validation" not in built:
+        built = split_lm_dataset(built["train"], args.validation_split, args.split_seed)
+    built["train"] = _subsample(built["train"], args.max_train_samples, args.split_seed)
+    built["validation"] = _subsample(built["validation"], args.max_eval_samples, args.split_seed)
+    return built
+
+
+# ---- batching --------------------------------------------------------------------------------------------
+
+
+def lm_pad_token_id(tokenizer: Any = None, config: Any = None) -> int:
+    """The id used to pad input_ids: the tokenizer's (or config's) pad token, else its EOS token."""
+    for source in (tokenizer, config):
+        for name in ("pad_token_id", "eos_token_id"):
+            value = getattr(source, name, None) if source is not None else None
+            if isinstance(value, list):  # some generation configs list several EOS ids
+                value = value[0] if value else None
+            if value is not None:
+                # Padding positions are masked out (attention 0, label -100), so reusing EOS is harmless.
+                return int(value)
+    raise ValueError(
+        "no pad or eos token id on the tokenizer or model config to pad batches with: pass processing_class "
+        "with a pad_token or eos_token, or set model.config.pad_token_id."
+    )
+
+
+@dataclass
+class LMDataCollator:
+    """Right-pad causal-LM rows: input_ids with pad_token_id, attention_mask 0, labels -100, top-k columns 0."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Stack a list of rows into padded tensors (labels default to input_ids when a row has none)."""
+        if not features:
+            raise ValueError("LMDataCollator got an empty batch.")
+        longest = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        batch: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": []}
+        extra = [k for k in (TOPK_VALUES, TOPK_INDICES) if k in features[0]]
+        for k in extra:
+            batch[k] = []
+        for f in features:
+            ids = list(f["input_ids"])
+            pad = longest - len(ids)
+            mask = list(f["attention_mask"]) if "attention_mask" in f else [1] * len(ids)
+            labels = list(f["labels"]) if "labels" in f else list(ids)
+            batch["input_ids"].append(ids + [self.pad_token_id] * pad)
+            batch["attention_mask"].append(mask + [0] * pad)
+            batch["labels"].append(labels + [IGNORE_INDEX] * pad)
+            for k in extra:
+                rows = torch.as_tensor(f[k])
+                # Padded positions carry label -100, so their (finite) zero top-k entries never enter a loss.
+                batch[k].append(torch.nn.functional.pad(rows, (0, 0, 0, pad)))
+        out = {k: torch.tensor(batch[k], dtype=torch.long) for k in ("input_ids", "attention_mask", "labels")}
+        for k in extra:
+            out[k] = torch.stack(batch[k])
+        if TOPK_VALUES in out:
+            out[TOPK_VALUES] = out[TOPK_VALUES].float()
+        if TOPK_INDICES in out:
+            out[TOPK_INDICES] = out[TOPK_INDICES].long()
+        return out

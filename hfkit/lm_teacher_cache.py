@@ -1,0 +1,243 @@
+"""Cache a causal-LM teacher's per-token top-k logits on disk (safetensors) and attach them to a dataset.
+
+Full LM logits cannot be cached (SmolLM2: 49,152 floats per token, ~200 KB); the k largest per token can
+(k=32: 256 bytes). Training from them (``CLMConfig.teacher_topk``) needs no teacher in memory and runs it
+once instead of once per epoch; the loss renormalises both distributions over the teacher's top-k tokens
+(``hfkit.losses.topk_token_kl``).
+
+File ``lm-teacher-topk-<key>.safetensors`` holds three tensors over the dataset's rows in order, unpadded:
+``values`` (T, k) float32 raw logits (before temperature: the top-k set does not depend on it), ``indices``
+(T, k) int32 token ids, ``lengths`` (N,) int64 tokens per row (T = sum of lengths). The key is the classifier
+cache's (``hfkit.teacher_cache``: teacher weights and config, dataset fingerprint, a digest of the exact
+token ids) plus the cache kind and k; every part is stored as metadata and re-checked on load, together
+with shapes, dtypes, row lengths and the index range, so a stale or damaged file is logged and rebuilt.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from datasets import Dataset, DatasetDict, concatenate_datasets
+from datasets.table import InMemoryTable
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from .lm_data import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
+from .teacher_cache import _cache_key, _input_columns, _key_parts
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TOPK_INDICES",
+    "TOPK_VALUES",
+    "TeacherTopK",
+    "add_teacher_topk",
+    "teacher_topk_logits",
+    "topk_cache_path",
+]
+
+# Bump when what is stored (or how it is computed) changes; part of the key.
+LM_CACHE_KIND = "lm-topk-1"
+_FILE_PREFIX = "lm-teacher-topk-"
+_TENSORS = {"values": torch.float32, "indices": torch.int32, "lengths": torch.int64}
+
+
+class TeacherTopK(NamedTuple):
+    """A teacher's top-k logits for every token of a dataset, rows concatenated (see the module docstring)."""
+
+    values: torch.Tensor  # (T, k) float32
+    indices: torch.Tensor  # (T, k) int32
+    lengths: torch.Tensor  # (N,) int64
+
+
+def topk_cache_path(cache_dir: str, key: str) -> str:
+    """Return the cache file path for a key."""
+    return os.path.join(cache_dir, f"{_FILE_PREFIX}{key}.safetensors")
+
+
+def _row_lengths(dataset: Dataset) -> torch.Tensor:
+    column = dataset.with_format("arrow")["input_ids"]
+    return torch.from_numpy(pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64))
+
+
+def _load(
+    path: str, key: str, parts: dict[str, str], lengths: torch.Tensor, vocab: int
+) -> TeacherTopK | None:
+    """The cached top-k, or None (logged) if absent, unreadable, or not exactly what the key describes."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    except Exception as err:  # safetensors raises several error types for truncated/garbage files
+        logger.warning("teacher top-k cache %s is unreadable (%s); rebuilding it.", path, err)
+        return None
+    problems = [f"{k}: stored {meta.get(k)!r}, expected {v!r}" for k, v in parts.items() if meta.get(k) != v]
+    if meta.get("key") != key:
+        problems.append(f"key: stored {meta.get('key')!r}, expected {key!r}")
+    if set(tensors) != set(_TENSORS):
+        problems.append(f"tensors {sorted(tensors)}, expected {sorted(_TENSORS)}")
+    else:
+        k = int(parts["topk"])
+        values, indices, stored_lengths = (tensors[n] for n in _TENSORS)
+        shape = (int(lengths.sum()), k)
+        dtypes = [tensors[n].dtype for n in _TENSORS]
+        if dtypes != list(_TENSORS.values()):
+            problems.append(f"dtypes {dtypes}, expected {list(_TENSORS.values())}")
+        elif tuple(values.shape) != shape or tuple(indices.shape) != shape:
+            problems.append(
+                f"values {tuple(values.shape)} / indices {tuple(indices.shape)}, expected {shape}"
+            )
+        elif not torch.equal(stored_lengths, lengths):
+            problems.append("row lengths differ from the dataset's")
+        elif indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vocab):
+            problems.append(f"token ids outside [0, {vocab})")
+        elif not torch.isfinite(values).all():
+            problems.append("non-finite values")
+    if problems:
+        logger.warning(
+            "teacher top-k cache %s does not match (%s); rebuilding it.", path, "; ".join(problems)
+        )
+        return None
+    return TeacherTopK(*(tensors[n] for n in _TENSORS))
+
+
+def _save_atomic(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Write to a temp file in the same folder, then os.replace: readers see the old file or the whole new one."""
+    # teacher_cache._save_atomic writes a single 'logits' tensor; this file holds three.
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _vocab_size(teacher: torch.nn.Module) -> int:
+    output = teacher.get_output_embeddings() if hasattr(teacher, "get_output_embeddings") else None
+    if output is not None and hasattr(output, "out_features"):
+        return int(output.out_features)
+    return int(teacher.config.vocab_size)
+
+
+def _compute(
+    teacher: torch.nn.Module, dataset: Dataset, k: int, lengths: torch.Tensor, pad_id: int, batch_size: int
+) -> TeacherTopK:
+    """Run the teacher over the rows in order and keep each real token's top-k logits."""
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    total = int(offsets[-1])
+    values = torch.empty((total, k), dtype=torch.float32)
+    indices = torch.empty((total, k), dtype=torch.int32)
+    collate = LMDataCollator(pad_token_id=pad_id)
+    view = dataset.select_columns(["input_ids", "attention_mask"]).with_format(None)
+    try:
+        device = next(teacher.parameters()).device
+    except StopIteration:
+        device = torch.device("cpu")
+    was_training = teacher.training
+    teacher.eval()
+    try:
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(dataset), batch_size), desc="teacher top-k", unit="batch"):
+                rows = [view[i] for i in range(start, min(start + batch_size, len(dataset)))]
+                batch = collate(rows)
+                logits = teacher(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                    use_cache=False,
+                ).logits
+                # topk in float32: bf16 logits tie often, and the stored values are float32 anyway.
+                top = logits.float().topk(k, dim=-1)
+                for j in range(len(rows)):
+                    row = start + j
+                    lo, hi = int(offsets[row]), int(offsets[row + 1])
+                    n = hi - lo
+                    values[lo:hi] = top.values[j, :n].cpu()
+                    indices[lo:hi] = top.indices[j, :n].to(torch.int32).cpu()
+    finally:
+        teacher.train(was_training)
+    return TeacherTopK(values, indices, lengths)
+
+
+def teacher_topk_logits(
+    teacher: torch.nn.Module,
+    dataset: Dataset,
+    k: int,
+    cache_dir: str | None = None,
+    batch_size: int = 8,
+    pad_token_id: int | None = None,
+) -> TeacherTopK:
+    """The teacher's top-k logits for every token of a tokenized LM dataset, cached in cache_dir when given."""
+    if isinstance(dataset, DatasetDict):
+        raise TypeError("teacher_topk_logits takes one Dataset split, not a DatasetDict; call it per split.")
+    vocab = _vocab_size(teacher)
+    if not 1 <= k <= vocab:
+        raise ValueError(f"k must be in [1, {vocab}] (the teacher's vocabulary), got {k}.")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+    columns = _input_columns(teacher, dataset)
+    if len(dataset) == 0:
+        raise ValueError("teacher_topk_logits needs a non-empty dataset.")
+    lengths = _row_lengths(dataset)
+    pad_id = pad_token_id if pad_token_id is not None else lm_pad_token_id(None, teacher.config)
+
+    path = key = parts = None
+    if cache_dir is not None:
+        parts = {
+            **_key_parts(teacher, dataset, columns),
+            "cache_kind": LM_CACHE_KIND,
+            "topk": str(k),
+            "vocab_size": str(vocab),
+        }
+        key = _cache_key(parts)
+        path = topk_cache_path(cache_dir, key)
+        cached = _load(path, key, parts, lengths, vocab)
+        if cached is not None:
+            logger.info(
+                "teacher top-k cache hit: loaded %d tokens x top-%d from %s", len(cached.values), k, path
+            )
+            return cached
+
+    topk = _compute(teacher, dataset, k, lengths, pad_id, batch_size)
+    if path is not None:
+        _save_atomic(path, topk._asdict(), {**parts, "key": key})
+        logger.info("teacher top-k cache built: saved %d tokens x top-%d to %s", len(topk.values), k, path)
+    return topk
+
+
+def add_teacher_topk(dataset: Dataset, topk: TeacherTopK) -> Dataset:
+    """Return the dataset with per-token columns teacher_topk_values / teacher_topk_indices ((L, k) per row)."""
+    lengths = _row_lengths(dataset)
+    if not torch.equal(lengths, topk.lengths.to(torch.int64)):
+        raise ValueError(
+            f"the top-k logits cover {len(topk.lengths)} rows / {int(topk.lengths.sum())} tokens but the dataset has "
+            f"{len(dataset)} rows / {int(lengths.sum())} tokens: compute them on this split, before any "
+            "shuffle/select/filter."
+        )
+    k = topk.values.shape[1]
+    # int32 offsets count tokens (not values): fine up to 2^31 tokens in one split.
+    offsets = pa.array(torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]).numpy(), pa.int32())
+
+    def column(flat: torch.Tensor) -> pa.Array:
+        # Built in Arrow directly: a Python list of lists of lists would cost seconds per million tokens.
+        per_token = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1).numpy()), k)
+        return pa.ListArray.from_arrays(offsets, per_token)
+
+    columns = {TOPK_VALUES: column(topk.values.float()), TOPK_INDICES: column(topk.indices.to(torch.int32))}
+    base = dataset.remove_columns([c for c in columns if c in dataset.column_names]).flatten_indices()
+    extra = Dataset(InMemoryTable(pa.table(columns)))
+    return concatenate_datasets([base, extra], axis=1)

@@ -1,0 +1,131 @@
+"""Training arguments for causal-LM fine-tuning and token-level LM distillation (`CLMTrainer`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+from transformers import TrainingArguments
+from transformers.trainer_utils import SchedulerType
+
+from ..losses import DIVERGENCES
+
+
+@dataclass
+class CLMConfig(TrainingArguments):
+    """`TrainingArguments` for `CLMTrainer`: data shape (block_size, packing, completion-only loss), distillation.
+
+    Without a teacher the loss is the token cross-entropy (CE). With a teacher (or cached teacher top-k
+    logits) it is ``alpha * T^2 * D(teacher_T, student_T) + (1 - alpha) * CE``, where D is the per-token
+    ``divergence`` (forward KL, reverse KL or generalized JSD with ``jsd_beta``) averaged over the tokens that
+    have a label. Evaluation reports the student's CE as ``eval_loss`` and ``eval_perplexity``.
+    """
+
+    # Overridden defaults (LM fine-tuning practice: short warmup, cosine decay, clipping at 1.0).
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
+    lr_scheduler_type: SchedulerType | str = field(
+        default="cosine", metadata={"help": "Schedule after warmup."}
+    )
+    warmup_steps: float = field(
+        default=0.05, metadata={"help": "Linear warmup: steps (int >= 1) or a fraction of all steps (< 1)."}
+    )
+    weight_decay: float = field(
+        default=0.0, metadata={"help": "AdamW weight decay (not on bias/norm weights)."}
+    )
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Training batch size per device."})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Evaluation batch size per device."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps."})
+
+    # Data shape.
+    block_size: int = field(
+        default=512, metadata={"help": "Tokens per training row (packed block or longest kept example)."}
+    )
+    packing: bool = field(
+        default=True,
+        metadata={
+            "help": "Concatenate examples (EOS after each) and cut them into full block_size blocks (run_clm). "
+            "Off: one example per row, cut (text) or truncated (prompt/response) to block_size and padded."
+        },
+    )
+    completion_only_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "Prompt/response and chat data: learn only the response / assistant tokens (labels -100 on "
+            "the prompt). Plain text: every token is learned either way."
+        },
+    )
+
+    # Distillation.
+    temperature: float = field(
+        default=1.0,
+        metadata={"help": "Softmax temperature of the distillation term; > 0. The term is scaled by T^2."},
+    )
+    alpha: float = field(
+        default=0.5,
+        metadata={
+            "help": "Weight in [0, 1] of the distillation term when a teacher is present; CE gets 1 - alpha. "
+            "Ignored without a teacher (plain fine-tuning)."
+        },
+    )
+    divergence: str = field(
+        default="forward_kl",
+        metadata={
+            "help": "Per-token divergence: 'forward_kl' KL(teacher||student) (mass-covering, classic KD), "
+            "'reverse_kl' KL(student||teacher) (mode-seeking, MiniLLM), 'jsd' generalized JSD (jsd_beta).",
+            "choices": list(DIVERGENCES),
+        },
+    )
+    jsd_beta: float = field(
+        default=0.5,
+        metadata={"help": "Beta of divergence='jsd' in [0, 1] (TRL GKD): 0 = forward KL, 1 = reverse KL."},
+    )
+    teacher_topk: int | None = field(
+        default=None,
+        metadata={
+            "help": "Distil from the teacher's k largest logits per token (both distributions renormalised over "
+            "them) instead of the full vocabulary: from cached columns when the dataset has them, else from the "
+            "online teacher. None: full logits."
+        },
+    )
+    teacher_logits_cache: str | None = field(
+        default=None,
+        metadata={
+            "help": "Folder of the teacher top-k cache (needs teacher_topk): the recipe computes the top-k once, "
+            "keyed by teacher + data + tokenization, and trains without the teacher in memory."
+        },
+    )
+
+    def __post_init__(self):
+        if self.block_size < 2:
+            raise ValueError(
+                f"block_size must be >= 2 (each token predicts the next), got {self.block_size}."
+            )
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}; typical values are 0.5 to 2.")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(
+                f"alpha must be in [0, 1] (weight of the distillation term; 1 - alpha weights the CE), got {self.alpha}."
+            )
+        if self.divergence not in DIVERGENCES:
+            raise ValueError(f"divergence must be one of {DIVERGENCES}, got {self.divergence!r}.")
+        if not 0.0 <= self.jsd_beta <= 1.0:
+            raise ValueError(
+                f"jsd_beta must be in [0, 1] (0 = forward KL, 1 = reverse KL), got {self.jsd_beta}."
+            )
+        if self.teacher_topk is not None and self.teacher_topk < 1:
+            raise ValueError(f"teacher_topk must be >= 1 (or None for full logits), got {self.teacher_topk}.")
+        if self.teacher_logits_cache is not None and self.teacher_topk is None:
+            raise ValueError(
+                "teacher_logits_cache needs teacher_topk: full-vocabulary logits are too large to cache (one float "
+                "per vocabulary entry per token). Set teacher_topk (e.g. 32), or drop teacher_logits_cache."
+            )
+        if (
+            not self.use_cpu
+            and int(os.environ.get("WORLD_SIZE", "1")) > 1
+            and not torch.accelerator.is_available()
+        ):
+            # Several launched processes and no GPU: without use_cpu each process would silently train its own
+            # copy (Trainer's parallel_mode stays NOT_PARALLEL); with it they form one gloo DDP group.
+            self.use_cpu = True
+        super().__post_init__()

@@ -1,0 +1,404 @@
+"""`CLMTrainer`: fine-tune a causal LM (optionally with LoRA) and distil a teacher LM into it, token by token."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..lm_data import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
+from ..losses import hard_label_ce, token_divergence
+from ..metrics import perplexity
+from ..modeling import count_parameters, resolve_model_path, same_vocabulary
+from .clm_config import CLMConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CLMTrainer", "check_vocabularies"]
+
+
+class CLMTrainer(Trainer):
+    """A `transformers.Trainer` for causal-LM fine-tuning and token-level distillation.
+
+    Training loss: the token cross-entropy (``loss_ce``) on positions whose label is not -100, or, with a
+    teacher model or cached teacher top-k logits in the training set, ``alpha * T^2 * loss_kd + (1 - alpha)
+    * loss_ce`` where ``loss_kd`` is ``args.divergence`` between teacher and student at temperature T
+    (`hfkit.losses.token_divergence`); both components are logged, loss_kd before the alpha and T^2 factors.
+    Each term is a mean over the label tokens of a micro-batch (gradient accumulation averages micro-batches). The teacher is frozen, placed by the
+    accelerator in eval mode, run under ``torch.no_grad`` and never saved. ``peft_config`` (a PEFT
+    ``LoraConfig``) wraps the model with ``get_peft_model`` as TRL does; checkpoints then hold the adapter.
+
+    Evaluation: ``eval_loss`` is the student's mean CE over every label token of the evaluation set (token-
+    weighted, exact across batches and processes) and ``eval_perplexity`` = exp(eval_loss).
+    """
+
+    # compute_loss returns a per-micro-batch mean: let Trainer divide it for gradient accumulation.
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model: PreTrainedModel | None = None,
+        args: CLMConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        teacher_model: PreTrainedModel | str | None = None,
+        teacher_processing_class=None,
+        peft_config=None,
+        data_collator=None,
+        **kwargs,
+    ):
+        if args is None:
+            args = CLMConfig(output_dir="clm_output")
+        elif not isinstance(args, CLMConfig):
+            raise TypeError(
+                f"args must be a CLMConfig, got {type(args).__name__}: build CLMConfig(...) with the same fields."
+            )
+        if model is None:
+            raise ValueError(
+                "CLMTrainer needs the model to train: pass model=AutoModelForCausalLM.from_pretrained(path)."
+            )
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"model must be a PreTrainedModel, got {type(model).__name__}: load it with "
+                "AutoModelForCausalLM.from_pretrained(path) first."
+            )
+        if isinstance(teacher_model, (str, os.PathLike)):
+            path = resolve_model_path(str(teacher_model))
+            # trust_remote_code stays off: a teacher path must not run code from its folder. Same dtype as the
+            # student, so one precision setting (bf16/fp16 autocast) governs both.
+            dtype = next(model.parameters()).dtype
+            teacher_model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False)
+            if teacher_processing_class is None:
+                teacher_processing_class = _try_load_tokenizer(path)
+        if teacher_model is not None and not isinstance(teacher_model, PreTrainedModel):
+            raise TypeError(
+                f"teacher_model must be a PreTrainedModel or a path, got {type(teacher_model).__name__}."
+            )
+
+        cached = _has_columns(train_dataset, (TOPK_VALUES, TOPK_INDICES))
+        self._check_teacher_source(args, teacher_model, cached, train_dataset is not None)
+        if teacher_model is not None:
+            check_vocabularies(model, teacher_model, processing_class, teacher_processing_class)
+        self.distilling = teacher_model is not None or cached
+
+        if peft_config is not None:
+            model = _wrap_peft(model, peft_config, args)
+        if data_collator is None:
+            config = getattr(model, "config", None)
+            data_collator = LMDataCollator(pad_token_id=lm_pad_token_id(processing_class, config))
+
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        self.teacher_processing_class = teacher_processing_class
+        self.teacher_model = self._prepare_teacher(teacher_model) if teacher_model is not None else None
+        total, trainable = count_parameters(self.model)
+        self.param_counts = {"total": total, "trainable": trainable}
+        if self.is_world_process_zero():
+            logger.info(
+                "parameters: %s total, %s trainable (%.2f%%)%s",
+                f"{total:,}",
+                f"{trainable:,}",
+                100 * trainable / max(total, 1),
+                "; distilling from " + ("cached teacher top-k" if cached else "the teacher")
+                if self.distilling
+                else "",
+            )
+        # Loss components since the last log (training), and token-level NLL sums of the running evaluation.
+        self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
+        self._eval_rows: torch.Tensor | None = None
+        self._eval_totals: torch.Tensor | None = None
+        self._topk_checked = False
+
+    # ---- setup checks ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_teacher_source(
+        args: CLMConfig, teacher: PreTrainedModel | None, cached: bool, training: bool
+    ) -> None:
+        """A teacher model XOR cached top-k columns (or neither, for plain fine-tuning), consistent with args."""
+        if teacher is not None and cached:
+            raise ValueError(
+                f"train_dataset has cached teacher top-k columns ({TOPK_VALUES}, {TOPK_INDICES}) and a teacher_model "
+                "was passed too: train from one of them (drop teacher_model to save its memory, or the columns)."
+            )
+        if cached and args.teacher_topk is None:
+            raise ValueError(
+                f"train_dataset has cached teacher top-k columns ({TOPK_VALUES}) but teacher_topk is not set: set "
+                "teacher_topk to the k they were computed with."
+            )
+        # Without a train_dataset (an evaluation-only trainer, e.g. scoring the teacher) nothing is distilled.
+        if training and args.teacher_topk is not None and teacher is None and not cached:
+            raise ValueError(
+                f"teacher_topk={args.teacher_topk} but there is no teacher: pass teacher_model, or add cached top-k "
+                "columns (hfkit.lm_teacher_cache.add_teacher_topk) to train_dataset, or unset teacher_topk."
+            )
+        if (teacher is not None or cached) and args.alpha == 0:
+            raise ValueError(
+                "alpha=0 gives the teacher no weight (the loss would be plain cross-entropy): set alpha > 0, e.g. "
+                "0.5, or train without teacher_model."
+            )
+
+    def _prepare_teacher(self, teacher: PreTrainedModel) -> nn.Module:
+        """Freeze the teacher and let the accelerator place it (eval mode, under the student's autocast)."""
+        shared = {id(p) for p in teacher.parameters()} & {id(p) for p in self.model.parameters()}
+        if shared:
+            raise ValueError(
+                "the teacher shares parameters with the student, so freezing the teacher would freeze them in the "
+                "student too; build the student as an independent copy (e.g. hfkit.student_from_teacher)."
+            )
+        teacher.eval()
+        teacher.requires_grad_(False)
+        self._teacher_arg_names = set(inspect.signature(teacher.forward).parameters)
+        if self.is_deepspeed_enabled:
+            raise ValueError(
+                "CLMTrainer does not place an online teacher under DeepSpeed; use DDP/FSDP, or train from cached "
+                "teacher top-k columns (teacher_topk + teacher_logits_cache) with teacher_model=None."
+            )
+        # evaluation_mode=True: on the device, under the mixed-precision autocast, never wrapped in DDP.
+        return self.accelerator.prepare_model(teacher, evaluation_mode=True)
+
+    def _set_signature_columns_if_needed(self) -> None:
+        """Keep the cached top-k columns, which are not forward arguments, through remove_unused_columns."""
+        super()._set_signature_columns_if_needed()
+        for name in (TOPK_VALUES, TOPK_INDICES):
+            if name not in self._signature_columns:
+                self._signature_columns.append(name)
+
+    # ---- loss ------------------------------------------------------------------------------------------
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        """Training: CE, or alpha * T^2 * divergence + (1 - alpha) * CE with a teacher. Evaluation: CE."""
+        inputs = dict(inputs)
+        topk_values, topk_indices = inputs.pop(TOPK_VALUES, None), inputs.pop(TOPK_INDICES, None)
+        labels = inputs.pop("labels", None)
+        if labels is None:
+            raise ValueError(
+                "the batch has no 'labels': build the data with hfkit.lm_data (labels = input_ids, -100 on tokens "
+                "not to learn) and keep the default LMDataCollator."
+            )
+        # use_cache=False: a training forward needs no KV cache, which would only hold memory.
+        outputs = model(**inputs, use_cache=False)
+        # Position t predicts token t + 1: drop the last logit and the first label (no cross-row target).
+        logits, targets = outputs.logits[:, :-1, :], labels[:, 1:]
+        if not model.training:
+            loss = self._eval_loss(logits, targets)
+            return (loss, outputs) if return_outputs else loss
+
+        args = self.args
+        ce = hard_label_ce(logits, targets)
+        self._metrics["ce"].append(ce.detach().float())
+        if not self.distilling:
+            loss = ce
+        else:
+            kd = self._divergence(inputs, logits, targets, topk_values, topk_indices)
+            self._metrics["kd"].append(kd.detach().float())
+            # T^2 keeps the distillation gradients' scale independent of T (Hinton et al. 2015), so alpha means
+            # the same mix at any temperature, as in DistillConfig.
+            loss = args.alpha * (args.temperature**2) * kd + (1.0 - args.alpha) * ce
+        return (loss, outputs) if return_outputs else loss
+
+    def _divergence(
+        self,
+        inputs: dict[str, torch.Tensor],
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        topk_values: torch.Tensor | None,
+        topk_indices: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The per-token divergence from cached top-k, or from the online teacher (full or top-k logits)."""
+        args = self.args
+        common = {"divergence": args.divergence, "beta": args.jsd_beta, "temperature": args.temperature}
+        if topk_values is not None:
+            if not self._topk_checked:
+                self._check_cached_topk(topk_indices, logits.shape[-1])
+            return token_divergence(
+                logits, topk_values[:, :-1], targets, teacher_topk_indices=topk_indices[:, :-1], **common
+            )
+        if self.teacher_model is None:
+            raise ValueError(
+                f"this training batch has no {TOPK_VALUES} column and there is no teacher_model: add the cached "
+                "top-k columns to every training row, or pass teacher_model."
+            )
+        self.teacher_model.eval()
+        teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_arg_names}
+        with torch.no_grad():
+            teacher_logits = self.teacher_model(**teacher_inputs, use_cache=False).logits[:, :-1, :]
+        if args.teacher_topk is None:
+            return token_divergence(logits, teacher_logits, targets, **common)
+        top = teacher_logits.topk(args.teacher_topk, dim=-1)
+        return token_divergence(logits, top.values, targets, teacher_topk_indices=top.indices, **common)
+
+    def _check_cached_topk(self, indices: torch.Tensor, vocab: int) -> None:
+        """Once, on the first cached batch: k matches teacher_topk and every token id fits the student's vocab."""
+        k = indices.shape[-1]
+        if k != self.args.teacher_topk:
+            raise ValueError(
+                f"the cached teacher top-k has k={k} per token but teacher_topk={self.args.teacher_topk}: set "
+                f"teacher_topk={k}, or recompute the cache with the k you want."
+            )
+        largest = int(indices.max())
+        if largest >= vocab:
+            raise ValueError(
+                f"the cached teacher top-k holds token id {largest} but the student's vocabulary has {vocab} entries: "
+                "the cache was computed with another tokenizer/teacher; rebuild it for this student."
+            )
+        self._topk_checked = True
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """One optimizer micro-step; stops with a clear error (not a NaN checkpoint) if the loss diverges."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.state.global_step}: the run diverged. "
+                "Lower learning_rate, keep max_grad_norm (e.g. 1.0), or use bf16 instead of fp16. "
+                + (
+                    f"Resume from the last good checkpoint {last} with --resume_from_checkpoint."
+                    if last
+                    else ""
+                )
+            )
+        return loss
+
+    # ---- evaluation: exact token-level loss and perplexity ------------------------------------------------
+
+    def _eval_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean CE of this batch; keeps per-row (NLL sum, token count) so the whole set is token-weighted."""
+        per_token = F.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]),
+            targets.reshape(-1),
+            ignore_index=-100,
+            reduction="none",
+        ).view(targets.shape)
+        row_nll = per_token.sum(dim=-1)
+        row_count = (targets != -100).sum(dim=-1)
+        self._eval_rows = torch.stack([row_nll.double(), row_count.double()], dim=-1)
+        return row_nll.sum() / row_count.sum().clamp_min(1)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Trainer's step, plus the batch's per-row NLL sums gathered across processes (padding rows dropped)."""
+        self._eval_rows = None
+        output = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        if self._eval_rows is not None and self._eval_totals is not None:
+            # gather_for_metrics drops the rows that the distributed sampler repeats to even out the last batch.
+            rows = self.accelerator.gather_for_metrics(self._eval_rows)
+            self._eval_totals += rows.sum(dim=0).cpu()
+        return output
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        """Trainer's loop; `<prefix>_loss` becomes the token-weighted CE and `<prefix>_perplexity` its exp."""
+        self._eval_totals = torch.zeros(2, dtype=torch.float64)
+        try:
+            output = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
+            nll, count = self._eval_totals.tolist()
+        finally:
+            self._eval_totals = None
+        if count > 0:
+            # Trainer's own eval_loss averages per-batch means, which weights a token in a short batch more.
+            output.metrics[f"{metric_key_prefix}_loss"] = nll / count
+            output.metrics[f"{metric_key_prefix}_perplexity"] = perplexity(nll / count)
+            output.metrics[f"{metric_key_prefix}_tokens"] = int(count)
+        return output
+
+    # ---- logging ---------------------------------------------------------------------------------------
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add loss_ce (and loss_kd when distilling), averaged over the micro-batches since the last log."""
+        # Only training logs carry "loss" (evaluation logs have "eval_loss", the final summary "train_loss").
+        if "loss" in logs and self._metrics:
+            names = sorted(self._metrics)
+            means = torch.stack([torch.stack(self._metrics[n]).mean() for n in names])
+            if self.accelerator.num_processes > 1:
+                # One collective per log, not per step; every process logs the same values.
+                means = self.accelerator.gather(means).view(-1, len(names)).mean(dim=0)
+            for name, value in zip(names, means.tolist(), strict=True):
+                logs[f"loss_{name}"] = value
+            self._metrics.clear()
+        super().log(logs, start_time)
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+
+
+def _has_columns(dataset, names: tuple[str, ...]) -> bool:
+    """True when the dataset's (known) columns include all of `names`."""
+    columns = getattr(dataset, "column_names", None) or []
+    return all(name in columns for name in names)
+
+
+def _try_load_tokenizer(path: str):
+    """The tokenizer saved with a teacher folder, or None if it has none (only used for the vocab check)."""
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError):
+        return None
+
+
+def _logit_width(model: nn.Module) -> int:
+    """Number of logits per token: the output embedding's rows (may exceed the tokenizer when padded)."""
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(output, "weight", None)
+    if weight is not None:
+        return int(weight.shape[0])
+    return int(model.config.vocab_size)
+
+
+def check_vocabularies(student: nn.Module, teacher: nn.Module, tokenizer, teacher_tokenizer) -> None:
+    """Token-level distillation compares logits id by id: same logit width and (when known) same tokenizer."""
+    fix = (
+        "Token-level distillation needs teacher and student to share one tokenizer: use a student of the "
+        "teacher's family (e.g. hfkit.student_from_teacher(teacher, layers))."
+    )
+    s_width, t_width = _logit_width(student), _logit_width(teacher)
+    if s_width != t_width:
+        raise ValueError(
+            f"vocabulary sizes differ: student has {s_width} logits per token, teacher {t_width}. {fix}"
+        )
+    comparable = hasattr(tokenizer, "get_vocab") and hasattr(teacher_tokenizer, "get_vocab")
+    if comparable and not same_vocabulary(tokenizer, teacher_tokenizer):
+        s_vocab, t_vocab = tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+        differ = sorted(set(s_vocab.items()) ^ set(t_vocab.items()), key=str)[:5]
+        raise ValueError(
+            f"tokenizers differ: student vocab has {len(s_vocab)} tokens, teacher vocab {len(t_vocab)} "
+            f"(e.g. {differ} are not shared). {fix}"
+        )
+
+
+def _wrap_peft(model: nn.Module, peft_config, args: CLMConfig) -> nn.Module:
+    """get_peft_model(model, peft_config), as TRL does; only the adapter weights then train and are saved."""
+    from peft import PeftModel, get_peft_model
+
+    if isinstance(model, PeftModel):
+        raise ValueError(
+            "model is already a PeftModel and peft_config was passed too: pass the base model with peft_config, "
+            "or the PeftModel without it."
+        )
+    if args.gradient_checkpointing:
+        # With a frozen embedding, checkpointed blocks would see inputs without grad and train nothing.
+        model.enable_input_require_grads()
+    return get_peft_model(model, peft_config)

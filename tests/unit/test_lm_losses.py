@@ -1,0 +1,148 @@
+"""Unit tests for the causal-LM losses in hfkit.losses: top-k (sparse) KL/JSD and token_divergence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hfkit.losses import (
+    generalized_jsd,
+    token_divergence,
+    token_kl,
+    topk_generalized_jsd,
+    topk_token_kl,
+)
+
+LN = math.log
+
+
+def full_topk(logits: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """All V logits as 'top-k' with k = V, in a random order per position (order must not matter)."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.stack(
+        [torch.randperm(logits.shape[-1], generator=generator) for _ in range(logits[..., 0].numel())]
+    )
+    order = order.view(*logits.shape)
+    return torch.gather(logits, -1, order), order.to(torch.int32)
+
+
+@pytest.fixture
+def pair():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5, 11) * 2, torch.randn(2, 5, 11) * 2
+    labels = torch.tensor([[3, -100, 4, 5, 1], [-100, -100, 2, 2, 9]])
+    return student, teacher, labels
+
+
+@pytest.mark.parametrize("kind", ["forward", "reverse"])
+def test_topk_kl_with_k_equal_vocab_is_the_full_kl(pair, kind):
+    student, teacher, labels = pair
+    values, indices = full_topk(teacher)
+    sparse = topk_token_kl(student, values, indices, labels, temperature=2.0, kind=kind)
+    full = token_kl(student, teacher, labels, temperature=2.0, kind=kind)
+    assert sparse.item() == pytest.approx(full.item(), rel=1e-5) and full.item() > 0.01
+
+
+def test_topk_jsd_with_k_equal_vocab_is_the_full_jsd(pair):
+    student, teacher, labels = pair
+    values, indices = full_topk(teacher, seed=1)
+    sparse = topk_generalized_jsd(student, values, indices, labels, beta=0.3, temperature=1.5)
+    assert sparse.item() == pytest.approx(
+        generalized_jsd(student, teacher, labels, 0.3, 1.5).item(), rel=1e-5
+    )
+
+
+def test_topk_kl_hand_value_renormalises_over_the_teacher_support():
+    # Student p = [0.5, 0.3, 0.2]; teacher keeps tokens 0 and 2 with probabilities 0.6 and 0.2.
+    # float64 (kept as float64 by the losses): the KL here is ~3e-3, too small for a tight float32 check.
+    student = torch.tensor([[[LN(0.5), LN(0.3), LN(0.2)]]], dtype=torch.float64)
+    values, indices = torch.tensor([[[LN(0.6), LN(0.2)]]], dtype=torch.float64), torch.tensor([[[0, 2]]])
+    # On the support {0, 2}: teacher [0.75, 0.25], student [5/7, 2/7].
+    forward = 0.75 * LN(0.75 / (5 / 7)) + 0.25 * LN(0.25 / (2 / 7))
+    reverse = 5 / 7 * LN((5 / 7) / 0.75) + 2 / 7 * LN((2 / 7) / 0.25)
+    assert topk_token_kl(student, values, indices).item() == pytest.approx(forward, rel=1e-9)
+    assert topk_token_kl(student, values, indices, kind="reverse").item() == pytest.approx(reverse, rel=1e-9)
+    # Temperature applies to the raw top-k logits: T = 2 takes square roots of the probabilities.
+    t_probs = [
+        math.sqrt(0.6) / (math.sqrt(0.6) + math.sqrt(0.2)),
+        math.sqrt(0.2) / (math.sqrt(0.6) + math.sqrt(0.2)),
+    ]
+    s_probs = [
+        math.sqrt(0.5) / (math.sqrt(0.5) + math.sqrt(0.2)),
+        math.sqrt(0.2) / (math.sqrt(0.5) + math.sqrt(0.2)),
+    ]
+    at_t2 = sum(t * LN(t / s) for t, s in zip(t_probs, s_probs))
+    assert topk_token_kl(student, values, indices, temperature=2.0).item() == pytest.approx(at_t2, rel=1e-9)
+
+
+def test_ignored_positions_do_not_count(pair):
+    student, teacher, labels = pair
+    values, indices = teacher.topk(4, dim=-1)
+    masked = topk_token_kl(student, values, indices, labels)
+    # Garbage (huge logits) at ignored positions changes nothing; the mean is over the 6 labelled tokens only.
+    noisy = student.clone()
+    noisy[labels == -100] = 1e4
+    assert topk_token_kl(noisy, values, indices, labels).item() == pytest.approx(masked.item(), rel=1e-6)
+    keep = labels != -100
+    per_token = [
+        topk_token_kl(student[keep][i : i + 1], values[keep][i : i + 1], indices[keep][i : i + 1]).item()
+        for i in range(int(keep.sum()))
+    ]
+    assert masked.item() == pytest.approx(sum(per_token) / len(per_token), rel=1e-5)
+
+
+def test_all_ignored_gives_zero_with_a_graph():
+    student = torch.randn(1, 3, 7, requires_grad=True)
+    values, indices = torch.randn(1, 3, 2), torch.zeros(1, 3, 2, dtype=torch.long)
+    loss = topk_token_kl(student, values, indices, torch.full((1, 3), -100))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(student.grad, torch.zeros_like(student))
+
+
+def test_gradient_reaches_only_the_teacher_top_k_tokens():
+    student = torch.randn(1, 1, 6, requires_grad=True)
+    values, indices = torch.tensor([[[2.0, 1.0]]]), torch.tensor([[[4, 1]]])
+    topk_token_kl(student, values, indices).backward()
+    touched = (student.grad[0, 0] != 0).nonzero().flatten().tolist()
+    assert touched == [1, 4]
+
+
+def test_half_precision_inputs_give_a_float32_loss(pair):
+    student, teacher, labels = pair
+    values, indices = teacher.topk(4, dim=-1)
+    half = topk_token_kl(student.bfloat16(), values.bfloat16(), indices, labels)
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    assert half.item() == pytest.approx(topk_token_kl(student, values, indices, labels).item(), rel=0.05)
+
+
+@pytest.mark.parametrize("divergence", ["forward_kl", "reverse_kl", "jsd"])
+def test_token_divergence_dispatches_full_and_topk(pair, divergence):
+    student, teacher, labels = pair
+    reference = {
+        "forward_kl": token_kl(student, teacher, labels, 2.0, "forward"),
+        "reverse_kl": token_kl(student, teacher, labels, 2.0, "reverse"),
+        "jsd": generalized_jsd(student, teacher, labels, 0.7, 2.0),
+    }[divergence]
+    full = token_divergence(student, teacher, labels, divergence, beta=0.7, temperature=2.0)
+    values, indices = full_topk(teacher)
+    sparse = token_divergence(student, values, labels, divergence, 0.7, 2.0, teacher_topk_indices=indices)
+    assert full.item() == pytest.approx(reference.item(), rel=1e-6)
+    assert sparse.item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_bad_inputs_raise_clear_errors(pair):
+    student, teacher, _ = pair
+    values, indices = teacher.topk(3, dim=-1)
+    with pytest.raises(ValueError, match="divergence must be one of"):
+        token_divergence(student, teacher, divergence="kl")
+    with pytest.raises(ValueError, match="values .* and indices .* differ in shape"):
+        topk_token_kl(student, values, indices[..., :2])
+    with pytest.raises(ValueError, match="must be integer token ids"):
+        topk_token_kl(student, values, indices.float())
+    with pytest.raises(ValueError, match="leading shape"):
+        topk_token_kl(student[:, :4], values, indices)
+    with pytest.raises(ValueError, match=r"need 1 <= k <= student vocab \(11\)"):
+        topk_token_kl(student, torch.randn(2, 5, 12), torch.zeros(2, 5, 12, dtype=torch.long))
