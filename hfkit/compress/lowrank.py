@@ -70,7 +70,8 @@ class LowRankArguments:
     )
 
     def __post_init__(self):
-        if (self.rank is None) == (self.energy is None):
+        # Neither is allowed here (a recipe may set the rank per stage later); plan_lowrank insists on one.
+        if self.rank is not None and self.energy is not None:
             raise ValueError(
                 f"give exactly one of rank (a fixed rank, e.g. 64) or energy (a fraction of spectral energy, "
                 f"e.g. 0.9); got rank={self.rank}, energy={self.energy}."
@@ -189,6 +190,11 @@ def _target_linears(model: nn.Module, target_modules: list[str] | None) -> dict[
 
 def plan_lowrank(model: nn.Module, args: LowRankArguments) -> LowRankPlan:
     """Ranks that factorize_model(model, args) would choose, and the parameter counts before/after; no change."""
+    if args.rank is None and args.energy is None:
+        raise ValueError(
+            "give exactly one of rank (a fixed rank, e.g. 64) or energy (a fraction of spectral energy, e.g. 0.9); "
+            "both are unset."
+        )
     ranks, skipped = {}, {}
     removed = 0
     for name, module in _target_linears(model, args.target_modules).items():

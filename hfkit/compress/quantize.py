@@ -39,6 +39,9 @@ from transformers.quantizers.quantizers_utils import should_convert_module
 
 from hfkit.modeling import resolve_model_path
 
+from .lowrank import CONFIG_FIELD as LOWRANK_FIELD
+from .lowrank import load_lowrank
+
 logger = logging.getLogger(__name__)
 
 TASKS = {
@@ -251,10 +254,34 @@ def load_quantized(
         raise ValueError(f"{folder!r} holds a float model; pass QuantizeArguments to quantize it.")
     else:
         kwargs["quantization_config"] = bnb_config(args, config, task)
-    model = TASKS[task].from_pretrained(folder, **kwargs)
+    if getattr(config, LOWRANK_FIELD, None):
+        # Factorized layers must exist before the weights load; their two Linears are quantized like any other.
+        model = load_lowrank(folder, TASKS[task], **kwargs)
+    else:
+        model = TASKS[task].from_pretrained(folder, **kwargs)
     model.eval()
     _remember_quant_states(model)
+    cpu_safe_4bit(model)
     return model
+
+
+def cpu_safe_4bit(model: torch.nn.Module) -> int:
+    """Keep 4-bit layers whose width bitsandbytes' fast CPU kernel cannot pack on its generic path.
+
+    On AVX512-BF16 CPUs bitsandbytes repacks a 4-bit weight on its first eval forward and asserts that the
+    output width is a multiple of 32 and the input width a multiple of the quantization block (64), so a
+    rank-4 low-rank factor fails. Those layers keep the generic kernel instead; returns how many were switched.
+    """
+    switched = 0
+    for module in model.modules():
+        if not isinstance(module, bnb.nn.Linear4bit):
+            continue
+        state = getattr(module.weight, "quant_state", None)
+        blocksize = getattr(state, "blocksize", 64) or 64
+        if module.out_features % 32 or module.in_features % blocksize:
+            module.support_avx512bf16_for_cpu = False
+            switched += 1
+    return switched
 
 
 def _remember_quant_states(model: torch.nn.Module) -> None:

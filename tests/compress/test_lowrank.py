@@ -162,7 +162,6 @@ def test_reload_of_a_tied_causal_lm(tmp_path):
     "kwargs, message",
     [
         ({"rank": 4, "energy": 0.5}, "exactly one of rank"),
-        ({}, "exactly one of rank"),
         ({"energy": 0.0}, "energy must be in (0, 1]"),
         ({"energy": 1.5}, "energy must be in (0, 1]"),
         ({"rank": 0}, "rank must be an integer >= 1"),
@@ -173,6 +172,12 @@ def test_reload_of_a_tied_causal_lm(tmp_path):
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("]", r"\]")):
         LowRankArguments(**kwargs)
+
+
+def test_rank_or_energy_is_required_to_factorize(bert):
+    args = LowRankArguments()  # allowed: a recipe may give the rank per stage
+    with pytest.raises(ValueError, match="exactly one of rank"):
+        factorize_model(bert, args)
 
 
 def test_pattern_matching_nothing_is_an_error(bert):

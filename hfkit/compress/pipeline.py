@@ -1,0 +1,456 @@
+"""Compression pipeline for sequence classifiers: chains of prune -> recover -> low-rank -> quantize.
+
+A chain is written as stages joined by ``>``, each stage optionally followed by ``:key=value,...``
+overrides of its arguments, e.g. ``prune:ffn_keep_fraction=0.5>recover>lowrank:energy=0.9>int8``.
+Chains that share a prefix share its work: ``prune>recover`` runs once for both
+``prune>recover>int8`` and ``prune>recover>lowrank``. Every stage is saved in its own folder under
+the output directory (safetensors), reloaded the way a user would reload it, and measured: parameters,
+size on disk, memory, CPU latency per batch, accuracy and F1 on the validation split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import yaml
+from datasets import Dataset
+from torch.nn.utils import prune as torch_prune
+from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+
+from ..evaluation import evaluate_classifier, measure_latency_ms, size_on_disk_mb
+from ..modeling import count_parameters
+from ..report import format_table
+from .lowrank import CONFIG_FIELD as LOWRANK_FIELD
+from .lowrank import LowRankArguments, factorize_model, load_lowrank, save_lowrank
+from .prune import PruneArguments, prunable_linears, prune
+from .quantize import (
+    QuantizeArguments,
+    load_quantized,
+    memory_footprint_mb,
+    save_quantized,
+)
+
+logger = logging.getLogger(__name__)
+
+# Stage name -> its position in a chain: stages run in this order, quantization last.
+STAGE_ORDER = {"prune": 0, "recover": 1, "lowrank": 2, "int8": 3, "nf4": 3}
+_QUANT_STAGES = {"int8": 8, "nf4": 4}
+
+
+@dataclass
+class CompressArguments:
+    """What to compress, which chains of stages to run, and where to write the report."""
+
+    model_name_or_path: str = field(
+        metadata={"help": "The trained classifier to compress (a saved folder), e.g. the distilled student."}
+    )
+    teacher_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Optional teacher: measured as a reference row, and the `recover` stage distils from it "
+            "(cached logits) instead of fine-tuning on the labels alone."
+        },
+    )
+    chains: list[str] = field(
+        default_factory=lambda: ["int8", "nf4"],
+        metadata={
+            "help": "Chains to run, each 'stage>stage>...' with stages prune, recover, lowrank, int8, nf4 in "
+            "that order, each optionally with overrides, e.g. 'prune:ffn_keep_fraction=0.5>recover>int8' "
+            "or 'lowrank:rank=64'."
+        },
+    )
+    latency_batch_size: int = field(
+        default=32, metadata={"help": "Batch size of the CPU latency measurement."}
+    )
+    latency_repeats: int = field(
+        default=10, metadata={"help": "Timed forward passes per model (median kept)."}
+    )
+    calibration_batches: int = field(
+        default=8,
+        metadata={"help": "Training batches used to score importance when prune uses importance: taylor."},
+    )
+
+    def __post_init__(self):
+        if not self.chains:
+            raise ValueError("chains is empty: give at least one chain, e.g. ['int8'].")
+        for chain in self.chains:
+            parse_chain(chain)  # fail at parse time, before any model is loaded
+
+
+@dataclass
+class Stage:
+    """One step of a chain: its name and the argument overrides written after ':'."""
+
+    name: str
+    overrides: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        if not self.overrides:
+            return self.name
+        return self.name + ":" + ",".join(f"{k}={v}" for k, v in self.overrides.items())
+
+
+def parse_chain(spec: str) -> list[Stage]:
+    """Parse 'prune:ffn_keep_fraction=0.5>recover>int8' into stages, checking names and their order."""
+    stages = []
+    for part in spec.split(">"):
+        name, _, options = part.strip().partition(":")
+        name = name.strip()
+        if name not in STAGE_ORDER:
+            raise ValueError(
+                f"chain {spec!r}: unknown stage {name!r}. Stages are {list(STAGE_ORDER)}, joined by '>', "
+                "e.g. 'prune>recover>lowrank>int8'."
+            )
+        overrides = {}
+        for item in filter(None, (s.strip() for s in options.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"chain {spec!r}: cannot parse {item!r}; write overrides as key=value.")
+            overrides[key.strip()] = yaml.safe_load(value.strip())
+        stages.append(Stage(name, overrides))
+    for before, after in zip(stages, stages[1:]):
+        if before.name in _QUANT_STAGES:
+            raise ValueError(
+                f"chain {spec!r}: {before.name} must be the last stage (a bitsandbytes model is not trained, "
+                "pruned or factorized further)."
+            )
+        if STAGE_ORDER[after.name] < STAGE_ORDER[before.name] and after.name != "recover":
+            raise ValueError(
+                f"chain {spec!r}: {after.name} cannot follow {before.name}; the order is prune > recover > "
+                "lowrank > int8/nf4 (recover may also follow lowrank)."
+            )
+    return stages
+
+
+def stage_args(base: Any, stage: Stage) -> Any:
+    """A copy of the stage's argument dataclass with the chain's overrides applied (validated again)."""
+    names = {f.name for f in dataclasses.fields(base)}
+    unknown = sorted(set(stage.overrides) - names)
+    if unknown:
+        raise ValueError(
+            f"stage {stage.label!r}: {type(base).__name__} has no field(s) {unknown}; "
+            f"fields are {sorted(names)}."
+        )
+    overrides = dict(stage.overrides)
+    # rank and energy are alternatives: a stage that names one replaces the other given in the config.
+    for one, other in (("rank", "energy"), ("energy", "rank")):
+        if one in overrides and other in names and other not in overrides:
+            overrides[other] = None
+    return dataclasses.replace(base, **overrides)
+
+
+def _slug(stages: list[Stage]) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", "-".join(s.label for s in stages))
+
+
+def is_lowrank_folder(folder: str) -> bool:
+    """Whether a saved model folder holds factorized (low-rank) layers."""
+    return bool(getattr(AutoConfig.from_pretrained(folder), LOWRANK_FIELD, None))
+
+
+def load_float_classifier(folder: str) -> PreTrainedModel:
+    """Load a saved float classifier, dense or low-rank, in eval mode."""
+    if is_lowrank_folder(folder):
+        model = load_lowrank(folder, AutoModelForSequenceClassification)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+    return model.eval()
+
+
+def sparsity_masks(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """Zero patterns of the prunable Linear weights that are at least 1% sparse (to keep during recovery)."""
+    masks = {}
+    for name, linear in prunable_linears(model).items():
+        mask = linear.weight != 0
+        if mask.float().mean() < 0.99:
+            masks[name] = mask
+    return masks
+
+
+def hold_masks(model: PreTrainedModel, masks: dict[str, torch.Tensor]) -> None:
+    """Keep pruned weights at zero while training (torch.nn.utils.prune re-applies the mask every forward)."""
+    modules = dict(model.named_modules())
+    for name, mask in masks.items():
+        torch_prune.custom_from_mask(modules[name], "weight", mask)
+
+
+def release_masks(model: PreTrainedModel, masks: dict[str, torch.Tensor]) -> None:
+    """Make held masks permanent, so the state dict has plain `weight` tensors again."""
+    modules = dict(model.named_modules())
+    for name in masks:
+        torch_prune.remove(modules[name], "weight")
+
+
+@dataclass
+class VariantResult:
+    """One measured model of the report."""
+
+    name: str
+    chain: str
+    folder: str
+    parameters: int
+    nonzero_parameters: int
+    size_mb: float
+    memory_mb: float
+    accuracy: float
+    f1: float
+    latency_ms: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _nonzero(model: torch.nn.Module) -> int:
+    return sum(int(torch.count_nonzero(p)) for p in model.parameters() if p.dtype.is_floating_point)
+
+
+def measure_variant(
+    name: str,
+    chain: str,
+    model: PreTrainedModel,
+    tokenizer,
+    folder: str,
+    raw_eval: Dataset,
+    text_column: str,
+    text_pair_column: str | None,
+    max_length: int | None,
+    args: CompressArguments,
+    parameters: int | None = None,
+) -> VariantResult:
+    """Accuracy/F1 on raw_eval, parameters, size of `folder`, memory and CPU latency of one model."""
+    metrics = evaluate_classifier(model, tokenizer, raw_eval, text_column, text_pair_column, max_length)
+    texts = raw_eval[text_column][: args.latency_batch_size]
+    latency = measure_latency_ms(
+        model, tokenizer, texts, batch_size=args.latency_batch_size, repeats=args.latency_repeats
+    )
+    total = count_parameters(model)[0]
+    return VariantResult(
+        name=name,
+        chain=chain,
+        folder=folder,
+        # bitsandbytes packs two 4-bit weights per stored element: report the float model's count instead.
+        parameters=parameters if parameters is not None else total,
+        nonzero_parameters=_nonzero(model) if parameters is None else parameters,
+        size_mb=size_on_disk_mb(folder),
+        memory_mb=memory_footprint_mb(model),
+        accuracy=metrics["accuracy"],
+        f1=metrics.get("f1", metrics.get("f1_macro", float("nan"))),
+        latency_ms=latency,
+    )
+
+
+RecoverFn = Callable[[PreTrainedModel, str], PreTrainedModel]
+
+
+def run_chains(
+    args: CompressArguments,
+    tokenizer,
+    output_dir: str,
+    measure: Callable[[str, str, PreTrainedModel, str, int | None], VariantResult],
+    prune_args: PruneArguments,
+    lowrank_args: LowRankArguments,
+    quantize_args: QuantizeArguments,
+    recover: RecoverFn | None = None,
+    calibration: Callable[[], list[dict[str, torch.Tensor]]] | None = None,
+    root_parameters: int | None = None,
+) -> list[VariantResult]:
+    """Run every chain from the input model, sharing common prefixes; save, reload and measure each stage.
+
+    `measure(name, chain, model, folder, parameters)` measures one reloaded stage; `parameters` is the float
+    parent's count for quantized stages (bitsandbytes packs 4-bit weights) and None otherwise.
+    """
+    # prefix -> (folder, parameter count of the model saved there)
+    done: dict[str, tuple[str, int | None]] = {"": (args.model_name_or_path, root_parameters)}
+    results: list[VariantResult] = []
+    for spec in args.chains:
+        stages = parse_chain(spec)
+        for i in range(len(stages)):
+            prefix = _slug(stages[: i + 1])
+            if prefix in done:
+                continue
+            parent_folder, parent_params = done[_slug(stages[:i]) if i else ""]
+            stage = stages[i]
+            folder = os.path.join(output_dir, prefix)
+            logger.info("stage %s: %s -> %s", stage.label, parent_folder, folder)
+            chain = ">".join(s.label for s in stages[: i + 1])
+            if stage.name in _QUANT_STAGES:
+                q = stage_args(quantize_args, stage)
+                q = dataclasses.replace(q, bits=_QUANT_STAGES[stage.name])
+                model = load_quantized(parent_folder, q, task="sequence-classification")
+                save_quantized(model, tokenizer, folder)
+                model = load_quantized(folder, task="sequence-classification")  # measure what users reload
+                results.append(measure(prefix, chain, model, folder, parent_params))
+            else:
+                model = load_float_classifier(parent_folder)
+                if stage.name == "prune":
+                    p = stage_args(prune_args, stage)
+                    batches = calibration() if p.method == "structured" and p.importance == "taylor" else None
+                    model = prune(model, p, batches)
+                    model.save_pretrained(folder)
+                elif stage.name == "lowrank":
+                    ranks = factorize_model(model, stage_args(lowrank_args, stage))
+                    if not ranks:
+                        raise ValueError(
+                            f"stage {stage.label!r} factorized no layer (no rank removes parameters): "
+                            "lower rank/energy or set only_if_smaller: false."
+                        )
+                    save_lowrank(model, None, folder)
+                else:  # recover
+                    if recover is None:
+                        raise ValueError(
+                            "a 'recover' stage needs training arguments and data (use recipes/compress.py)."
+                        )
+                    if stage.overrides:
+                        raise ValueError(
+                            f"stage {stage.label!r}: recover takes its settings from the training arguments "
+                            "(num_train_epochs, learning_rate, ...), not from the chain."
+                        )
+                    masks = sparsity_masks(model)
+                    hold_masks(model, masks)
+                    model = recover(model, folder)
+                    release_masks(model, masks)
+                    model.save_pretrained(folder)  # over the trainer's save: plain weights, masks applied
+                tokenizer.save_pretrained(folder)
+                model = load_float_classifier(folder)
+                results.append(measure(prefix, chain, model, folder, None))
+            params = results[-1].parameters
+            done[prefix] = (folder, params)
+            del model
+    return results
+
+
+def _fmt_mb(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def report_rows(results: list[VariantResult], reference: str = "student") -> list[dict[str, Any]]:
+    """Results as dicts with speed-up and accuracy change relative to the `reference` row."""
+    ref = next((r for r in results if r.name == reference), results[0])
+    rows = []
+    for r in results:
+        row = dataclasses.asdict(r)
+        row["speedup"] = ref.latency_ms / r.latency_ms
+        row["accuracy_delta_points"] = 100 * (r.accuracy - ref.accuracy)
+        row["size_ratio"] = r.size_mb / ref.size_mb if ref.size_mb else float("nan")
+        rows.append(row)
+    return rows
+
+
+REPORT_HEADER = [
+    "model", "chain", "parameters", "non-zero", "disk MB", "memory MB", "accuracy %", "vs student (points)",
+    "F1 %", "ms/batch", "speed-up",
+]  # fmt: skip
+
+
+def _report_cells(r: dict[str, Any]) -> list[str]:
+    return [
+        r["name"],
+        r["chain"] or "-",
+        f"{r['parameters']:,}",
+        f"{r['nonzero_parameters']:,}",
+        _fmt_mb(r["size_mb"]),
+        _fmt_mb(r["memory_mb"]),
+        f"{100 * r['accuracy']:.2f}",
+        f"{r['accuracy_delta_points']:+.2f}",
+        f"{100 * r['f1']:.2f}",
+        f"{r['latency_ms']:.1f}",
+        f"{r['speedup']:.2f}x",
+    ]
+
+
+def format_report(rows: list[dict[str, Any]]) -> str:
+    """The report rows as a plain-text table for the terminal."""
+    return format_table(
+        [_report_cells(r)[:1] + _report_cells(r)[2:] for r in rows],
+        header=REPORT_HEADER[:1] + REPORT_HEADER[2:],
+    )
+
+
+def markdown_report(rows: list[dict[str, Any]]) -> str:
+    """The report rows as a Markdown table."""
+    lines = ["| " + " | ".join(REPORT_HEADER) + " |", "|" + "---|" * len(REPORT_HEADER)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in _report_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot_report(rows: list[dict[str, Any]], path: str) -> None:
+    """A PNG with accuracy against size on disk and the CPU latency of every model."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers
+    import matplotlib.pyplot as plt
+
+    names = [r["name"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    for r in rows:
+        left.scatter(r["size_mb"], 100 * r["accuracy"], s=40)
+        left.annotate(r["name"], (r["size_mb"], 100 * r["accuracy"]), fontsize=7, xytext=(4, 2),
+                      textcoords="offset points")  # fmt: skip
+    left.set_xlabel("size on disk (MB)")
+    left.set_ylabel("validation accuracy (%)")
+    left.set_title("accuracy vs size")
+    left.grid(alpha=0.3)
+    right.barh(names, [r["latency_ms"] for r in rows], color="tab:orange")
+    right.invert_yaxis()
+    right.set_xlabel("CPU ms per batch")
+    right.set_title("latency")
+    right.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(
+    rows: list[dict[str, Any]], output_dir: str, settings: dict[str, Any], validation_examples: int
+) -> dict[str, str]:
+    """Write report.json, report.md and report.png to output_dir; return their paths."""
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {k: os.path.join(output_dir, f"compression_report.{k}") for k in ("json", "md", "png")}
+    with open(paths["json"], "w") as f:
+        json.dump(
+            {"validation_examples": validation_examples, "settings": settings, "models": rows}, f, indent=2
+        )
+    plot_report(rows, paths["png"])
+    lines = [
+        "# Compression report",
+        "",
+        f"Validation examples: {validation_examples:,}. Latency: median CPU wall time of one forward pass "
+        "over a batch (see settings). Speed-up and accuracy change are relative to the student.",
+        "",
+        markdown_report(rows),
+        "",
+        f"![chart]({os.path.basename(paths['png'])})",
+        "",
+        "## Settings",
+        "",
+        "```json",
+        json.dumps(settings, indent=2, default=str),
+        "```",
+        "",
+    ]
+    with open(paths["md"], "w") as f:
+        f.write("\n".join(lines))
+    return paths
+
+
+def settings_dict(*dataclass_objects: Any) -> dict[str, Any]:
+    """The pipeline's argument dataclasses as a JSON-friendly dict (no tokens: hub_token is dropped)."""
+    out = {}
+    for obj in dataclass_objects:
+        values = {}
+        for f in dataclasses.fields(obj):
+            if "token" in f.name:
+                continue
+            value = getattr(obj, f.name)
+            values[f.name] = (
+                value if isinstance(value, (int, float, str, bool, list, type(None))) else str(value)
+            )
+        out[type(obj).__name__] = values
+    return out

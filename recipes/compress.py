@@ -1,0 +1,153 @@
+"""Compress a trained classifier for deployment and report every variant side by side.
+
+    python recipes/compress.py --config recipes/configs/compress/minilm_l3_sst2.yaml [--key value ...]
+
+Order: args -> data (the same split as training) -> measure teacher and student -> run each chain of
+prune > recover > lowrank > int8/nf4 (shared prefixes run once; every stage saved, reloaded, measured)
+-> compression_report.{md,json,png} in output_dir and the table printed.
+"""
+
+import copy
+import os
+
+import torch
+from datasets import Dataset
+from torch.utils.data import DataLoader
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
+
+from hfkit import ClassifierTrainer, DistillConfig, DistillTrainer
+from hfkit.cli import setup_logging
+from hfkit.compress.lowrank import LowRankArguments
+from hfkit.compress.pipeline import (
+    CompressArguments,
+    format_report,
+    load_float_classifier,
+    measure_variant,
+    parse_chain,
+    report_rows,
+    run_chains,
+    settings_dict,
+    write_report,
+)
+from hfkit.compress.prune import PruneArguments
+from hfkit.compress.quantize import QuantizeArguments
+from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+from hfkit.modeling import resolve_model_path
+from hfkit.parsing import parse_args
+from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
+
+ARG_TYPES = (
+    CompressArguments,
+    DataArguments,
+    PruneArguments,
+    LowRankArguments,
+    QuantizeArguments,
+    DistillConfig,
+)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args, data_args, prune_args, lowrank_args, quant_args, config = parse_args(ARG_TYPES, argv)
+    setup_logging(config)
+    set_seed(config.seed)
+    raw, labels = load_classification_data(data_args)
+    text, pair, max_length = data_args.text_column, data_args.text_pair_column, data_args.max_length
+
+    student_path = resolve_model_path(args.model_name_or_path)
+    args.model_name_or_path = student_path
+    tokenizer = AutoTokenizer.from_pretrained(student_path)
+    student = load_float_classifier(student_path)
+    student_labels = [student.config.id2label[i] for i in range(student.config.num_labels)]
+    if student_labels != labels:
+        raise ValueError(
+            f"{args.model_name_or_path} predicts labels {student_labels} but the data has {labels}: "
+            "compress a model trained on this data, or set class_names to match its labels."
+        )
+
+    def measure(name, chain, model, folder, parameters=None, model_tokenizer=tokenizer):
+        return measure_variant(
+            name,
+            chain,
+            model,
+            model_tokenizer,
+            folder,
+            raw["validation"],
+            text,
+            pair,
+            max_length,
+            args,
+            parameters,
+        )
+
+    results = []
+    teacher = teacher_tokenizer = None
+    if args.teacher_name_or_path:
+        teacher_path = resolve_model_path(args.teacher_name_or_path)
+        teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path).eval()
+        teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+        results.append(measure("teacher", "", teacher, teacher_path, model_tokenizer=teacher_tokenizer))
+    student_row = measure("student", "", student, student_path)
+    results.append(student_row)
+    del student
+
+    needs_training = any(s.name == "recover" for c in args.chains for s in parse_chain(c))
+    needs_calibration = prune_args.importance == "taylor" or any(
+        s.overrides.get("importance") == "taylor" for c in args.chains for s in parse_chain(c)
+    )
+    train = validation = None
+    if needs_training or needs_calibration:
+        train = tokenize_dataset(raw["train"], tokenizer, text, pair, max_length)
+        validation = tokenize_dataset(raw["validation"], tokenizer, text, pair, max_length)
+    if needs_training and teacher is not None and config.alpha > 0:
+        # Recovery distils from the teacher: its logits over the training set, computed once (and cached).
+        logits = compute_teacher_logits(
+            teacher, train, teacher_tokenizer, config.teacher_logits_cache, config.per_device_eval_batch_size
+        )
+        train = add_teacher_logits(train, logits)
+
+    def recover(model, folder):
+        """Fine-tune (or distil back) a compressed model with the shared training arguments."""
+        stage_config = copy.copy(config)
+        stage_config.output_dir = folder
+        trainer_class = DistillTrainer if "teacher_logits" in train.column_names else ClassifierTrainer
+        trainer = trainer_class(
+            model=model,
+            args=stage_config,
+            train_dataset=train,
+            eval_dataset=validation,
+            processing_class=tokenizer,
+        )
+        trainer.train()
+        return trainer.model
+
+    def calibration() -> list[dict[str, torch.Tensor]]:
+        """A few training batches for Taylor importance scores."""
+        columns = [
+            c for c in train.column_names if c in ("input_ids", "attention_mask", "token_type_ids", "labels")
+        ]
+        loader = DataLoader(
+            Dataset.from_dict(train.select_columns(columns)[: 64 * args.calibration_batches]),
+            batch_size=config.per_device_train_batch_size,
+            collate_fn=DataCollatorWithPadding(tokenizer),
+        )
+        return [dict(b) for _, b in zip(range(args.calibration_batches), loader)]
+
+    results += run_chains(
+        args, tokenizer, config.output_dir, measure, prune_args, lowrank_args, quant_args,
+        recover=recover if needs_training else None, calibration=calibration if needs_calibration else None,
+        root_parameters=student_row.parameters,
+    )  # fmt: skip
+
+    rows = report_rows(results)
+    settings = settings_dict(args, prune_args, lowrank_args, quant_args)
+    paths = write_report(rows, config.output_dir, settings, len(raw["validation"]))
+    print(f"\nCompression report on {len(raw['validation']):,} validation examples "
+          f"(CPU latency per batch of {args.latency_batch_size}):")  # fmt: skip
+    print(format_report(rows))
+    print(f"\nwritten: {', '.join(paths.values())}")
+    return rows
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

@@ -1,0 +1,109 @@
+"""Chain parsing, stage arguments, sparsity masks held through training, and the report files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hfkit.compress.lowrank import LowRankArguments
+from hfkit.compress.pipeline import (
+    CompressArguments,
+    VariantResult,
+    hold_masks,
+    markdown_report,
+    parse_chain,
+    release_masks,
+    report_rows,
+    sparsity_masks,
+    stage_args,
+    write_report,
+)
+from hfkit.compress.prune import PruneArguments, magnitude_prune
+
+
+def test_parse_chain_names_order_and_overrides():
+    stages = parse_chain("prune:method=magnitude, sparsity=0.5 > recover > lowrank:energy=0.9 > int8")
+    assert [s.name for s in stages] == ["prune", "recover", "lowrank", "int8"]
+    assert stages[0].overrides == {"method": "magnitude", "sparsity": 0.5}  # YAML-typed values
+    assert stages[2].label == "lowrank:energy=0.9"
+    assert [s.name for s in parse_chain("lowrank:rank=64>recover>nf4")] == ["lowrank", "recover", "nf4"]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("quantize", "unknown stage 'quantize'"),
+        ("int8>prune", "int8 must be the last stage"),
+        ("lowrank>prune", "prune cannot follow lowrank"),
+        ("prune:sparsity", "write overrides as key=value"),
+    ],
+)
+def test_parse_chain_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        parse_chain(spec)
+
+
+def test_compress_arguments_check_chains_up_front():
+    with pytest.raises(ValueError, match="unknown stage"):
+        CompressArguments(model_name_or_path="m", chains=["int8", "distil"])
+    with pytest.raises(ValueError, match="chains is empty"):
+        CompressArguments(model_name_or_path="m", chains=[])
+
+
+def test_stage_args_apply_overrides_and_swap_rank_for_energy():
+    base = LowRankArguments(energy=0.9)
+    args = stage_args(base, parse_chain("lowrank:rank=64")[0])
+    assert (args.rank, args.energy) == (64, None) and base.energy == 0.9
+    with pytest.raises(ValueError, match="has no field"):
+        stage_args(PruneArguments(), parse_chain("prune:sparsty=0.3")[0])
+    with pytest.raises(ValueError, match="sparsity"):  # the dataclass validates the overridden value
+        stage_args(PruneArguments(), parse_chain("prune:sparsity=1.5")[0])
+
+
+def test_held_masks_keep_pruned_weights_at_zero_through_training(tiny_bert):
+    magnitude_prune(tiny_bert, 0.5)
+    masks = sparsity_masks(tiny_bert)
+    assert masks  # every encoder Linear is 50% sparse
+    hold_masks(tiny_bert, masks)
+    optimizer = torch.optim.SGD(tiny_bert.parameters(), lr=1.0)
+    ids = torch.randint(5, 40, (4, 8))
+    for _ in range(3):
+        loss = tiny_bert(input_ids=ids, labels=torch.tensor([0, 1, 0, 1])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    release_masks(tiny_bert, masks)
+    modules = dict(tiny_bert.named_modules())
+    for name, mask in masks.items():
+        weight = modules[name].weight
+        assert isinstance(weight, torch.nn.Parameter)
+        assert torch.all(weight[~mask] == 0)  # pruned entries stayed zero
+        assert not torch.all(weight[mask] == 0)
+    assert not any(k.endswith(("weight_orig", "weight_mask")) for k in tiny_bert.state_dict())
+
+
+def _row(name, accuracy, latency, size):
+    return VariantResult(name, name if name != "student" else "", f"/x/{name}", 100, 90, size, size, accuracy, 0.5,
+                         latency)  # fmt: skip
+
+
+def test_report_rows_are_relative_to_the_student_and_files_are_written(tmp_path):
+    rows = report_rows([_row("teacher", 0.95, 20.0, 90.0), _row("student", 0.94, 10.0, 70.0),
+                        _row("int8", 0.937, 12.5, 20.0)])  # fmt: skip
+    int8 = rows[2]
+    assert int8["speedup"] == pytest.approx(0.8) and int8["accuracy_delta_points"] == pytest.approx(-0.3)
+    assert rows[0]["speedup"] == pytest.approx(0.5)
+    table = markdown_report(rows)
+    assert table.splitlines()[0].startswith("| model | chain |") and "| int8 | int8 |" in table
+    paths = write_report(rows, str(tmp_path), {"CompressArguments": {"chains": ["int8"]}}, 123)
+    saved = json.loads(Path(paths["json"]).read_text())
+    assert saved["validation_examples"] == 123 and [m["name"] for m in saved["models"]] == [
+        "teacher",
+        "student",
+        "int8",
+    ]
+    assert Path(paths["png"]).read_bytes()[:4] == b"\x89PNG"
+    assert "-0.30" in Path(paths["md"]).read_text()
