@@ -40,7 +40,8 @@ __all__ = [
 ]
 
 CARD_FILE = "README.md"
-LOWRANK_FILE = "lowrank_config.json"  # written next to low-rank models by hfkit.compress.lowrank
+LOWRANK_FILE = "lowrank_config.json"  # extra low-rank metadata some tools write; uploaded when present
+LOWRANK_FIELD = "lowrank_ranks"  # config.json field where hfkit.compress.lowrank records factorized layers
 WEIGHTS_INDEX = "model.safetensors.index.json"
 
 # What an upload may hold: an allow-list, so a new training artefact is left out until someone adds it here.
@@ -297,7 +298,7 @@ def _compression(config: dict, folder: Path) -> list[str]:
     steps = []
     if any(config.get("pruned_heads") or {}):
         steps.append("pruning (attention heads)")
-    if (folder / LOWRANK_FILE).is_file():
+    if config.get(LOWRANK_FIELD):
         steps.append("low-rank factorization")
     q = config.get("quantization_config")
     if q:
@@ -315,17 +316,17 @@ def _loading_snippet(config: dict, folder: Path, location: str) -> tuple[str, st
     auto, tag = _task(config)
     auto = auto or "AutoModel"
     q = config.get("quantization_config") or {}
-    if (folder / LOWRANK_FILE).is_file():
+    if config.get(LOWRANK_FIELD):
         note = (
-            "The linear layers are stored factorized (see `lowrank_config.json`): load the model with hfkit, "
-            "which rebuilds them."
+            f"The linear layers are stored factorized (`{LOWRANK_FIELD}` in config.json): load the model with "
+            "hfkit, which rebuilds them (a plain from_pretrained would start them from random weights)."
         )
         code = (
             "from huggingface_hub import snapshot_download\n"
-            "from transformers import AutoTokenizer\n\n"
+            f"from transformers import AutoTokenizer, {auto}\n\n"
             "from hfkit.compress.lowrank import load_lowrank\n\n"
             f'folder = snapshot_download("{location}")\n'
-            "model = load_lowrank(folder)\n"
+            f"model = load_lowrank(folder, {auto})\n"
             "tokenizer = AutoTokenizer.from_pretrained(folder)\n"
         )
     elif q.get("quant_method") == "bitsandbytes":
@@ -721,15 +722,6 @@ def load_model(
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder}/config.json not found: pass a folder written by save_pretrained.")
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    if (folder / LOWRANK_FILE).is_file():
-        try:
-            from .compress.lowrank import load_lowrank
-        except ImportError as err:
-            raise ImportError(
-                f"{folder} holds a low-rank model ({LOWRANK_FILE}) but hfkit.compress.lowrank cannot be imported "
-                f"({err}); update hfkit."
-            ) from err
-        return load_lowrank(str(folder), **kwargs), tokenizer
     if task is not None:
         if task not in PIPELINE_TAGS:
             raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(PIPELINE_TAGS)}.")
@@ -742,5 +734,10 @@ def load_model(
                 f"cannot tell the task of {folder} from config.architectures={config.architectures}; "
                 f"pass task= one of: {', '.join(PIPELINE_TAGS)}."
             )
+    if json.loads((folder / "config.json").read_text()).get(LOWRANK_FIELD):
+        # Factorized layers must be rebuilt before the weights load (quantized factors included).
+        from .compress.lowrank import load_lowrank
+
+        return load_lowrank(str(folder), getattr(transformers, auto), **kwargs), tokenizer
     model = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=trust_remote_code, **kwargs)
     return model, tokenizer

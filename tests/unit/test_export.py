@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-import types
 
 import huggingface_hub
 import pytest
@@ -341,20 +339,24 @@ def test_card_of_a_4bit_folder_spells_out_its_settings(run_dir):
     )
 
 
-def test_low_rank_folder_card_and_loader(run_dir, monkeypatch):
-    write_json(run_dir / "lowrank_config.json", {"rank": 8})
+def test_low_rank_folder_card_and_loader(run_dir, tiny_tokenizer):
+    from hfkit.compress.lowrank import LowRankArguments, factorize_model, save_lowrank
+
+    model = AutoModelForSequenceClassification.from_pretrained(run_dir)
+    factorize_model(model, LowRankArguments(rank=4))
+    save_lowrank(model, tiny_tokenizer, run_dir)
     text = model_card(run_dir, repo_id="me/lowrank")
     assert "| Compression | low-rank factorization |" in text
     assert "from hfkit.compress.lowrank import load_lowrank" in text
-    assert 'folder = snapshot_download("me/lowrank")\nmodel = load_lowrank(folder)' in text
+    assert (
+        'folder = snapshot_download("me/lowrank")\nmodel = load_lowrank(folder, AutoModelForSequenceClassification)'
+        in text
+    )
     assert "low-rank" in front_matter(card_file(run_dir, text))["tags"]
 
-    calls = []
-    fake = types.ModuleType("hfkit.compress.lowrank")
-    fake.load_lowrank = lambda folder, **kw: calls.append((folder, kw)) or "factorized model"
-    monkeypatch.setitem(sys.modules, "hfkit.compress.lowrank", fake)
-    model, tokenizer = load_model(run_dir)
-    assert model == "factorized model" and calls == [(str(run_dir), {})]
+    loaded, tokenizer = load_model(run_dir)
+    assert type(loaded.bert.encoder.layer[0].attention.self.query).__name__ == "LowRankLinear"
+    torch.testing.assert_close(logits(loaded.eval()), logits(model.eval()), rtol=0, atol=0)
     assert tokenizer.convert_tokens_to_ids("good") == 5
 
 
