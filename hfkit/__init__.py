@@ -1,26 +1,55 @@
-"""hfkit: reusable Trainer subclasses for fine-tuning, distilling and shipping Transformers models."""
+"""hfkit: reusable Trainer subclasses for fine-tuning, distilling, compressing and shipping Transformers models.
+
+Trainers and their configs live in hfkit.trainers; compression techniques in hfkit.compress (one a file);
+shipping in hfkit.export; text generation in hfkit.generation.
+"""
 
 from .data import DataArguments, load_classification_data, tokenize_dataset
-from .modeling import ModelArguments, count_parameters, load_classifier, load_tokenizer
+from .export import CardInfo, load_model, prepare_upload_folder, push_to_hub, save_model, write_model_card
+from .generation import GenerateArguments, generate
+from .lm_data import LMDataArguments, LMDataCollator, load_lm_data
+from .modeling import (
+    ModelArguments,
+    count_parameters,
+    load_causal_lm,
+    load_classifier,
+    load_tokenizer,
+)
 from .student import student_from_teacher
 from .trainers.classifier_config import ClassifierConfig
 from .trainers.classifier_trainer import ClassifierTrainer
+from .trainers.clm_config import CLMConfig
+from .trainers.clm_trainer import CLMTrainer
 from .trainers.distill_config import DistillConfig
 from .trainers.distill_trainer import DistillTrainer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CLMConfig",
+    "CLMTrainer",
+    "CardInfo",
     "ClassifierConfig",
     "ClassifierTrainer",
     "DataArguments",
     "DistillConfig",
     "DistillTrainer",
+    "GenerateArguments",
+    "LMDataArguments",
+    "LMDataCollator",
     "ModelArguments",
     "count_parameters",
+    "generate",
+    "load_causal_lm",
     "load_classification_data",
     "load_classifier",
+    "load_lm_data",
+    "load_model",
     "load_tokenizer",
+    "prepare_upload_folder",
+    "push_to_hub",
+    "save_model",
     "student_from_teacher",
     "tokenize_dataset",
+    "write_model_card",
 ]

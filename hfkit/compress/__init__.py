@@ -1,1 +1,36 @@
-"""Compression for deployment, one technique a file: quantize, prune, lowrank, lora."""
+"""Compression for deployment, one technique a file: quantize, prune, lowrank, lora; pipeline chains them."""
+
+from .lora import LoraArguments, apply_lora, merge_adapter_into_base, merge_and_unload_to
+from .lowrank import LowRankArguments, factorize_model, load_lowrank, plan_lowrank, save_lowrank
+from .prune import (
+    PruneArguments,
+    SparsityReport,
+    magnitude_prune,
+    prune,
+    sparsity_report,
+    structured_prune,
+)
+from .quantize import QuantizeArguments, load_quantized, memory_footprint_mb, save_quantized, skip_modules_for
+
+__all__ = [
+    "LoraArguments",
+    "LowRankArguments",
+    "PruneArguments",
+    "QuantizeArguments",
+    "SparsityReport",
+    "apply_lora",
+    "factorize_model",
+    "load_lowrank",
+    "load_quantized",
+    "magnitude_prune",
+    "memory_footprint_mb",
+    "merge_adapter_into_base",
+    "merge_and_unload_to",
+    "plan_lowrank",
+    "prune",
+    "save_lowrank",
+    "save_quantized",
+    "skip_modules_for",
+    "sparsity_report",
+    "structured_prune",
+]
