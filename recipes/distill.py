@@ -113,7 +113,14 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         ]  # fmt: skip
         rows_json, table = comparison_report(rows)
         with open(os.path.join(config.output_dir, "distill_report.json"), "w") as f:
-            json.dump({"validation_examples": len(raw["validation"]), "models": rows_json}, f, indent=2)
+            report = {
+                "validation_examples": len(raw["validation"]),
+                "teacher": model_args.teacher_name_or_path,  # read by hfkit.export for the model card
+                "temperature": config.temperature,
+                "alpha": config.alpha,
+                "models": rows_json,
+            }
+            json.dump(report, f, indent=2)
         print(
             f"\nTeacher vs student on {len(raw['validation']):,} validation examples (CPU latency, batch 32):"
         )
