@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from hfkit.cli import checkpoint_to_resume, setup_logging
+from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
 from hfkit.lm_data import LMDataArguments, load_lm_data
 from hfkit.lm_teacher_cache import add_teacher_topk, teacher_topk_logits
 from hfkit.modeling import count_parameters, resolve_model_path
@@ -52,16 +53,6 @@ class CLMModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run model code from the Hub repos. Off unless you trust them."}
     )
-    use_lora: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of every weight."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(
-        default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / lora_r)."}
-    )
-    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch."})
-    lora_target_modules: list[str] | None = field(
-        default=None,
-        metadata={"help": "Module names to adapt (e.g. q_proj v_proj). None: every linear layer."},
-    )
 
     def __post_init__(self):
         if self.model_name_or_path is None and self.teacher_name_or_path is None:
@@ -73,11 +64,9 @@ class CLMModelArguments:
                 "no student: with teacher_name_or_path, give model_name_or_path (the student to start from) and/or "
                 "student_layers (decoder layers of the teacher to keep, e.g. [0, 3, 6])."
             )
-        if self.use_lora and self.lora_r < 1:
-            raise ValueError(f"lora_r must be >= 1, got {self.lora_r}.")
 
 
-ARG_TYPES = (CLMModelArguments, LMDataArguments, CLMConfig)
+ARG_TYPES = (CLMModelArguments, LoraArguments, LMDataArguments, CLMConfig)
 
 
 def load_lm(path: str, args: CLMModelArguments):
@@ -90,23 +79,13 @@ def load_lm(path: str, args: CLMModelArguments):
     )
 
 
-def lora_config(args: CLMModelArguments):
-    """The PEFT LoraConfig the arguments describe, or None without use_lora."""
-    if not args.use_lora:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=args.lora_target_modules or "all-linear",
-        task_type="CAUSAL_LM",
-    )
-
-
 def main(argv: list[str] | None = None) -> CLMTrainer:
-    model_args, data_args, config = parse_args(ARG_TYPES, argv)
+    model_args, lora_args, data_args, config = parse_args(ARG_TYPES, argv)
+    if lora_args.qlora_bits is not None:
+        raise ValueError(
+            "qlora_bits: this recipe trains causal LMs with LoRA on a float base only; unset qlora_bits "
+            "(QLoRA is available for classifiers in recipes/classify.py)."
+        )
     setup_logging(config)
     set_seed(config.seed)
 
@@ -169,7 +148,7 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
         eval_dataset=validation,
         processing_class=tokenizer,
         teacher_model=online_teacher,
-        peft_config=lora_config(model_args),
+        peft_config=lora_config(lora_args, "CAUSAL_LM") if lora_args.use_lora else None,
     )
     before = trainer.evaluate(metric_key_prefix="before")
     teacher_metrics = None
@@ -179,7 +158,16 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
         teacher_metrics = judge.evaluate(metric_key_prefix="teacher")
     result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(config))
     after = trainer.evaluate()
-    trainer.save_model()
+    trainer.save_model()  # with LoRA: the adapter
+    if lora_args.use_lora and lora_args.merge_on_save:
+        # output_dir then holds a plain model (AutoModelForCausalLM loads it, no PEFT needed), as in classify.py.
+        trainer.model = merge_and_unload_to(
+            trainer.model, tokenizer, config.output_dir, trainer.is_world_process_zero()
+        )
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            path = os.path.join(config.output_dir, name)
+            if trainer.is_world_process_zero() and os.path.exists(path):
+                os.remove(path)
     trainer.save_state()
 
     if trainer.is_world_process_zero():
@@ -187,7 +175,7 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
             "model": base_path,
             "teacher": model_args.teacher_name_or_path,
             "student_layers": model_args.student_layers,
-            "lora": model_args.use_lora,
+            "lora": lora_args.use_lora,
             "parameters": trainer.param_counts,
             "teacher_parameters": count_parameters(teacher)[0] if teacher is not None else None,
             "block_size": config.block_size,

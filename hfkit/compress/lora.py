@@ -177,6 +177,18 @@ def _is_quantized(model: torch.nn.Module) -> bool:
     return getattr(model, "hf_quantizer", None) is not None
 
 
+def lora_config(args: LoraArguments, task_type: str | TaskType = TaskType.SEQ_CLS) -> LoraConfig:
+    """The PEFT LoraConfig that `args` describe (also what CLMTrainer(peft_config=...) takes)."""
+    return LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=args.target_modules,
+        modules_to_save=list(args.lora_modules_to_save) if args.lora_modules_to_save else None,
+        task_type=TaskType(task_type),
+    )
+
+
 def apply_lora(
     model: PreTrainedModel,
     args: LoraArguments,
@@ -207,15 +219,7 @@ def apply_lora(
             use_gradient_checkpointing=gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
-    config = LoraConfig(
-        r=args.lora_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=args.lora_dropout,
-        target_modules=args.target_modules,
-        modules_to_save=list(args.lora_modules_to_save) if args.lora_modules_to_save else None,
-        task_type=task_type,
-    )
-    peft_model = get_peft_model(model, config)
+    peft_model = get_peft_model(model, lora_config(args, task_type))
     total, trainable = count_parameters(peft_model)
     logger.info(
         "LoRA r=%d on %d layers%s: %s of %s parameters trainable (%.2f%%)",

@@ -154,28 +154,24 @@ def test_distillation_from_cached_teacher_top_k_into_a_layer_subset(setup, caplo
     assert "teacher top-k cache hit" in caplog.text
 
 
-def test_lora_run_saves_an_adapter(setup):
+def test_lora_run_saves_a_merged_model_or_the_adapter(setup):
     tmp, text = setup
     model_dir = write_tiny_lm(tmp / "tiny")
     clm = load_recipe("clm")
-    trainer = clm.main(
-        run_args(
-            text,
-            tmp / "lora",
-            "--model_name_or_path",
-            str(model_dir),
-            "--use_lora",
-            "true",
-            "--lora_r",
-            "4",
-            "--lora_target_modules",
-            "q_proj",
-            "v_proj",
-        )
-    )
-    assert (tmp / "lora" / "adapter_model.safetensors").exists()
+    lora = ["--model_name_or_path", str(model_dir), "--use_lora", "true", "--lora_r", "4",
+            "--lora_target_modules", "q_proj", "v_proj"]  # fmt: skip
+    trainer = clm.main(run_args(text, tmp / "lora", *lora))
     assert json.loads((tmp / "lora" / "clm_report.json").read_text())["lora"] is True
     assert trainer.param_counts["trainable"] < trainer.param_counts["total"] / 10
+    # Default merge_on_save: a plain model that computes what the trained adapter model computes.
+    assert not (tmp / "lora" / "adapter_model.safetensors").exists()
+    merged = AutoModelForCausalLM.from_pretrained(tmp / "lora").eval()
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, trainer.model.eval()(ids).logits, rtol=1e-5, atol=1e-5)
+
+    clm.main(run_args(text, tmp / "adapter", *lora, "--merge_on_save", "false"))
+    assert (tmp / "adapter" / "adapter_model.safetensors").exists()
 
 
 def test_bad_arguments_say_what_to_change(setup):
@@ -217,10 +213,10 @@ def test_shipped_configs_compare_distillation_with_ce_on_equal_terms(tmp_path, m
         )
         for name in ("smollm2_shakespeare", "smollm2_distill_l10", "smollm2_ce_l10")
     }
-    model, data, config = parsed["smollm2_shakespeare"]
+    model, _, data, config = parsed["smollm2_shakespeare"]
     assert model.model_name_or_path == "models/smollm2-135m" and config.block_size == 256
     assert data.train_file == "../shared/data/tinyshakespeare/input.txt" and 100 <= config.max_steps <= 200
-    (d_model, d_data, d_config), (c_model, c_data, c_config) = (
+    (d_model, _, d_data, d_config), (c_model, _, c_data, c_config) = (
         parsed["smollm2_distill_l10"],
         parsed["smollm2_ce_l10"],
     )
