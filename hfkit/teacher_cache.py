@@ -116,7 +116,8 @@ def _key_parts(teacher: torch.nn.Module, dataset: Dataset, columns: list[str]) -
         "format_version": FORMAT_VERSION,
         "teacher_sha256": teacher_fingerprint(teacher),
         "id2label": json.dumps({str(k): str(v) for k, v in id2label.items()}, sort_keys=True),
-        "dataset_fingerprint": str(dataset._fingerprint),
+        # Not the datasets fingerprint: it names the processing path, so the same tokens reached another way
+        # (another recipe, another run's map cache) would miss. The content digest pins what the teacher sees.
         "num_rows": str(len(dataset)),
         "input_columns": ",".join(columns),
         "content_sha256": _content_digest(dataset, columns),
@@ -261,7 +262,12 @@ def compute_teacher_logits(
             f"teacher returned {logits.shape[1]} logits per row but its config has {num_labels} labels."
         )
     if path is not None:
-        metadata = {**parts, "key": key, "num_labels": str(logits.shape[1])}
+        metadata = {
+            **parts,
+            "key": key,
+            "num_labels": str(logits.shape[1]),
+            "dataset_fingerprint": str(dataset._fingerprint),  # for reference only; not part of the key
+        }
         _save_atomic(path, logits, metadata)
         logger.info("teacher-logit cache built: saved %d x %d logits to %s", *logits.shape, path)
     else:

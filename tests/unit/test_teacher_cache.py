@@ -191,9 +191,7 @@ def test_corrupt_or_edited_cache_is_detected_and_rebuilt(
         if damage == "wrong_shape":
             save_file({"logits": torch.zeros(len(TEXTS) - 1, NUM_LABELS)}, str(path), metadata=meta)
         else:
-            save_file(
-                {"logits": torch.zeros_like(good)}, str(path), metadata={**meta, "dataset_fingerprint": "x"}
-            )
+            save_file({"logits": torch.zeros_like(good)}, str(path), metadata={**meta, "content_sha256": "x"})
     calls = count_forwards(teacher)
     with caplog.at_level(logging.WARNING, logger="hfkit.teacher_cache"):
         rebuilt = compute_teacher_logits(teacher, tokenized, tokenizer, str(tmp_path))
