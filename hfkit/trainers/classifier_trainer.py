@@ -10,17 +10,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import EarlyStoppingCallback, Trainer
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..metrics import compute_classification_metrics, confusion_matrix
 from ..modeling import count_parameters, freeze
 from ..report import format_classification_report
 from .classifier_config import ClassifierConfig
+from .common import FiniteLossMixin
 
 logger = logging.getLogger(__name__)
 
 
-class ClassifierTrainer(Trainer):
+class ClassifierTrainer(FiniteLossMixin, Trainer):
     """A `transformers.Trainer` for single-label sequence classification.
 
     On top of `Trainer` it adds: class-weighted / label-smoothed cross-entropy, early stopping wired from
@@ -98,22 +98,6 @@ class ClassifierTrainer(Trainer):
             outputs.logits.float(), labels, weight=weight, label_smoothing=self.args.label_smoothing_factor
         )
         return (loss, outputs) if return_outputs else loss
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        """One optimizer micro-step; stops with a clear error (not a NaN checkpoint) if the loss diverges."""
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if not torch.isfinite(loss).all():
-            last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.state.global_step}: the run diverged. "
-                "Lower learning_rate, keep max_grad_norm (e.g. 1.0), or use bf16 instead of fp16. "
-                + (
-                    f"Resume from the last good checkpoint {last} with --resume_from_checkpoint."
-                    if last
-                    else ""
-                )
-            )
-        return loss
 
     def train(self, *args, **kwargs):
         """Train as `Trainer.train`, then write and print the evaluation report on eval_dataset."""

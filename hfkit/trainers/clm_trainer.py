@@ -11,20 +11,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Trainer
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..lm_data import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
 from ..losses import hard_label_ce, token_divergence
 from ..metrics import perplexity
 from ..modeling import count_parameters, resolve_model_path, same_vocabulary
 from .clm_config import CLMConfig
+from .common import FiniteLossMixin, prepare_teacher
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CLMTrainer", "check_vocabularies"]
 
 
-class CLMTrainer(Trainer):
+class CLMTrainer(FiniteLossMixin, Trainer):
     """A `transformers.Trainer` for causal-LM fine-tuning and token-level distillation.
 
     Training loss: the token cross-entropy (``loss_ce``) on positions whose label is not -100, or, with a
@@ -155,22 +155,10 @@ class CLMTrainer(Trainer):
 
     def _prepare_teacher(self, teacher: PreTrainedModel) -> nn.Module:
         """Freeze the teacher and let the accelerator place it (eval mode, under the student's autocast)."""
-        shared = {id(p) for p in teacher.parameters()} & {id(p) for p in self.model.parameters()}
-        if shared:
-            raise ValueError(
-                "the teacher shares parameters with the student, so freezing the teacher would freeze them in the "
-                "student too; build the student as an independent copy (e.g. hfkit.student_from_teacher)."
-            )
-        teacher.eval()
-        teacher.requires_grad_(False)
         self._teacher_arg_names = set(inspect.signature(teacher.forward).parameters)
-        if self.is_deepspeed_enabled:
-            raise ValueError(
-                "CLMTrainer does not place an online teacher under DeepSpeed; use DDP/FSDP, or train from cached "
-                "teacher top-k columns (teacher_topk + teacher_logits_cache) with teacher_model=None."
-            )
-        # evaluation_mode=True: on the device, under the mixed-precision autocast, never wrapped in DDP.
-        return self.accelerator.prepare_model(teacher, evaluation_mode=True)
+        return prepare_teacher(
+            self, teacher, "train from cached teacher top-k columns (teacher_topk + teacher_logits_cache)"
+        )
 
     def _set_signature_columns_if_needed(self) -> None:
         """Keep the cached top-k columns, which are not forward arguments, through remove_unused_columns."""
@@ -264,22 +252,6 @@ class CLMTrainer(Trainer):
                 "the cache was computed with another tokenizer/teacher; rebuild it for this student."
             )
         self._topk_checked = True
-
-    def training_step(self, model, inputs, num_items_in_batch=None):
-        """One optimizer micro-step; stops with a clear error (not a NaN checkpoint) if the loss diverges."""
-        loss = super().training_step(model, inputs, num_items_in_batch)
-        if not torch.isfinite(loss).all():
-            last = get_last_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.state.global_step}: the run diverged. "
-                "Lower learning_rate, keep max_grad_norm (e.g. 1.0), or use bf16 instead of fp16. "
-                + (
-                    f"Resume from the last good checkpoint {last} with --resume_from_checkpoint."
-                    if last
-                    else ""
-                )
-            )
-        return loss
 
     # ---- evaluation: exact token-level loss and perplexity ------------------------------------------------
 

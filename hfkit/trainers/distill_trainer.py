@@ -23,6 +23,7 @@ from ..losses import (
 )
 from ..modeling import resolve_model_path, same_vocabulary
 from .classifier_trainer import ClassifierTrainer
+from .common import prepare_teacher
 from .distill_config import DistillConfig
 
 logger = logging.getLogger(__name__)
@@ -219,23 +220,10 @@ class DistillTrainer(ClassifierTrainer):
 
     def _prepare_teacher(self, teacher: PreTrainedModel) -> nn.Module:
         """Freeze the teacher and let the accelerator place it (and wrap its forward in autocast)."""
-        shared = {id(p) for p in teacher.parameters()} & {id(p) for p in self.model.parameters()}
-        if shared:
-            raise ValueError(
-                "the teacher shares parameters with the student, so freezing the teacher would freeze them in the "
-                "student too; build the student as an independent copy (e.g. hfkit.student_from_teacher)."
-            )
-        teacher.eval()
-        teacher.requires_grad_(False)
         self._teacher_arg_names = set(inspect.signature(teacher.forward).parameters)
-        if self.is_deepspeed_enabled:
-            raise ValueError(
-                "DistillTrainer does not place an online teacher under DeepSpeed; use DDP, or train from a "
-                "cached 'teacher_logits' column with teacher_model=None."
-            )
-        # evaluation_mode=True: placed on the device (and under the mixed-precision autocast of the student)
-        # but never wrapped in DDP, since it has no gradients to synchronise.
-        return self.accelerator.prepare_model(teacher, evaluation_mode=True)
+        return prepare_teacher(
+            self, teacher, "train from a cached 'teacher_logits' column with teacher_model=None"
+        )
 
     # ---- data ------------------------------------------------------------------------------------------
 
