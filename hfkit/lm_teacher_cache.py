@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from typing import NamedTuple
 
 import numpy as np
@@ -27,11 +26,10 @@ import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from datasets.table import InMemoryTable
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .lm_data import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
-from .teacher_cache import _cache_key, _input_columns, _key_parts
+from .teacher_cache import _cache_key, _input_columns, _key_parts, save_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -109,22 +107,6 @@ def _load(
         )
         return None
     return TeacherTopK(*(tensors[n] for n in _TENSORS))
-
-
-def _save_atomic(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write to a temp file in the same folder, then os.replace: readers see the old file or the whole new one."""
-    # teacher_cache._save_atomic writes a single 'logits' tensor; this file holds three.
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _vocab_size(teacher: torch.nn.Module) -> int:
@@ -214,7 +196,7 @@ def teacher_topk_logits(
 
     topk = _compute(teacher, dataset, k, lengths, pad_id, batch_size)
     if path is not None:
-        _save_atomic(path, topk._asdict(), {**parts, "key": key})
+        save_atomic(path, topk._asdict(), {**parts, "key": key})
         logger.info("teacher top-k cache built: saved %d tokens x top-%d to %s", len(topk.values), k, path)
     return topk
 

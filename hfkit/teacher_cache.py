@@ -169,14 +169,14 @@ def _load_cached(path: str, key: str, parts: dict[str, str], num_labels: int | N
     return logits
 
 
-def _save_atomic(path: str, logits: torch.Tensor, metadata: dict[str, str]) -> None:
+def save_atomic(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write to a temp file in the same folder, then os.replace: readers see the old file or the whole new one."""
-    directory = os.path.dirname(path)
+    directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".safetensors")
     os.close(fd)
     try:
-        save_file({_TENSOR_NAME: logits.contiguous()}, tmp, metadata=metadata)
+        save_file({name: t.contiguous() for name, t in tensors.items()}, tmp, metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
         # Also on KeyboardInterrupt: never leave a stray temp file behind.
@@ -268,7 +268,7 @@ def compute_teacher_logits(
             "num_labels": str(logits.shape[1]),
             "dataset_fingerprint": str(dataset._fingerprint),  # for reference only; not part of the key
         }
-        _save_atomic(path, logits, metadata)
+        save_atomic(path, {_TENSOR_NAME: logits}, metadata)
         logger.info("teacher-logit cache built: saved %d x %d logits to %s", *logits.shape, path)
     else:
         logger.info("computed %d x %d teacher logits (no cache_dir: not cached)", *logits.shape)
