@@ -84,6 +84,44 @@ def measure_latency_ms(
     return statistics.median(times)
 
 
+@torch.inference_mode()
+def measure_latencies_together(
+    models: dict[str, tuple[PreTrainedModel, object]],
+    texts: list[str],
+    batch_size: int = 32,
+    rounds: int = 15,
+    max_length: int = 128,
+) -> dict[str, float]:
+    """Median ms per batch of each model, timed round-robin (one forward of each per round).
+
+    Interleaving makes every model see the same machine state, so the ratios between them hold even on a
+    busy machine, where timing one model after another would not.
+    """
+    batches = {}
+    for name, (model, tokenizer) in models.items():
+        model.eval()
+        device = next(model.parameters()).device
+        batch = tokenizer(
+            texts[:batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        accepted = set(inspect.signature(model.forward).parameters)
+        batches[name] = {k: v.to(device) for k, v in batch.items() if k in accepted}
+        for _ in range(2):  # warm-up: allocation, kernel selection, bitsandbytes' CPU weight repacking
+            model(**batches[name])
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, (model, _) in models.items():
+            device = next(model.parameters()).device
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(**batches[name])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def size_on_disk_mb(folder: str) -> float:
     """Total size of the weight files (safetensors/bin) in a saved model folder, in MB."""
     total = sum(

@@ -27,6 +27,7 @@ from hfkit.compress.pipeline import (
     report_rows,
     run_chains,
     settings_dict,
+    time_all,
     write_report,
 )
 from hfkit.compress.prune import PruneArguments
@@ -138,6 +139,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         root_parameters=student_row.parameters,
     )  # fmt: skip
 
+    # Timed last and together (round-robin), so every model sees the same machine, busy or not.
+    time_all(results, raw["validation"][text][: args.latency_batch_size], args, max_length or 128)
     rows = report_rows(results)
     settings = settings_dict(args, prune_args, lowrank_args, quant_args)
     paths = write_report(rows, config.output_dir, settings, len(raw["validation"]))

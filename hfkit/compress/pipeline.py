@@ -23,9 +23,9 @@ import torch
 import yaml
 from datasets import Dataset
 from torch.nn.utils import prune as torch_prune
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from ..evaluation import evaluate_classifier, measure_latency_ms, size_on_disk_mb
+from ..evaluation import evaluate_classifier, measure_latencies_together, size_on_disk_mb
 from ..modeling import count_parameters
 from ..report import format_table
 from .lowrank import CONFIG_FIELD as LOWRANK_FIELD
@@ -71,7 +71,8 @@ class CompressArguments:
         default=32, metadata={"help": "Batch size of the CPU latency measurement."}
     )
     latency_repeats: int = field(
-        default=10, metadata={"help": "Timed forward passes per model (median kept)."}
+        default=15,
+        metadata={"help": "Rounds of timing: one forward of every model per round, median kept."},
     )
     calibration_batches: int = field(
         default=8,
@@ -224,12 +225,8 @@ def measure_variant(
     args: CompressArguments,
     parameters: int | None = None,
 ) -> VariantResult:
-    """Accuracy/F1 on raw_eval, parameters, size of `folder`, memory and CPU latency of one model."""
+    """Accuracy/F1 on raw_eval, parameters, size of `folder` and memory of one model (latency: see time_all)."""
     metrics = evaluate_classifier(model, tokenizer, raw_eval, text_column, text_pair_column, max_length)
-    texts = raw_eval[text_column][: args.latency_batch_size]
-    latency = measure_latency_ms(
-        model, tokenizer, texts, batch_size=args.latency_batch_size, repeats=args.latency_repeats
-    )
     total = count_parameters(model)[0]
     return VariantResult(
         name=name,
@@ -242,8 +239,25 @@ def measure_variant(
         memory_mb=memory_footprint_mb(model),
         accuracy=metrics["accuracy"],
         f1=metrics.get("f1", metrics.get("f1_macro", float("nan"))),
-        latency_ms=latency,
+        latency_ms=float("nan"),  # filled by time_all, with every model timed in the same rounds
     )
+
+
+def load_variant(folder: str) -> PreTrainedModel:
+    """Any folder of a compression report as users reload it: quantized ones with their saved settings."""
+    if getattr(AutoConfig.from_pretrained(folder), "quantization_config", None):
+        return load_quantized(folder, task="sequence-classification")
+    return load_float_classifier(folder)
+
+
+def time_all(
+    results: list[VariantResult], texts: list[str], args: CompressArguments, max_length: int = 128
+) -> None:
+    """Reload every measured model and time them together, round-robin, filling in latency_ms."""
+    models = {r.name: (load_variant(r.folder), AutoTokenizer.from_pretrained(r.folder)) for r in results}
+    ms = measure_latencies_together(models, texts, args.latency_batch_size, args.latency_repeats, max_length)
+    for r in results:
+        r.latency_ms = ms[r.name]
 
 
 RecoverFn = Callable[[PreTrainedModel, str], PreTrainedModel]

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
 from datasets import ClassLabel, Dataset
+from transformers import BertForSequenceClassification
 
 from hfkit.evaluation import (
     ModelMeasurement,
     comparison_report,
     evaluate_classifier,
+    measure_latencies_together,
     measure_latency_ms,
     predict_logits,
     size_on_disk_mb,
 )
 from hfkit.metrics import classification_metrics
-from tests.conftest import toy_texts
+from tests.conftest import tiny_bert_config, toy_texts
 
 
 def raw_toy(n: int) -> Dataset:
@@ -63,3 +67,28 @@ def test_speedup_is_relative_to_first_row():
     as_dicts, table = comparison_report(rows)
     assert [r["speedup"] for r in as_dicts] == [1.0, 4.0]
     assert "4.00x" in table and table.splitlines()[0].split()[:2] == ["model", "parameters"]
+
+
+class _SlowBert(BertForSequenceClassification):
+    """A tiny BERT that takes at least 20 ms a forward and counts its calls."""
+
+    calls = 0
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None):
+        type(self).calls += 1
+        time.sleep(0.02)
+        return super().forward(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        )
+
+
+def test_latencies_measured_together_rank_models_and_run_every_round(tiny_tokenizer):
+    fast = BertForSequenceClassification(tiny_bert_config(tiny_tokenizer))
+    slow = _SlowBert(tiny_bert_config(tiny_tokenizer))
+    texts = ["good w1 w2", "bad w3"] * 4
+    ms = measure_latencies_together(
+        {"fast": (fast, tiny_tokenizer), "slow": (slow, tiny_tokenizer)}, texts, batch_size=4, rounds=5
+    )
+    assert set(ms) == {"fast", "slow"}
+    assert ms["slow"] >= 20 and ms["slow"] > ms["fast"] + 10
+    assert _SlowBert.calls == 2 + 5  # two warm-up passes, then one per round
