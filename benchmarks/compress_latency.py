@@ -12,9 +12,8 @@ import json
 import platform
 
 import torch
-from transformers import AutoTokenizer
 
-from hfkit.compress.pipeline import load_variant
+from hfkit.compress.pipeline import load_classifier_folder
 from hfkit.compress.quantize import memory_footprint_mb
 from hfkit.data import load_data_file
 from hfkit.evaluation import measure_latencies_together
@@ -35,9 +34,7 @@ def main() -> None:
     with open(args.report) as f:
         rows = json.load(f)["models"]
     texts = load_data_file(args.data)[args.text_column][: args.batch_size]
-    models = {
-        r["name"]: (load_variant(r["folder"]), AutoTokenizer.from_pretrained(r["folder"])) for r in rows
-    }
+    models = {r["name"]: load_classifier_folder(r["folder"]) for r in rows}
     ms = measure_latencies_together(models, texts, args.batch_size, args.rounds, args.max_length)
     base = ms["student"]
     print(f"CPU: {platform.processor() or platform.machine()}, torch threads: {torch.get_num_threads()}, "

@@ -734,8 +734,20 @@ def load_model(
                 f"cannot tell the task of {folder} from config.architectures={config.architectures}; "
                 f"pass task= one of: {', '.join(PIPELINE_TAGS)}."
             )
-    if json.loads((folder / "config.json").read_text()).get(LOWRANK_FIELD):
-        # Factorized layers must be rebuilt before the weights load (quantized factors included).
+    saved = json.loads((folder / "config.json").read_text())
+    quantization = saved.get("quantization_config") or {}
+    if quantization.get("load_in_8bit") or quantization.get("load_in_4bit"):
+        # bitsandbytes folders go through the one quantized loader (also low-rank ones): it keeps the
+        # load-time 4-bit state that makes a later save exact, and the CPU-kernel guard for odd widths.
+        from .compress.quantize import TASKS as QUANTIZED_TASKS
+        from .compress.quantize import load_quantized
+
+        task_name = next((n for n, cls in QUANTIZED_TASKS.items() if cls.__name__ == auto), None)
+        if task_name is not None:
+            model = load_quantized(folder, task=task_name, trust_remote_code=trust_remote_code, **kwargs)
+            return model, tokenizer
+    if saved.get(LOWRANK_FIELD):
+        # Factorized layers must be rebuilt before the weights load.
         from .compress.lowrank import load_lowrank
 
         return load_lowrank(str(folder), getattr(transformers, auto), **kwargs), tokenizer

@@ -13,7 +13,7 @@ import os
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, set_seed
+from transformers import DataCollatorWithPadding, set_seed
 
 from hfkit import ClassifierTrainer, DistillConfig, DistillTrainer
 from hfkit.cli import setup_logging
@@ -21,7 +21,7 @@ from hfkit.compress.lowrank import LowRankArguments
 from hfkit.compress.pipeline import (
     CompressArguments,
     format_report,
-    load_float_classifier,
+    load_classifier_folder,
     measure_variant,
     parse_chain,
     report_rows,
@@ -56,8 +56,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     student_path = resolve_model_path(args.model_name_or_path)
     args.model_name_or_path = student_path
-    tokenizer = AutoTokenizer.from_pretrained(student_path)
-    student = load_float_classifier(student_path)
+    student, tokenizer = load_classifier_folder(student_path)
     student_labels = [student.config.id2label[i] for i in range(student.config.num_labels)]
     if student_labels != labels:
         raise ValueError(
@@ -84,8 +83,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     teacher = teacher_tokenizer = None
     if args.teacher_name_or_path:
         teacher_path = resolve_model_path(args.teacher_name_or_path)
-        teacher = AutoModelForSequenceClassification.from_pretrained(teacher_path).eval()
-        teacher_tokenizer = AutoTokenizer.from_pretrained(teacher_path)
+        teacher, teacher_tokenizer = load_classifier_folder(teacher_path)
         results.append(measure("teacher", "", teacher, teacher_path, model_tokenizer=teacher_tokenizer))
     student_row = measure("student", "", student, student_path)
     results.append(student_row)

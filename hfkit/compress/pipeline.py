@@ -23,13 +23,13 @@ import torch
 import yaml
 from datasets import Dataset
 from torch.nn.utils import prune as torch_prune
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
 from ..evaluation import evaluate_classifier, measure_latencies_together, size_on_disk_mb
+from ..export import load_model
 from ..modeling import count_parameters
 from ..report import format_table
-from .lowrank import CONFIG_FIELD as LOWRANK_FIELD
-from .lowrank import LowRankArguments, factorize_model, load_lowrank, save_lowrank
+from .lowrank import LowRankArguments, factorize_model, save_lowrank
 from .prune import PruneArguments, prunable_linears, prune
 from .quantize import (
     QuantizeArguments,
@@ -153,18 +153,10 @@ def _slug(stages: list[Stage]) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", "-".join(s.label for s in stages))
 
 
-def is_lowrank_folder(folder: str) -> bool:
-    """Whether a saved model folder holds factorized (low-rank) layers."""
-    return bool(getattr(AutoConfig.from_pretrained(folder), LOWRANK_FIELD, None))
-
-
-def load_float_classifier(folder: str) -> PreTrainedModel:
-    """Load a saved float classifier, dense or low-rank, in eval mode."""
-    if is_lowrank_folder(folder):
-        model = load_lowrank(folder, AutoModelForSequenceClassification)
-    else:
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
-    return model.eval()
+def load_classifier_folder(folder: str) -> tuple[PreTrainedModel, object]:
+    """(model, tokenizer) of any folder the pipeline writes: dense, low-rank or bitsandbytes, in eval mode."""
+    model, tokenizer = load_model(folder, task="text-classification")
+    return model.eval(), tokenizer
 
 
 def sparsity_masks(model: PreTrainedModel) -> dict[str, torch.Tensor]:
@@ -243,18 +235,11 @@ def measure_variant(
     )
 
 
-def load_variant(folder: str) -> PreTrainedModel:
-    """Any folder of a compression report as users reload it: quantized ones with their saved settings."""
-    if getattr(AutoConfig.from_pretrained(folder), "quantization_config", None):
-        return load_quantized(folder, task="sequence-classification")
-    return load_float_classifier(folder)
-
-
 def time_all(
     results: list[VariantResult], texts: list[str], args: CompressArguments, max_length: int = 128
 ) -> None:
     """Reload every measured model and time them together, round-robin, filling in latency_ms."""
-    models = {r.name: (load_variant(r.folder), AutoTokenizer.from_pretrained(r.folder)) for r in results}
+    models = {r.name: load_classifier_folder(r.folder) for r in results}
     ms = measure_latencies_together(models, texts, args.latency_batch_size, args.latency_repeats, max_length)
     for r in results:
         r.latency_ms = ms[r.name]
@@ -299,10 +284,10 @@ def run_chains(
                 q = dataclasses.replace(q, bits=_QUANT_STAGES[stage.name])
                 model = load_quantized(parent_folder, q, task="sequence-classification")
                 save_quantized(model, tokenizer, folder)
-                model = load_quantized(folder, task="sequence-classification")  # measure what users reload
+                model, _ = load_classifier_folder(folder)  # measure what users reload
                 results.append(measure(prefix, chain, model, folder, parent_params))
             else:
-                model = load_float_classifier(parent_folder)
+                model, _ = load_classifier_folder(parent_folder)
                 if stage.name == "prune":
                     p = stage_args(prune_args, stage)
                     batches = calibration() if p.method == "structured" and p.importance == "taylor" else None
@@ -332,7 +317,7 @@ def run_chains(
                     release_masks(model, masks)
                     model.save_pretrained(folder)  # over the trainer's save: plain weights, masks applied
                 tokenizer.save_pretrained(folder)
-                model = load_float_classifier(folder)
+                model, _ = load_classifier_folder(folder)
                 results.append(measure(prefix, chain, model, folder, None))
             params = results[-1].parameters
             done[prefix] = (folder, params)

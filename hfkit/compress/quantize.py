@@ -217,6 +217,7 @@ def load_quantized(
     task: str | None = None,
     device_map: str | dict | None = None,
     trust_remote_code: bool = False,
+    **from_pretrained_kwargs: Any,
 ) -> PreTrainedModel:
     """Load a saved float model quantized by `args`, or reload a folder saved by `save_quantized` (args=None)."""
     folder = resolve_model_path(os.fspath(folder))  # also 'wheel:<module>' (e.g. the offline MiniLM)
@@ -234,6 +235,7 @@ def load_quantized(
     kwargs: dict[str, Any] = {
         "device_map": device_map if device_map is not None else _default_device_map(),
         "trust_remote_code": trust_remote_code,
+        **from_pretrained_kwargs,
     }
     if stored is not None:
         if not (stored.get("load_in_8bit") or stored.get("load_in_4bit")):
