@@ -186,6 +186,33 @@ def augment_dataset(
     return concatenate_datasets(parts)
 
 
+def replace_mask_token(
+    dataset: Dataset, text_columns: Sequence[str], mask_token: str, new_mask_token: str
+) -> Dataset:
+    """Return the dataset with `mask_token` words of its augmented rows replaced by `new_mask_token`.
+
+    For a teacher with its own tokenizer: the "mask" augmentation writes the student's mask token
+    (``[MASK]`` for BERT), which another tokenizer reads as plain text (MPNet: ``[``, ``mask``, ``]``).
+    Give the teacher its own mask token (``<mask>``) in the same places. Rows that are not augmented
+    are left as they are, even if they contain the string.
+    """
+    if mask_token == new_mask_token or AUGMENTED_COLUMN not in dataset.column_names:
+        return dataset
+
+    def swap(batch: dict[str, list]) -> dict[str, list]:
+        out = {}
+        for c in text_columns:
+            out[c] = [
+                " ".join(new_mask_token if w == mask_token else w for w in text.split())
+                if augmented and isinstance(text, str)
+                else text
+                for text, augmented in zip(batch[c], batch[AUGMENTED_COLUMN], strict=True)
+            ]
+        return out
+
+    return dataset.map(swap, batched=True, desc="mask token for the teacher")
+
+
 @dataclass
 class AugmentArguments:
     """Text augmentation for distillation: extra copies of the training rows, trained on teacher soft labels."""

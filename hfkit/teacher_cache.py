@@ -15,7 +15,10 @@ Cache key (sha256, hex; the cache file is ``teacher-logits-<key>.safetensors``) 
 * a content digest of exactly the columns fed to the teacher (input_ids, attention_mask, token_type_ids).
   It costs one cheap pass over the token ids and guards against a fingerprint that does not describe the
   data (e.g. one passed by hand through ``new_fingerprint``): the teacher's output depends only on its
-  weights and these tensors, so a hit can never be stale.
+  weights and these tensors, so a hit can never be stale;
+* the autocast dtype of the pass, when it runs in reduced precision (``autocast_dtype`` bf16/fp16): such
+  logits differ from a float32 pass in the last digits, so the two never stand in for each other. A float32
+  pass keeps the key it always had.
 
 Every key part is stored as a string in the safetensors metadata and re-checked, together with the tensor
 shape and dtype, on load: a corrupt or edited file is logged and rebuilt, never trusted.
@@ -109,10 +112,12 @@ def _content_digest(dataset: Dataset, columns: list[str], chunk_rows: int = 10_0
     return hasher.hexdigest()
 
 
-def _key_parts(teacher: torch.nn.Module, dataset: Dataset, columns: list[str]) -> dict[str, str]:
+def _key_parts(
+    teacher: torch.nn.Module, dataset: Dataset, columns: list[str], autocast_dtype: torch.dtype | None = None
+) -> dict[str, str]:
     config = getattr(teacher, "config", None)
     id2label = getattr(config, "id2label", None) or {}
-    return {
+    parts = {
         "format_version": FORMAT_VERSION,
         "teacher_sha256": teacher_fingerprint(teacher),
         "id2label": json.dumps({str(k): str(v) for k, v in id2label.items()}, sort_keys=True),
@@ -122,6 +127,9 @@ def _key_parts(teacher: torch.nn.Module, dataset: Dataset, columns: list[str]) -
         "input_columns": ",".join(columns),
         "content_sha256": _content_digest(dataset, columns),
     }
+    if autocast_dtype is not None:
+        parts["autocast_dtype"] = str(autocast_dtype).removeprefix("torch.")
+    return parts
 
 
 def _cache_key(parts: dict[str, str]) -> str:
@@ -191,8 +199,13 @@ def model_logits(
     tokenizer: Any,
     batch_size: int = 64,
     desc: str = "teacher logits",
+    autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Float32 CPU logits (N, C) of a classifier over a tokenized, non-empty dataset, in row order."""
+    """Float32 CPU logits (N, C) of a classifier over a tokenized, non-empty dataset, in row order.
+
+    ``autocast_dtype`` (torch.bfloat16 / torch.float16) runs the forward under ``torch.autocast`` on the
+    model's device: 2 to 3x faster on CPUs with AVX512-BF16 and on GPUs; the logits are returned in float32.
+    """
     columns = _input_columns(teacher, dataset)
     n = len(dataset)
     # Plain Python rows whatever format the caller set (e.g. "torch"): the collator pads lists.
@@ -209,8 +222,9 @@ def model_logits(
     out: torch.Tensor | None = None
     was_training = teacher.training
     teacher.eval()
+    precision = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), precision:
             for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch"):
                 idx = order[start : start + batch_size]
                 rows = view[idx.tolist()]
@@ -233,8 +247,13 @@ def compute_teacher_logits(
     tokenizer: Any,
     cache_dir: str | None,
     batch_size: int = 64,
+    autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Return the teacher's float32 CPU logits (N, C) on a tokenized dataset, in row order, cached in cache_dir."""
+    """Return the teacher's float32 CPU logits (N, C) on a tokenized dataset, in row order, cached in cache_dir.
+
+    ``autocast_dtype``: run the teacher pass under torch.autocast in that dtype (see `model_logits`); part of
+    the cache key.
+    """
     if isinstance(dataset, DatasetDict):
         raise TypeError(
             "compute_teacher_logits takes one Dataset split, not a DatasetDict; call it per split."
@@ -248,7 +267,7 @@ def compute_teacher_logits(
 
     path = key = parts = None
     if cache_dir is not None:
-        parts = _key_parts(teacher, dataset, columns)
+        parts = _key_parts(teacher, dataset, columns, autocast_dtype)
         key = _cache_key(parts)
         path = cache_path(cache_dir, key)
         cached = _load_cached(path, key, parts, num_labels)
@@ -256,7 +275,7 @@ def compute_teacher_logits(
             logger.info("teacher-logit cache hit: loaded %d x %d logits from %s", *cached.shape, path)
             return cached
 
-    logits = model_logits(teacher, dataset, tokenizer, batch_size)
+    logits = model_logits(teacher, dataset, tokenizer, batch_size, autocast_dtype=autocast_dtype)
     if num_labels is not None and logits.shape[1] != num_labels:
         raise ValueError(
             f"teacher returned {logits.shape[1]} logits per row but its config has {num_labels} labels."
@@ -302,6 +321,7 @@ def teacher_logits_for_texts(
     max_length: int | None = 128,
     cache_dir: str | None = None,
     batch_size: int = 64,
+    autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Tokenize raw text with the teacher's own tokenizer and return its (cached) logits, in row order."""
     if isinstance(raw_dataset, DatasetDict):
@@ -311,4 +331,6 @@ def teacher_logits_for_texts(
     tokenized = tokenize_dataset(
         raw_dataset, teacher_tokenizer, text_column, text_pair_column, max_length=max_length, keep_columns=()
     )
-    return compute_teacher_logits(teacher, tokenized, teacher_tokenizer, cache_dir, batch_size=batch_size)
+    return compute_teacher_logits(
+        teacher, tokenized, teacher_tokenizer, cache_dir, batch_size=batch_size, autocast_dtype=autocast_dtype
+    )

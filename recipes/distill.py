@@ -12,7 +12,7 @@ import os
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from hfkit import DistillConfig, DistillTrainer
-from hfkit.augment import AugmentArguments, augment_dataset
+from hfkit.augment import AugmentArguments, augment_dataset, replace_mask_token
 from hfkit.cli import checkpoint_to_resume, setup_logging
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.evaluation import comparison_report, measure_model
@@ -66,9 +66,10 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         print(describe_sizes(teacher, student))
 
     text, pair = data_args.text_column, data_args.text_pair_column
+    mask_token = tokenizer.mask_token or "[MASK]"
     train_raw = augment_dataset(
         raw["train"], text, aug_args.augment_copies, aug_args.augment_methods, aug_args.augment_seed,
-        aug_args.augment_p, tokenizer.mask_token or "[MASK]", pair,
+        aug_args.augment_p, mask_token, pair,
     )  # fmt: skip
     with config.main_process_first(desc="tokenizing"):
         train = tokenize_dataset(train_raw, tokenizer, text, pair, data_args.max_length)
@@ -80,13 +81,18 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
     online_teacher = config.hidden_loss_weight > 0 or config.attention_loss_weight > 0
     if config.teacher_logits_cache or not same_tokens:
         cache, batch_size = config.teacher_logits_cache, config.per_device_eval_batch_size
+        dtype = config.teacher_autocast_dtype()
         with config.main_process_first(desc="teacher logits"):
             if same_tokens:  # the student's tokens are the teacher's: score them, no second tokenization
-                logits = compute_teacher_logits(teacher, train, teacher_tokenizer, cache, batch_size)
-            else:
+                logits = compute_teacher_logits(teacher, train, teacher_tokenizer, cache, batch_size, dtype)
+            else:  # the teacher reads the text with its own tokenizer, and masked words with its own mask
+                columns = [text] + ([pair] if pair else [])
+                teacher_mask = teacher_tokenizer.mask_token or teacher_tokenizer.unk_token
+                teacher_raw = replace_mask_token(train_raw, columns, mask_token, teacher_mask)
                 logits = teacher_logits_for_texts(
-                    teacher, teacher_tokenizer, train_raw, text, pair, data_args.max_length, cache, batch_size
-                )
+                    teacher, teacher_tokenizer, teacher_raw, text, pair, data_args.max_length, cache, batch_size,
+                    dtype,
+                )  # fmt: skip
         train = add_teacher_logits(train, logits)
     elif not online_teacher:
         online_teacher = True  # no cache: the teacher runs in every training step

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import torch
+
 from .classifier_config import ClassifierConfig
 
 HIDDEN_LOSS_TYPES = ("mse", "cosine")
 ATTENTION_LOSS_TYPES = ("kl", "mse")
+TEACHER_LOGITS_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 _PAIR = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -80,6 +83,15 @@ class DistillConfig(ClassifierConfig):
             "trained from it without running the teacher (logit-only distillation)."
         },
     )
+    teacher_logits_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Precision of the one-off teacher pass that fills teacher_logits_cache: 'auto' (bf16/fp16 "
+            "autocast when bf16/fp16 training is on, else float32), 'float32', 'bfloat16' or 'float16'. "
+            "'bfloat16' makes a big teacher's pass 2-3x faster on CPUs with AVX512-BF16 and on GPUs, without "
+            "changing the student's training precision. Part of the cache key."
+        },
+    )
 
     def __post_init__(self):
         if not self.temperature > 0:
@@ -100,7 +112,18 @@ class DistillConfig(ClassifierConfig):
             raise ValueError(
                 f"attention_loss_type must be one of {ATTENTION_LOSS_TYPES}, got {self.attention_loss_type!r}."
             )
+        if self.teacher_logits_dtype not in TEACHER_LOGITS_DTYPES:
+            raise ValueError(
+                f"teacher_logits_dtype must be one of {TEACHER_LOGITS_DTYPES}, got {self.teacher_logits_dtype!r}."
+            )
         # Parsed form of layer_map (None = uniform, resolved by the trainer once the layer counts are known);
         # layer_map itself stays a string so the config round-trips through HfArgumentParser and JSON.
         self.layer_pairs: list[tuple[int, int]] | None = parse_layer_map(self.layer_map)
         super().__post_init__()
+
+    def teacher_autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of the cached teacher pass (teacher_logits_dtype resolved), or None for float32."""
+        name = self.teacher_logits_dtype
+        if name == "auto":
+            name = "bfloat16" if self.bf16 else "float16" if self.fp16 else "float32"
+        return None if name == "float32" else getattr(torch, name)

@@ -88,10 +88,19 @@ def test_distill_recipe_cross_tokenizer_uses_teacher_tokens(setup, tiny_tokenize
     other = BertTokenizerFast(vocab={t: i for i, t in enumerate(SPECIAL + list(reversed(WORDS)) + ["extra"])})
     student_dir = write_tiny_model(tmp / "other_student", other, layers=2)
     base = distill_args(teacher, train, tmp / "x", "--student_name_or_path", str(student_dir))
-    run([sys.executable, str(REPO / "recipes" / "distill.py"), *base, "--student_layers", "1"])
+    extra = ["--augment_copies", "1", "--teacher_logits_cache", str(tmp / "cache"), "--teacher_logits_dtype",
+             "bfloat16"]  # fmt: skip
+    result = run(
+        [sys.executable, str(REPO / "recipes" / "distill.py"), *base, "--student_layers", "1", *extra]
+    )
     # The student keeps layer 1 of its own model (not of the teacher) and its own tokenizer.
     student = AutoModelForSequenceClassification.from_pretrained(tmp / "x")
     assert student.config.num_hidden_layers == 1 and student.config.vocab_size == len(other)
+    # The teacher scored the 160 rows + 160 augmented copies once, in bf16 (float32 training), and cached them.
+    assert "320 x 2 logits" in result.stderr
+    (cache_file,) = (tmp / "cache").glob("teacher-logits-*.safetensors")
+    with safe_open(str(cache_file), "pt") as f:
+        assert f.metadata()["autocast_dtype"] == "bfloat16"
 
     failed = subprocess.run(
         [sys.executable, str(REPO / "recipes" / "distill.py"), *base, "--hidden_loss_weight", "1"],

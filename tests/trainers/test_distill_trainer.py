@@ -481,11 +481,22 @@ def test_vocabulary_mismatch_with_hidden_loss(tmp_path, teacher, tokenizer):
         ({"hidden_loss_weight": -1.0}, "hidden_loss_weight must be >= 0"),
         ({"hidden_loss_type": "l1"}, "hidden_loss_type must be one of"),
         ({"attention_loss_type": "jsd"}, "attention_loss_type must be one of"),
+        ({"teacher_logits_dtype": "bf16"}, "teacher_logits_dtype must be one of"),
     ],
 )
 def test_config_validation(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         distill_config(tmp_path, **overrides)
+
+
+def test_teacher_logits_dtype_follows_training_precision_unless_set(tmp_path):
+    assert distill_config(tmp_path).teacher_autocast_dtype() is None  # float32 training: float32 pass
+    assert (
+        distill_config(tmp_path, teacher_logits_dtype="bfloat16").teacher_autocast_dtype() is torch.bfloat16
+    )
+    assert distill_config(tmp_path, teacher_logits_dtype="float32").teacher_autocast_dtype() is None
+    auto_bf16 = distill_config(tmp_path, bf16=True, use_cpu=True)
+    assert auto_bf16.teacher_autocast_dtype() is torch.bfloat16
 
 
 def test_layer_map_parsing(tmp_path):

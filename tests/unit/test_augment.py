@@ -12,6 +12,7 @@ from hfkit.augment import (
     AUGMENTED_COLUMN,
     IGNORE_INDEX,
     augment_dataset,
+    replace_mask_token,
     word_dropout,
     word_mask,
     word_swap,
@@ -142,6 +143,25 @@ def test_single_method_and_text_pairs():
         originals = list(ds[column]) * 2
         for orig, new in zip(originals, out[column][2:], strict=True):
             assert sorted(new.split()) == sorted(orig.split()) and new != orig
+
+
+def test_replace_mask_token_gives_a_teacher_its_own_mask_on_augmented_rows_only():
+    ds = Dataset.from_dict({"text": ["keep [MASK] here", *SENTENCES], "labels": [0, *LABELS]})
+    out = augment_dataset(ds, "text", copies=1, methods=["mask"], p=0.5, seed=3)
+    teacher_view = replace_mask_token(out, ["text"], "[MASK]", "<mask>")
+    assert teacher_view[0]["text"] == "keep [MASK] here"  # an original row: its text is data, not a mask
+    masked = 0
+    for student_text, teacher_text in zip(
+        out["text"][len(ds) :], teacher_view["text"][len(ds) :], strict=True
+    ):
+        student_words, teacher_words = student_text.split(), teacher_text.split()
+        assert len(student_words) == len(teacher_words)
+        for s_word, t_word in zip(student_words, teacher_words, strict=True):
+            assert t_word == ("<mask>" if s_word == "[MASK]" else s_word)
+            masked += s_word == "[MASK]"
+    assert masked >= 3  # p = 0.5 over 40 words: the test exercises real replacements
+    assert replace_mask_token(out, ["text"], "[MASK]", "[MASK]") is out
+    assert replace_mask_token(ds, ["text"], "[MASK]", "<mask>") is ds  # not augmented: nothing to do
 
 
 def test_copies_zero_returns_dataset_unchanged():

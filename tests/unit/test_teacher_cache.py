@@ -10,6 +10,7 @@ import struct
 import pytest
 import torch
 from datasets import ClassLabel, Dataset
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -142,6 +143,30 @@ def test_cache_hit_does_not_run_the_teacher(teacher, tokenized, tokenizer, tmp_p
     torch.testing.assert_close(first, second, atol=0, rtol=0)
     assert len(cache_files(tmp_path)) == 1
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]  # temp file was renamed away
+
+
+def test_bf16_pass_is_close_to_float32_and_cached_under_its_own_key(teacher, tokenized, tokenizer, tmp_path):
+    full = compute_teacher_logits(teacher, tokenized, tokenizer, str(tmp_path), batch_size=3)
+    calls = count_forwards(teacher)
+    half = compute_teacher_logits(
+        teacher, tokenized, tokenizer, str(tmp_path), 3, autocast_dtype=torch.bfloat16
+    )
+    assert calls[0] == 3  # the float32 cache does not stand in for a bf16 pass
+    assert half.dtype == torch.float32 and not torch.equal(
+        half, full
+    )  # computed in bf16, returned as float32
+    torch.testing.assert_close(half, full, atol=0.05, rtol=0.05)
+    again = compute_teacher_logits(
+        teacher, tokenized, tokenizer, str(tmp_path), 3, autocast_dtype=torch.bfloat16
+    )
+    assert calls[0] == 3 and torch.equal(again, half)  # a bf16 hit
+    assert len(cache_files(tmp_path)) == 2
+    with (
+        safe_open(os.path.join(tmp_path, cache_files(tmp_path)[0]), "pt") as a,
+        safe_open(os.path.join(tmp_path, cache_files(tmp_path)[1]), "pt") as b,
+    ):
+        dtypes = {(a.metadata() or {}).get("autocast_dtype"), (b.metadata() or {}).get("autocast_dtype")}
+    assert dtypes == {None, "bfloat16"}  # a float32 pass keeps the key parts it always had
 
 
 def test_changed_weights_data_or_max_length_rebuild(teacher, raw, tokenized, tokenizer, tmp_path):
