@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from scipy import stats
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
 
@@ -23,6 +24,7 @@ __all__ = [
     "classification_metrics",
     "compute_classification_metrics",
     "confusion_matrix",
+    "mcnemar",
     "perplexity",
     "precision_recall_f1",
     "roc_auc",
@@ -136,6 +138,22 @@ def confusion_matrix(predictions: Any, labels: Any, num_labels: int) -> list[lis
             )
     matrix = skm.confusion_matrix(labels, predictions, labels=list(range(num_labels)))
     return matrix.tolist()
+
+
+def mcnemar(predictions_a: Any, predictions_b: Any, labels: Any) -> dict[str, float]:
+    """McNemar's exact test: are two classifiers' accuracies on the *same* rows really different?
+
+    Only the rows where exactly one model is right carry information: ``a_only`` (a right, b wrong) and
+    ``b_only``. Under "equally good" each such row is a fair coin, so the two-sided p-value is the exact
+    binomial test of ``a_only`` out of ``a_only + b_only`` at 0.5 (1.0 when the models never disagree on
+    correctness). Paired, so it is far more sensitive than comparing two accuracies' confidence intervals.
+    """
+    predictions_a, labels = _check_class_ids("mcnemar", predictions_a, labels)
+    predictions_b, _ = _check_class_ids("mcnemar", predictions_b, labels)
+    right_a, right_b = predictions_a == labels, predictions_b == labels
+    a_only, b_only = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
+    p_value = 1.0 if a_only + b_only == 0 else float(stats.binomtest(a_only, a_only + b_only, 0.5).pvalue)
+    return {"a_only": a_only, "b_only": b_only, "p_value": p_value}
 
 
 def perplexity(mean_nll: float) -> float:

@@ -129,6 +129,13 @@ def load_classifier(args: ModelArguments, labels: list[str]) -> PreTrainedModel:
     return model
 
 
+def check_model_labels(model: PreTrainedModel, labels: list[str], name: str, fix: str) -> None:
+    """Raise if a fine-tuned classifier's label names (id order) are not the data's; `fix` says what to do."""
+    model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if model_labels != labels:
+        raise ValueError(f"{name} predicts labels {model_labels} but the data has {labels}: {fix}")
+
+
 def _has_classifier_labels(config) -> bool:
     # A bare encoder checkpoint carries the default LABEL_0/LABEL_1 names.
     names = list(getattr(config, "id2label", {}).values())

@@ -33,7 +33,7 @@ from hfkit.compress.pipeline import (
 from hfkit.compress.prune import PruneArguments
 from hfkit.compress.quantize import QuantizeArguments
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
-from hfkit.modeling import resolve_model_path
+from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 
@@ -57,12 +57,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     student_path = resolve_model_path(args.model_name_or_path)
     args.model_name_or_path = student_path
     student, tokenizer = load_classifier_folder(student_path)
-    student_labels = [student.config.id2label[i] for i in range(student.config.num_labels)]
-    if student_labels != labels:
-        raise ValueError(
-            f"{args.model_name_or_path} predicts labels {student_labels} but the data has {labels}: "
-            "compress a model trained on this data, or set class_names to match its labels."
-        )
+    check_model_labels(
+        student, labels, args.model_name_or_path,
+        "compress a model trained on this data, or set class_names to match its labels.",
+    )  # fmt: skip
 
     def measure(name, chain, model, folder, parameters=None, model_tokenizer=tokenizer):
         return measure_variant(

@@ -19,6 +19,7 @@ from hfkit.evaluation import comparison_report, measure_model
 from hfkit.modeling import (
     DistillModelArguments,
     ModelArguments,
+    check_model_labels,
     load_classifier,
     load_tokenizer,
     resolve_model_path,
@@ -36,12 +37,10 @@ def load_teacher(args: DistillModelArguments, labels: list[str]):
     path = resolve_model_path(args.teacher_name_or_path)
     common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
     teacher = AutoModelForSequenceClassification.from_pretrained(path, **common)
-    teacher_labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
-    if teacher_labels != labels:
-        raise ValueError(
-            f"teacher {args.teacher_name_or_path} predicts labels {teacher_labels} but the data has {labels}. "
-            "Fine-tune the teacher on this data first (recipes/classify.py) or set class_names to match."
-        )
+    check_model_labels(
+        teacher, labels, f"teacher {args.teacher_name_or_path}",
+        "fine-tune the teacher on this data first (recipes/classify.py) or set class_names to match.",
+    )  # fmt: skip
     return teacher, AutoTokenizer.from_pretrained(path, **common), path
 
 

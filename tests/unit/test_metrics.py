@@ -244,3 +244,28 @@ def test_empty_inputs_raise():
 def test_logits_passed_as_predictions_raise_helpful_error():
     with pytest.raises(ValueError, match="argmax"):
         metrics.accuracy(BIN_LOGITS, BIN_LABELS)
+
+
+def test_mcnemar_counts_discordant_rows_and_matches_the_exact_binomial_by_hand():
+    labels = [0] * 10
+    # a right on rows 0-8, b right on rows 0-1 and 9: a_only = 7 (rows 2-8), b_only = 1 (row 9).
+    a = [0] * 9 + [1]
+    b = [0, 0] + [1] * 7 + [0]
+    result = metrics.mcnemar(a, b, labels)
+    assert result["a_only"] == 7 and result["b_only"] == 1
+    # Two-sided exact: 2 * P(X <= 1), X ~ Binomial(8, 0.5) = 2 * (1 + 8) / 256.
+    assert result["p_value"] == pytest.approx(2 * 9 / 256)
+    swapped = metrics.mcnemar(b, a, labels)
+    assert (swapped["a_only"], swapped["b_only"]) == (1, 7) and swapped["p_value"] == pytest.approx(
+        2 * 9 / 256
+    )
+
+
+def test_mcnemar_same_correctness_is_p_one_and_bad_input_is_named():
+    assert metrics.mcnemar([1, 0, 1], [1, 0, 1], [1, 1, 1]) == {"a_only": 0, "b_only": 0, "p_value": 1.0}
+    assert metrics.mcnemar([1, 1], [0, 0], [1, 0])["p_value"] == 1.0  # one each way: no evidence
+    assert metrics.mcnemar([1, 0], [0, 1], [1, 0])["p_value"] == pytest.approx(0.5)  # 2 of 2: 2 * 0.25
+    with pytest.raises(ValueError, match="mcnemar: got 2 predictions but 3 labels"):
+        metrics.mcnemar([1, 0], [1, 0, 1], [1, 0, 1])
+    with pytest.raises(ValueError, match="mcnemar: predictions must be a 1-D array of class ids"):
+        metrics.mcnemar(np.zeros((3, 2)), [1, 0, 1], [1, 0, 1])

@@ -1,0 +1,28 @@
+"""hfkit.modeling helpers that recipes share."""
+
+from __future__ import annotations
+
+import pytest
+from transformers import BertConfig, BertForSequenceClassification
+
+from hfkit.modeling import check_model_labels
+
+
+def tiny_classifier(labels: list[str]) -> BertForSequenceClassification:
+    config = BertConfig(
+        vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+        num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+    )  # fmt: skip
+    return BertForSequenceClassification(config)
+
+
+def test_check_model_labels_accepts_the_same_names_in_the_same_order():
+    check_model_labels(tiny_classifier(["neg", "pos"]), ["neg", "pos"], "teacher x", "retrain it.")
+
+
+@pytest.mark.parametrize("data_labels", [["pos", "neg"], ["neg", "pos", "neutral"], ["negative", "positive"]])
+def test_check_model_labels_names_both_label_sets_and_the_fix(data_labels):
+    with pytest.raises(
+        ValueError, match=r"teacher x predicts labels \['neg', 'pos'\] but the data has .*: retrain"
+    ):
+        check_model_labels(tiny_classifier(["neg", "pos"]), data_labels, "teacher x", "retrain it.")
