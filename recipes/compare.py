@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 f"{r['p_value']:.2g}" if "p_value" in r else "-",
             ]
             for r in rows
-        ],  # fmt: skip
+        ],
         header=["model", "accuracy", "macro F1", f"only {names[0]} right", "only this right", "p (McNemar)"],
     )
     print(f"\n{len(validation):,} validation rows; baseline: {names[0]}\n{table}")

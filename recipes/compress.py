@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if needs_training and teacher is not None and config.alpha > 0:
         # Recovery distils from the teacher: its logits over the training set, computed once (and cached).
         logits = compute_teacher_logits(
-            teacher, train, teacher_tokenizer, config.teacher_logits_cache, config.per_device_eval_batch_size
-        )
+            teacher, train, teacher_tokenizer, config.teacher_logits_cache, config.per_device_eval_batch_size,
+            config.teacher_autocast_dtype(),
+        )  # fmt: skip
         train = add_teacher_logits(train, logits)
 
     def recover(model, folder):

@@ -32,6 +32,7 @@ def test_compress_recipe_runs_chains_and_writes_report(tmp_path, tiny_tokenizer)
         "--max_steps", "3", "--per_device_train_batch_size", "16", "--learning_rate", "1e-3",
         "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true",
         "--latency_repeats", "2", "--latency_batch_size", "4",
+        "--teacher_logits_cache", str(tmp_path / "cache"), "--teacher_logits_dtype", "bfloat16",
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
@@ -71,3 +72,7 @@ def test_compress_recipe_runs_chains_and_writes_report(tmp_path, tiny_tokenizer)
     assert (out / "compression_report.md").read_text().count("|") > 10
     assert (out / "compression_report.png").read_bytes()[:4] == b"\x89PNG"
     assert "Compression report on 40 validation examples" in result.stdout
+    # Recovery distilled from the teacher's logits, scored once in the precision asked for.
+    (cache_file,) = (tmp_path / "cache").glob("teacher-logits-*.safetensors")
+    with safe_open(str(cache_file), "pt") as f:
+        assert f.metadata()["autocast_dtype"] == "bfloat16"
