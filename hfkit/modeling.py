@@ -40,6 +40,13 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run model code from the Hub repo. Off unless you trust the repo."}
     )
+    keep_layers: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Keep only these transformer layers (e.g. 0 2 4) before fine-tuning: the smaller student "
+            "trained without a teacher, the baseline a distilled student must beat."
+        },
+    )
 
 
 @dataclass

@@ -24,6 +24,7 @@ from hfkit.compress.lora import (
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.modeling import ModelArguments, load_classifier, load_tokenizer
 from hfkit.parsing import parse_args
+from hfkit.student import student_from_teacher
 
 ARG_TYPES = (ModelArguments, DataArguments, LoraArguments, ClassifierConfig)
 
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
         model = load_quantized_classifier(model_args, labels, lora_args, compute_dtype)
     else:
         model = load_classifier(model_args, labels)
+    if model_args.keep_layers is not None:
+        model = student_from_teacher(model, model_args.keep_layers)
     if lora_args.use_lora:
         model = apply_lora(model, lora_args, "SEQ_CLS", gradient_checkpointing=config.gradient_checkpointing)
 

@@ -87,8 +87,9 @@ def test_recipe_rejects_unknown_key_with_suggestion(tmp_path):
 
 @pytest.mark.slow
 def test_real_minilm_on_sst2_subset(tmp_path, monkeypatch):
-    """The shipped demo config, shrunk: real all-MiniLM-L6-v2 on 3,000 SST-2 rows gets > 80% accuracy."""
-    sst2 = SHARED_DATA / "sst2" / "train.tsv"
+    """The shipped demo config, shrunk: real all-MiniLM-L6-v2 on 3,000 SST-2 rows gets > 75% accuracy on the
+    1,000 leak-free whole validation sentences (78.5% measured; a phrase-level random split would show ~88%)."""
+    sst2 = SHARED_DATA / "sst2" / "sentence_split" / "train.tsv"
     assert sst2.exists(), f"SST-2 not found at {sst2}: the shared data folder must sit beside the repo"
     monkeypatch.chdir(REPO)
     recipe = load_recipe("classify")
@@ -97,8 +98,8 @@ def test_real_minilm_on_sst2_subset(tmp_path, monkeypatch):
          "--max_train_samples", "3000", "--max_eval_samples", "1000", "--num_train_epochs", "1",
          "--save_strategy", "no", "--eval_strategy", "no", "--disable_tqdm", "true"]
     )  # fmt: skip
-    assert trainer.report["metrics"]["accuracy"] > 0.80
-    assert len(load_data_file(str(sst2))) == 67349
+    assert trainer.report["metrics"]["accuracy"] > 0.75
+    assert len(load_data_file(str(sst2))) == 58023
 
     model = AutoModelForSequenceClassification.from_pretrained(tmp_path)
     tokenizer = AutoTokenizer.from_pretrained(tmp_path)
@@ -110,3 +111,19 @@ def test_real_minilm_on_sst2_subset(tmp_path, monkeypatch):
     with torch.no_grad():
         predicted = model(**batch).logits.argmax(-1).tolist()
     assert [model.config.id2label[i] for i in predicted] == ["positive", "negative"]
+
+
+def test_keep_layers_fine_tunes_a_layer_subset(tmp_path, tiny_tokenizer, monkeypatch):
+    """--keep_layers trains the sliced model without a teacher (the CE baseline of a distilled student)."""
+    model_dir = write_tiny_model(tmp_path / "tiny", tiny_tokenizer, num_hidden_layers=3)
+    train = write_toy_tsv(tmp_path / "train.tsv", 200, seed=1)
+    recipe = load_recipe("classify")
+    trainer = recipe.main(
+        ["--model_name_or_path", str(model_dir), "--keep_layers", "0", "2", "--train_file", str(train),
+         "--text_column", "sentence", "--label_column", "sentiment", "--output_dir", str(tmp_path / "run"),
+         "--use_cpu", "true", "--max_steps", "2", "--save_strategy", "no", "--eval_strategy", "no",
+         "--disable_tqdm", "true"]
+    )  # fmt: skip
+    assert trainer.model.config.num_hidden_layers == 2
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "run")
+    assert saved.config.num_hidden_layers == 2
