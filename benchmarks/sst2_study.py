@@ -1,0 +1,245 @@
+"""SST-2 distillation study on the leak-free sentence split: is a distilled 3-layer student better than the
+same student fine-tuned without a teacher for as many optimizer steps?
+
+    python benchmarks/sst2_study.py --runs outputs/study [--lanes 2] [--seeds 42 43 44] [--cells ce kd_mpnet_aug]
+    python benchmarks/sst2_study.py --runs outputs/study --report_only
+
+Each cell is one shipped recipe config plus command-line overrides (printed in the report), run once per
+seed in its own output folder; a finished run (marker `study_run.json`) is never run again, so the script
+can be stopped and restarted. Runs are spread over `--lanes` processes with the CPU threads split between
+them; a run waits for the teacher it needs. At the end (or with --report_only) every finished student is
+scored on `sentence_split/validation.tsv` (1,000 whole sentences no training row contains) and the table
+gives mean and standard deviation over seeds, and McNemar's exact test of each cell against the CE
+baseline, pooled over the seeds both cells have (the same validation rows, one pair per seed).
+
+Equal steps: KD runs 1 epoch over 58,023 gold rows + 58,023 augmented copies = 3,627 steps of 32; the CE
+baseline runs 2 epochs over the gold rows = 3,628 steps, and keeps its better epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VALIDATION = "../shared/data/sst2/sentence_split/validation.tsv"
+STUDENT = ["--keep_layers", "0", "2", "4"]
+
+
+@dataclass
+class Cell:
+    name: str
+    what: str
+    recipe: str
+    config: str
+    overrides: list[str]
+    needs: str | None = None  # a teacher cell that must be finished first
+    seeded: bool = True  # one run per seed (students) or one run (teachers)
+
+
+def cells(runs: str) -> list[Cell]:
+    """The study's cells, in the order they are started."""
+    mpnet, minilm = f"{runs}/teacher_mpnet", f"{runs}/teacher_minilm"
+    cache = ["--teacher_logits_cache", f"{runs}/teacher_cache", "--teacher_logits_dtype", "float32"]
+    return [
+        Cell("teacher_mpnet", "teacher: MPNet-base fine-tuned, 1 epoch", "classify",
+             "classify/mpnet_sst2.yaml", ["--num_train_epochs", "1"], seeded=False),
+        Cell("ce", "3-layer student, CE only, 2 epochs (3,628 steps), better epoch kept", "classify",
+             "classify/minilm_sst2.yaml",
+             [*STUDENT, "--num_train_epochs", "2", "--early_stopping_patience", "2", "--learning_rate", "1e-4"]),
+        Cell("teacher_minilm", "teacher: MiniLM-L6 fine-tuned, 1 epoch", "classify",
+             "classify/minilm_sst2.yaml", ["--num_train_epochs", "1"], seeded=False),
+        Cell("kd_mpnet_aug", "3-layer student, KD from MPNet, gold + 1 augmented copy, 1 epoch", "distill",
+             "distill/mpnet_to_minilm_l3_sst2.yaml",
+             ["--teacher_name_or_path", mpnet, "--num_train_epochs", "1", *cache], needs="teacher_mpnet"),
+        Cell("kd_minilm_aug", "3-layer student, KD from MiniLM-L6, gold + 1 augmented copy, 1 epoch", "distill",
+             "distill/minilm_l3_sst2.yaml",
+             ["--teacher_name_or_path", minilm, "--num_train_epochs", "1", *cache], needs="teacher_minilm"),
+        Cell("kd_mpnet_gold", "3-layer student, KD from MPNet, gold rows only, 2 epochs", "distill",
+             "distill/mpnet_to_minilm_l3_sst2.yaml",
+             ["--teacher_name_or_path", mpnet, "--augment_copies", "0", "--num_train_epochs", "2",
+              "--early_stopping_patience", "2", *cache], needs="teacher_mpnet"),
+    ]  # fmt: skip
+
+
+def run_dir(runs: str, cell: Cell, seed: int | None) -> str:
+    return os.path.join(runs, cell.name if seed is None else f"{cell.name}_s{seed}")
+
+
+def command(cell: Cell, out: str, seed: int | None) -> list[str]:
+    cmd = [sys.executable, os.path.join(REPO, "recipes", f"{cell.recipe}.py"),
+           "--config", os.path.join(REPO, "recipes", "configs", cell.config), *cell.overrides,
+           "--output_dir", out, "--disable_tqdm", "true"]  # fmt: skip
+    return cmd + (["--seed", str(seed)] if seed is not None else [])
+
+
+def done(out: str) -> bool:
+    return os.path.isfile(os.path.join(out, "study_run.json"))
+
+
+def run_all(runs: str, chosen: list[Cell], seeds: list[int], lanes: int) -> None:
+    """Run every unfinished (cell, seed) over `lanes` worker threads, each job a subprocess."""
+    jobs = [(c, s) for c in chosen for s in (seeds if c.seeded else [None])]
+    jobs = [(c, s) for c, s in jobs if not done(run_dir(runs, c, s))]
+    lock, running = threading.Lock(), set()
+    threads = str(max(1, (os.cpu_count() or 2) // lanes))
+    os.makedirs(os.path.join(runs, "logs"), exist_ok=True)
+
+    def ready(cell: Cell) -> bool:
+        return cell.needs is None or done(
+            run_dir(runs, next(c for c in cells(runs) if c.name == cell.needs), None)
+        )
+
+    def worker() -> None:
+        while True:
+            with lock:
+                pending = [j for j in jobs if j not in running]
+                if not pending:
+                    return
+                job = next((j for j in pending if ready(j[0])), None)
+                if job is not None:
+                    running.add(job)
+            if job is None:  # everything left waits for a teacher another lane is training
+                time.sleep(30)
+                continue
+            cell, seed = job
+            out = run_dir(runs, cell, seed)
+            cmd = command(cell, out, seed)
+            log = os.path.join(runs, "logs", f"{os.path.basename(out)}.log")
+            start = time.time()
+            print(f"[{time.strftime('%H:%M')}] start {os.path.basename(out)} (log {log})", flush=True)
+            env = {**os.environ, "OMP_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+            with open(log, "w") as f:
+                rc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+            minutes = (time.time() - start) / 60
+            print(
+                f"[{time.strftime('%H:%M')}] {os.path.basename(out)}: rc {rc}, {minutes:.1f} min", flush=True
+            )
+            if rc == 0:
+                with open(os.path.join(out, "study_run.json"), "w") as f:
+                    json.dump(
+                        {"command": cmd, "minutes": round(minutes, 1), "threads": int(threads)}, f, indent=2
+                    )
+            with lock:
+                jobs.remove(job)
+                running.discard(job)
+
+    workers = [threading.Thread(target=worker) for _ in range(lanes)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def predictions(out: str) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class ids, gold labels) of a saved classifier on the validation sentences; cached."""
+    cached = os.path.join(out, "study_predictions.json")
+    if os.path.isfile(cached):
+        with open(cached) as f:
+            saved = json.load(f)
+        return np.asarray(saved["predictions"]), np.asarray(saved["labels"])
+    from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+    from hfkit.evaluation import predict_logits
+    from hfkit.export import load_model
+
+    data_args = DataArguments(train_file=VALIDATION, validation_file=VALIDATION, text_column="text_a",
+                              class_names=["negative", "positive"], max_length=64)  # fmt: skip
+    raw, _ = load_classification_data(data_args)
+    model, tokenizer = load_model(out, task="text-classification")
+    data = tokenize_dataset(raw["validation"], tokenizer, "text_a", None, 64)
+    predicted = predict_logits(model.eval(), tokenizer, data, 128).argmax(-1)
+    gold = np.asarray(raw["validation"]["labels"])
+    with open(cached, "w") as f:
+        json.dump({"predictions": predicted.tolist(), "labels": gold.tolist()}, f)
+    return predicted, gold
+
+
+def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
+    """Markdown table: accuracy per seed, mean +- std, pooled McNemar against the CE baseline."""
+    from hfkit.metrics import mcnemar
+
+    results: dict[str, dict[int | None, tuple[np.ndarray, np.ndarray]]] = {}
+    for cell in chosen:
+        for seed in seeds if cell.seeded else [None]:
+            out = run_dir(runs, cell, seed)
+            if done(out):
+                results.setdefault(cell.name, {})[seed] = predictions(out)
+    lines = [
+        f"SST-2 sentence split, {VALIDATION} (1,000 whole sentences). p: McNemar's exact test against `ce`, "
+        "pooled over the seeds both cells finished (paired rows).",
+        "",
+        "| cell | what | seeds | accuracy per seed | mean | std | vs CE (pooled) | p (McNemar) | of teacher |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    teacher_acc = {
+        name: 100 * float((p == g).mean()) for name, runs_ in results.items() if name.startswith("teacher")
+        for (p, g) in runs_.values()
+    }  # fmt: skip
+    for cell in chosen:
+        if cell.name not in results:
+            continue
+        got = results[cell.name]
+        accs = {s: 100 * float((p == g).mean()) for s, (p, g) in got.items()}
+        values = list(accs.values())
+        mean = statistics.mean(values)
+        std = statistics.stdev(values) if len(values) > 1 else float("nan")
+        versus, p_text, of_teacher = "-", "-", "-"
+        if cell.seeded and cell.name != "ce" and "ce" in results:
+            common = sorted(s for s in got if s in results["ce"])
+            if common:
+                pred_b = np.concatenate([got[s][0] for s in common])
+                pred_a = np.concatenate([results["ce"][s][0] for s in common])
+                gold = np.concatenate([got[s][1] for s in common])
+                test = mcnemar(pred_a, pred_b, gold)
+                delta = 100 * float((pred_b == gold).mean() - (pred_a == gold).mean())
+                versus = f"{delta:+.2f} ({test['b_only']} vs {test['a_only']} rows)"
+                p_text = f"{test['p_value']:.2g}"
+        teacher = {"kd_mpnet_aug": "teacher_mpnet", "kd_mpnet_gold": "teacher_mpnet",
+                   "kd_minilm_aug": "teacher_minilm"}.get(cell.name)  # fmt: skip
+        if teacher in teacher_acc:
+            of_teacher = f"{100 * mean / teacher_acc[teacher]:.1f}%"
+        per_seed = ", ".join(f"{a:.1f}" for a in values)
+        lines.append(
+            f"| `{cell.name}` | {cell.what} | {len(values)} | {per_seed} | **{mean:.2f}** | {std:.2f} | "
+            f"{versus} | {p_text} | {of_teacher} |"
+        )
+    lines += ["", "Commands (each student cell adds `--seed S` and its own `--output_dir`):", ""]
+    for cell in chosen:
+        lines.append(
+            f"- `{cell.name}`: `python recipes/{cell.recipe}.py --config recipes/configs/{cell.config} "
+            f"{' '.join(cell.overrides)}`"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default="outputs/study", help="Folder for every run of the study.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--cells", nargs="+", default=None, help="Only these cells (default: all).")
+    parser.add_argument(
+        "--lanes", type=int, default=1, help="Runs at once; CPU threads are split between them."
+    )
+    parser.add_argument("--report_only", action="store_true", help="Score the finished runs, train nothing.")
+    args = parser.parse_args()
+    runs = os.path.abspath(args.runs)
+    chosen = [c for c in cells(runs) if args.cells is None or c.name in args.cells]
+    if not args.report_only:
+        run_all(runs, chosen, args.seeds, args.lanes)
+    table = report(runs, chosen, args.seeds)
+    with open(os.path.join(runs, "study.md"), "w") as f:
+        f.write(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
