@@ -102,12 +102,12 @@ def run_all(runs: str, chosen: list[Cell], seeds: list[int], lanes: int) -> None
     def worker() -> None:
         while True:
             with lock:
-                pending = [j for j in jobs if j not in running]
+                pending = [j for j in jobs if (j[0].name, j[1]) not in running]
                 if not pending:
                     return
                 job = next((j for j in pending if ready(j[0])), None)
                 if job is not None:
-                    running.add(job)
+                    running.add((job[0].name, job[1]))
             if job is None:  # everything left waits for a teacher another lane is training
                 time.sleep(30)
                 continue
@@ -131,7 +131,7 @@ def run_all(runs: str, chosen: list[Cell], seeds: list[int], lanes: int) -> None
                     )
             with lock:
                 jobs.remove(job)
-                running.discard(job)
+                running.discard((cell.name, seed))
 
     workers = [threading.Thread(target=worker) for _ in range(lanes)]
     for w in workers:
