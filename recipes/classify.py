@@ -13,7 +13,6 @@ import torch
 from transformers import set_seed
 
 from hfkit import ClassifierConfig, ClassifierTrainer
-from hfkit.cli import checkpoint_to_resume, setup_logging
 from hfkit.compress.lora import (
     LoraArguments,
     apply_lora,
@@ -24,6 +23,7 @@ from hfkit.compress.lora import (
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.modeling import ModelArguments, load_classifier, load_tokenizer
 from hfkit.parsing import parse_args
+from hfkit.runtime import checkpoint_to_resume, setup_logging
 from hfkit.student import student_from_teacher
 
 ARG_TYPES = (ModelArguments, DataArguments, LoraArguments, ClassifierConfig)

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-from hfkit.cli import checkpoint_to_resume, setup_logging
 from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
 from hfkit.lm_data import LMDataArguments, load_lm_data
 from hfkit.lm_teacher_cache import add_teacher_topk, teacher_topk_logits
 from hfkit.modeling import count_parameters, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.report import format_table
+from hfkit.runtime import checkpoint_to_resume, setup_logging
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.trainers.clm_config import CLMConfig
 from hfkit.trainers.clm_trainer import CLMTrainer, check_vocabularies

@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, set_seed
 
 from hfkit import ClassifierTrainer, DistillConfig, DistillTrainer
-from hfkit.cli import setup_logging
 from hfkit.compress.lowrank import LowRankArguments
 from hfkit.compress.pipeline import (
     CompressArguments,
@@ -35,6 +34,7 @@ from hfkit.compress.quantize import QuantizeArguments
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
+from hfkit.runtime import setup_logging
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 
 ARG_TYPES = (

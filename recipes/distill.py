@@ -13,7 +13,6 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_
 
 from hfkit import DistillConfig, DistillTrainer
 from hfkit.augment import AugmentArguments, augment_dataset, replace_mask_token
-from hfkit.cli import checkpoint_to_resume, setup_logging
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.evaluation import comparison_report, measure_model
 from hfkit.modeling import (
@@ -26,6 +25,7 @@ from hfkit.modeling import (
     same_vocabulary,
 )
 from hfkit.parsing import parse_args
+from hfkit.runtime import checkpoint_to_resume, setup_logging
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits, teacher_logits_for_texts
 
