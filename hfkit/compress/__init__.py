@@ -1,4 +1,4 @@
-"""Compression for deployment, one technique a file: quantize, prune, lowrank, lora; pipeline chains them."""
+"""Compression for deployment, one technique a file: quantize, prune, lowrank, lora, trim_vocab; pipeline chains them."""
 
 from .lora import LoraArguments, apply_lora, merge_adapter_into_base, merge_and_unload_to
 from .lowrank import LowRankArguments, factorize_model, load_lowrank, plan_lowrank, save_lowrank
@@ -11,6 +11,7 @@ from .prune import (
     structured_prune,
 )
 from .quantize import QuantizeArguments, load_quantized, memory_footprint_mb, save_quantized, skip_modules_for
+from .trim_vocab import TrimVocabArguments, oov_rates, save_trimmed, trim_vocabulary
 
 __all__ = [
     "LoraArguments",
@@ -18,6 +19,7 @@ __all__ = [
     "PruneArguments",
     "QuantizeArguments",
     "SparsityReport",
+    "TrimVocabArguments",
     "apply_lora",
     "factorize_model",
     "load_lowrank",
@@ -26,11 +28,14 @@ __all__ = [
     "memory_footprint_mb",
     "merge_adapter_into_base",
     "merge_and_unload_to",
+    "oov_rates",
     "plan_lowrank",
     "prune",
     "save_lowrank",
     "save_quantized",
+    "save_trimmed",
     "skip_modules_for",
     "sparsity_report",
     "structured_prune",
+    "trim_vocabulary",
 ]
