@@ -4,10 +4,16 @@ Trainers and their configs live in hfkit.trainers; compression techniques in hfk
 shipping in hfkit.export; text generation in hfkit.generation.
 """
 
-from .data import DataArguments, load_classification_data, tokenize_dataset
+from .data import (
+    DataArguments,
+    LMDataArguments,
+    LMDataCollator,
+    load_classification_data,
+    load_lm_data,
+    tokenize_dataset,
+)
 from .export import CardInfo, load_model, prepare_upload_folder, push_to_hub, save_model, write_model_card
 from .generation import GenerateArguments, generate
-from .lm_data import LMDataArguments, LMDataCollator, load_lm_data
 from .modeling import (
     ModelArguments,
     count_parameters,

@@ -28,7 +28,7 @@ from datasets.table import InMemoryTable
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from .lm_data import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
+from .data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
 from .teacher_cache import _cache_key, _input_columns, _key_parts, save_atomic
 
 logger = logging.getLogger(__name__)

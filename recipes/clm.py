@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
-from hfkit.lm_data import LMDataArguments, load_lm_data
+from hfkit.data.lm import LMDataArguments, load_lm_data
 from hfkit.lm_teacher_cache import add_teacher_topk, teacher_topk_logits
 from hfkit.modeling import count_parameters, resolve_model_path
 from hfkit.parsing import parse_args

@@ -12,8 +12,8 @@ import os
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from hfkit import DistillConfig, DistillTrainer
-from hfkit.augment import AugmentArguments, augment_dataset, replace_mask_token
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+from hfkit.data.augment import AugmentArguments, augment_dataset, replace_mask_token
 from hfkit.evaluation import comparison_report, measure_model
 from hfkit.modeling import (
     DistillModelArguments,

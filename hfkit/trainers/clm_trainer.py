@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Trainer
 
-from ..lm_data import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
+from ..data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
 from ..losses import hard_label_ce, token_divergence
 from ..metrics import perplexity
 from ..modeling import count_parameters, resolve_model_path, same_vocabulary
@@ -182,7 +182,7 @@ class CLMTrainer(FiniteLossMixin, Trainer):
         labels = inputs.pop("labels", None)
         if labels is None:
             raise ValueError(
-                "the batch has no 'labels': build the data with hfkit.lm_data (labels = input_ids, -100 on tokens "
+                "the batch has no 'labels': build the data with hfkit.data.lm (labels = input_ids, -100 on tokens "
                 "not to learn) and keep the default LMDataCollator."
             )
         # use_cache=False: a training forward needs no KV cache, which would only hold memory.

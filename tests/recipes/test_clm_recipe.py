@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 from hfkit.parsing import load_yaml_config, parse_args
 from tests.conftest import REPO
 from tests.recipes.test_classify_recipe import load_recipe
-from tests.unit.test_lm_data import tiny_llama, word_tokenizer
+from tests.unit.data.test_lm import tiny_llama, word_tokenizer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 LINES = ["the cat sat on the mat", "w1 w2 w3 w4 w5", "hello world the cat", "question w6 answer w7 w8"]

@@ -11,12 +11,12 @@ from datasets import Dataset
 from peft import LoraConfig
 from safetensors import safe_open
 
-from hfkit.lm_data import LMDataArguments, LMDataCollator, build_lm_dataset
+from hfkit.data.lm import LMDataArguments, LMDataCollator, build_lm_dataset
 from hfkit.lm_teacher_cache import add_teacher_topk, teacher_topk_logits
 from hfkit.student import student_from_teacher
 from hfkit.trainers.clm_config import CLMConfig
 from hfkit.trainers.clm_trainer import CLMTrainer
-from tests.unit.test_lm_data import PAD, tiny_llama, word_tokenizer
+from tests.unit.data.test_lm import PAD, tiny_llama, word_tokenizer
 
 VOCAB = 56  # len(word_tokenizer())
 SENTENCE = "the cat sat on the mat w1 w2 w3 w4 w5 w6"

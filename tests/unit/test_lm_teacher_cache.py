@@ -10,9 +10,9 @@ from datasets import Dataset
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from hfkit.lm_data import TOPK_INDICES, TOPK_VALUES, LMDataArguments, build_lm_dataset
+from hfkit.data.lm import TOPK_INDICES, TOPK_VALUES, LMDataArguments, build_lm_dataset
 from hfkit.lm_teacher_cache import add_teacher_topk, teacher_topk_logits
-from tests.unit.test_lm_data import tiny_llama, word_tokenizer
+from tests.unit.data.test_lm import tiny_llama, word_tokenizer
 
 K = 4
 

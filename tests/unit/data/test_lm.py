@@ -1,4 +1,4 @@
-"""Unit tests for hfkit.lm_data on a tiny word-level tokenizer (no Hub): packing, label masking, splits, errors.
+"""Unit tests for hfkit.data.lm on a tiny word-level tokenizer (no Hub): packing, label masking, splits, errors.
 
 `word_tokenizer` and `tiny_llama` are also used by the CLM trainer, cache and recipe tests.
 """
@@ -13,7 +13,7 @@ from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from hfkit.lm_data import (
+from hfkit.data.lm import (
     TOPK_INDICES,
     TOPK_VALUES,
     LMDataArguments,
@@ -148,7 +148,7 @@ def test_txt_file_is_one_document_by_default_and_paragraphs_on_request(tmp_path,
 
 
 def load_lm_data_raw(path, sample_by: str):
-    from hfkit.lm_data import load_lm_raw
+    from hfkit.data.lm import load_lm_raw
 
     return load_lm_raw(args(train_file=str(path), text_sample_by=sample_by))["train"]
 

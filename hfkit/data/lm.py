@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import torch
 from datasets import Dataset, DatasetDict
 
-from .data import load_data_file
+from .sources import load_data_file
 
 logger = logging.getLogger(__name__)
 

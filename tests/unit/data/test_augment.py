@@ -1,4 +1,4 @@
-"""Unit tests for hfkit.augment: word-level augmentations and seeded dataset augmentation."""
+"""Unit tests for hfkit.data.augment: word-level augmentations and seeded dataset augmentation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from datasets import ClassLabel, Dataset, Value
 
-from hfkit.augment import (
+from hfkit.data.augment import (
     AUGMENTED_COLUMN,
     IGNORE_INDEX,
     augment_dataset,

@@ -1,4 +1,4 @@
-"""Tests for hfkit.data: loading every file format, label encoding, the seeded split, tokenization, errors.
+"""Tests for hfkit.data.classification: loading every file format, label encoding, the seeded split, tokenization, errors.
 
 Everything runs offline on small files written to tmp_path and a tiny WordPiece tokenizer built from a
 vocab.txt; the only real data is ../shared/data/sst2/train.tsv, which is loaded but not tokenized.
@@ -24,7 +24,7 @@ from hfkit.data import (
     tokenize_dataset,
 )
 
-SST2_TRAIN = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sst2" / "train.tsv"
+SST2_TRAIN = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "sst2" / "train.tsv"
 
 WORDS = ["good", "bad", "movie", "film", "the", "a", "is", "was", "not", "very", "plot", "actors"]
 RECORDS = [
