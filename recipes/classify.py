@@ -23,7 +23,7 @@ from hfkit.compress.lora import (
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.modeling import ModelArguments, load_classifier, load_tokenizer
 from hfkit.parsing import parse_args
-from hfkit.runtime import checkpoint_to_resume, setup_logging
+from hfkit.runtime import checkpoint_to_resume, run_recipe, setup_logging
 from hfkit.student import student_from_teacher
 
 ARG_TYPES = (ModelArguments, DataArguments, LoraArguments, ClassifierConfig)
@@ -99,4 +99,4 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

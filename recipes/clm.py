@@ -19,7 +19,7 @@ from hfkit.lm_teacher_cache import add_teacher_topk, teacher_topk_logits
 from hfkit.modeling import count_parameters, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.report import format_table
-from hfkit.runtime import checkpoint_to_resume, setup_logging
+from hfkit.runtime import checkpoint_to_resume, run_recipe, setup_logging
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.trainers.clm_config import CLMConfig
 from hfkit.trainers.clm_trainer import CLMTrainer, check_vocabularies
@@ -221,4 +221,4 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

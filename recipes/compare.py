@@ -23,6 +23,7 @@ from hfkit.metrics import classification_metrics, mcnemar
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.report import format_table
+from hfkit.runtime import run_recipe
 
 
 @dataclass
@@ -99,4 +100,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -34,7 +34,7 @@ from hfkit.compress.quantize import QuantizeArguments
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
-from hfkit.runtime import setup_logging
+from hfkit.runtime import run_recipe, setup_logging
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 
 ARG_TYPES = (
@@ -150,4 +150,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    run_recipe(main)

@@ -25,7 +25,7 @@ from hfkit.modeling import (
     same_vocabulary,
 )
 from hfkit.parsing import parse_args
-from hfkit.runtime import checkpoint_to_resume, setup_logging
+from hfkit.runtime import checkpoint_to_resume, run_recipe, setup_logging
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits, teacher_logits_for_texts
 
@@ -136,4 +136,4 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

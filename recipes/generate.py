@@ -14,6 +14,7 @@ import torch
 from hfkit.generation import GenerateArguments, collect_prompts, generate, write_jsonl
 from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer
 from hfkit.parsing import parse_args
+from hfkit.runtime import run_recipe
 
 ARG_TYPES = (GenerateArguments,)
 logger = logging.getLogger("hfkit")
@@ -40,4 +41,4 @@ def main(argv: list[str] | None = None) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hfkit.export import CardInfo, prepare_upload_folder, push_to_hub
 from hfkit.parsing import parse_args
+from hfkit.runtime import run_recipe
 
 
 @dataclass
@@ -73,4 +74,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)
