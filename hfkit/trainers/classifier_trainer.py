@@ -9,44 +9,34 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import EarlyStoppingCallback, Trainer
+from transformers import AutoModelForSequenceClassification
 
 from ..metrics import compute_classification_metrics, confusion_matrix
-from ..modeling import count_parameters, freeze
+from ..modeling import freeze
 from ..report import format_classification_report
+from .base_trainer import BaseTrainer
 from .classifier_config import ClassifierConfig
-from .common import FiniteLossMixin
 
 logger = logging.getLogger(__name__)
 
 
-class ClassifierTrainer(FiniteLossMixin, Trainer):
+class ClassifierTrainer(BaseTrainer):
     """A `transformers.Trainer` for single-label sequence classification.
 
-    On top of `Trainer` it adds: class-weighted / label-smoothed cross-entropy, early stopping wired from
-    the config, freezing of embeddings and lower layers, a stop with a clear message when the loss turns
-    NaN/inf, parameter counts at start, and `eval_report.json` plus a printed table at the end.
-    Everything else (devices, mixed precision, accumulation, checkpoints, resume) is `Trainer`'s own.
+    On top of `BaseTrainer` (config check, early stopping from the config, the stop with a clear message
+    when the loss turns NaN/inf) it adds: class-weighted / label-smoothed cross-entropy, freezing of
+    embeddings and lower layers, parameter counts at start, and `eval_report.json` plus a printed table at
+    the end. Everything else (devices, mixed precision, accumulation, checkpoints, resume) is `Trainer`'s own.
     """
 
-    # compute_loss returns a per-batch mean: let Trainer divide it for gradient accumulation.
-    loss_is_scaled_for_ga = False
+    config_class = ClassifierConfig
+    default_output_dir = "classifier_output"
+    teacher_auto_class = AutoModelForSequenceClassification
 
     def __init__(
         self, model=None, args: ClassifierConfig | None = None, compute_metrics=None, callbacks=None, **kwargs
     ):
-        if args is None:
-            args = ClassifierConfig(output_dir="classifier_output")
-        elif not isinstance(args, ClassifierConfig):
-            raise TypeError(
-                f"args must be a ClassifierConfig, got {type(args).__name__}: "
-                "build ClassifierConfig(...) with the same fields instead of TrainingArguments(...)."
-            )
-        callbacks = list(callbacks or [])
-        if args.early_stopping_patience is not None:
-            callbacks.append(
-                EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)
-            )
+        args = self.check_args(args)
         if model is not None:
             freeze(model, embeddings=args.freeze_embeddings, num_layers=args.freeze_layers)
         super().__init__(
@@ -57,15 +47,6 @@ class ClassifierTrainer(FiniteLossMixin, Trainer):
             **kwargs,
         )
         self.class_weights = self._class_weights()
-        total, trainable = count_parameters(self.model)
-        self.param_counts = {"total": total, "trainable": trainable}
-        if self.is_world_process_zero():
-            logger.info(
-                "parameters: %s total, %s trainable (%.1f%%)",
-                f"{total:,}",
-                f"{trainable:,}",
-                100 * trainable / total,
-            )
         self.report: dict | None = None
 
     def _class_weights(self) -> torch.Tensor | None:

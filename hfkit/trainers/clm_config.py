@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-import torch
-from transformers import TrainingArguments
-from transformers.trainer_utils import SchedulerType
-
 from ..losses import DIVERGENCES
+from .base_config import BaseConfig, check_temperature, check_unit_interval
 
 
 @dataclass
-class CLMConfig(TrainingArguments):
-    """`TrainingArguments` for `CLMTrainer`: data shape (block_size, packing, completion-only loss), distillation.
+class CLMConfig(BaseConfig):
+    """`BaseConfig` for `CLMTrainer`: data shape (block_size, packing, completion-only loss), distillation.
 
     Without a teacher the loss is the token cross-entropy (CE). With a teacher (or cached teacher top-k
     logits) it is ``alpha * T^2 * D(teacher_T, student_T) + (1 - alpha) * CE``, where D is the per-token
@@ -23,10 +19,6 @@ class CLMConfig(TrainingArguments):
     """
 
     # Overridden defaults (LM fine-tuning practice: short warmup, cosine decay, clipping at 1.0).
-    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate of AdamW."})
-    lr_scheduler_type: SchedulerType | str = field(
-        default="cosine", metadata={"help": "Schedule after warmup."}
-    )
     warmup_steps: float = field(
         default=0.05, metadata={"help": "Linear warmup: steps (int >= 1) or a fraction of all steps (< 1)."}
     )
@@ -101,18 +93,11 @@ class CLMConfig(TrainingArguments):
             raise ValueError(
                 f"block_size must be >= 2 (each token predicts the next), got {self.block_size}."
             )
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}; typical values are 0.5 to 2.")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(
-                f"alpha must be in [0, 1] (weight of the distillation term; 1 - alpha weights the CE), got {self.alpha}."
-            )
+        check_temperature(self.temperature, "0.5 to 2")
+        check_unit_interval("alpha", self.alpha, "weight of the distillation term; 1 - alpha weights the CE")
         if self.divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {self.divergence!r}.")
-        if not 0.0 <= self.jsd_beta <= 1.0:
-            raise ValueError(
-                f"jsd_beta must be in [0, 1] (0 = forward KL, 1 = reverse KL), got {self.jsd_beta}."
-            )
+        check_unit_interval("jsd_beta", self.jsd_beta, "0 = forward KL, 1 = reverse KL")
         if self.teacher_topk is not None and self.teacher_topk < 1:
             raise ValueError(f"teacher_topk must be >= 1 (or None for full logits), got {self.teacher_topk}.")
         if self.teacher_logits_cache is not None and self.teacher_topk is None:
@@ -120,12 +105,4 @@ class CLMConfig(TrainingArguments):
                 "teacher_logits_cache needs teacher_topk: full-vocabulary logits are too large to cache (one float "
                 "per vocabulary entry per token). Set teacher_topk (e.g. 32), or drop teacher_logits_cache."
             )
-        if (
-            not self.use_cpu
-            and int(os.environ.get("WORLD_SIZE", "1")) > 1
-            and not torch.accelerator.is_available()
-        ):
-            # Several launched processes and no GPU: without use_cpu each process would silently train its own
-            # copy (Trainer's parallel_mode stays NOT_PARALLEL); with it they form one gloo DDP group.
-            self.use_cpu = True
         super().__post_init__()

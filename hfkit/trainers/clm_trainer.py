@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
-import os
-from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Trainer
+from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from ..data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
 from ..losses import hard_label_ce, token_divergence
 from ..metrics import perplexity
-from ..modeling import count_parameters, resolve_model_path, same_vocabulary
+from .base_trainer import BaseTrainer, check_same_vocabulary, has_columns
 from .clm_config import CLMConfig
-from .common import FiniteLossMixin, prepare_teacher
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CLMTrainer", "check_vocabularies"]
 
 
-class CLMTrainer(FiniteLossMixin, Trainer):
+class CLMTrainer(BaseTrainer):
     """A `transformers.Trainer` for causal-LM fine-tuning and token-level distillation.
 
     Training loss: the token cross-entropy (``loss_ce``) on positions whose label is not -100, or, with a
@@ -39,8 +35,11 @@ class CLMTrainer(FiniteLossMixin, Trainer):
     weighted, exact across batches and processes) and ``eval_perplexity`` = exp(eval_loss).
     """
 
-    # compute_loss returns a per-micro-batch mean: let Trainer divide it for gradient accumulation.
-    loss_is_scaled_for_ga = False
+    config_class = CLMConfig
+    default_output_dir = "clm_output"
+    teacher_auto_class = AutoModelForCausalLM
+    cached_teacher_hint = "train from cached teacher top-k columns (teacher_topk + teacher_logits_cache)"
+    kept_columns = (TOPK_VALUES, TOPK_INDICES)
 
     def __init__(
         self,
@@ -55,12 +54,7 @@ class CLMTrainer(FiniteLossMixin, Trainer):
         data_collator=None,
         **kwargs,
     ):
-        if args is None:
-            args = CLMConfig(output_dir="clm_output")
-        elif not isinstance(args, CLMConfig):
-            raise TypeError(
-                f"args must be a CLMConfig, got {type(args).__name__}: build CLMConfig(...) with the same fields."
-            )
+        args = self.check_args(args)
         if model is None:
             raise ValueError(
                 "CLMTrainer needs the model to train: pass model=AutoModelForCausalLM.from_pretrained(path)."
@@ -70,24 +64,16 @@ class CLMTrainer(FiniteLossMixin, Trainer):
                 f"model must be a PreTrainedModel, got {type(model).__name__}: load it with "
                 "AutoModelForCausalLM.from_pretrained(path) first."
             )
-        if isinstance(teacher_model, (str, os.PathLike)):
-            path = resolve_model_path(str(teacher_model))
-            # trust_remote_code stays off: a teacher path must not run code from its folder. Same dtype as the
-            # student, so one precision setting (bf16/fp16 autocast) governs both.
-            dtype = next(model.parameters()).dtype
-            teacher_model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False)
-            if teacher_processing_class is None:
-                teacher_processing_class = _try_load_tokenizer(path)
-        if teacher_model is not None and not isinstance(teacher_model, PreTrainedModel):
-            raise TypeError(
-                f"teacher_model must be a PreTrainedModel or a path, got {type(teacher_model).__name__}."
-            )
+        teacher_model, teacher_processing_class = self.load_teacher(
+            teacher_model, model, teacher_processing_class
+        )
 
-        cached = _has_columns(train_dataset, (TOPK_VALUES, TOPK_INDICES))
+        cached = has_columns(train_dataset, (TOPK_VALUES, TOPK_INDICES)) is True
         self._check_teacher_source(args, teacher_model, cached, train_dataset is not None)
         if teacher_model is not None:
             check_vocabularies(model, teacher_model, processing_class, teacher_processing_class)
         self.distilling = teacher_model is not None or cached
+        self._cached_topk = cached
 
         if peft_config is not None:
             model = _wrap_peft(model, peft_config, args)
@@ -102,24 +88,11 @@ class CLMTrainer(FiniteLossMixin, Trainer):
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,
+            teacher_model=teacher_model,
+            teacher_processing_class=teacher_processing_class,
             **kwargs,
         )
-        self.teacher_processing_class = teacher_processing_class
-        self.teacher_model = self._prepare_teacher(teacher_model) if teacher_model is not None else None
-        total, trainable = count_parameters(self.model)
-        self.param_counts = {"total": total, "trainable": trainable}
-        if self.is_world_process_zero():
-            logger.info(
-                "parameters: %s total, %s trainable (%.2f%%)%s",
-                f"{total:,}",
-                f"{trainable:,}",
-                100 * trainable / max(total, 1),
-                "; distilling from " + ("cached teacher top-k" if cached else "the teacher")
-                if self.distilling
-                else "",
-            )
-        # Loss components since the last log (training), and token-level NLL sums of the running evaluation.
-        self._metrics: dict[str, list[torch.Tensor]] = defaultdict(list)
+        # Token-level NLL sums of the running evaluation.
         self._eval_rows: torch.Tensor | None = None
         self._eval_totals: torch.Tensor | None = None
         self._topk_checked = False
@@ -153,19 +126,11 @@ class CLMTrainer(FiniteLossMixin, Trainer):
                 "0.5, or train without teacher_model."
             )
 
-    def _prepare_teacher(self, teacher: PreTrainedModel) -> nn.Module:
-        """Freeze the teacher and let the accelerator place it (eval mode, under the student's autocast)."""
-        self._teacher_arg_names = set(inspect.signature(teacher.forward).parameters)
-        return prepare_teacher(
-            self, teacher, "train from cached teacher top-k columns (teacher_topk + teacher_logits_cache)"
-        )
-
-    def _set_signature_columns_if_needed(self) -> None:
-        """Keep the cached top-k columns, which are not forward arguments, through remove_unused_columns."""
-        super()._set_signature_columns_if_needed()
-        for name in (TOPK_VALUES, TOPK_INDICES):
-            if name not in self._signature_columns:
-                self._signature_columns.append(name)
+    def _parameters_note(self) -> str:
+        """Say where the teacher signal comes from, on the start-up parameter line."""
+        if not self.distilling:
+            return ""
+        return "; distilling from " + ("cached teacher top-k" if self._cached_topk else "the teacher")
 
     # ---- loss ------------------------------------------------------------------------------------------
 
@@ -195,12 +160,12 @@ class CLMTrainer(FiniteLossMixin, Trainer):
 
         args = self.args
         ce = hard_label_ce(logits, targets)
-        self._metrics["ce"].append(ce.detach().float())
+        self._log_loss_part("ce", ce)
         if not self.distilling:
             loss = ce
         else:
             kd = self._divergence(inputs, logits, targets, topk_values, topk_indices)
-            self._metrics["kd"].append(kd.detach().float())
+            self._log_loss_part("kd", kd)
             # T^2 keeps the distillation gradients' scale independent of T (Hinton et al. 2015), so alpha means
             # the same mix at any temperature, as in DistillConfig.
             loss = args.alpha * (args.temperature**2) * kd + (1.0 - args.alpha) * ce
@@ -228,10 +193,7 @@ class CLMTrainer(FiniteLossMixin, Trainer):
                 f"this training batch has no {TOPK_VALUES} column and there is no teacher_model: add the cached "
                 "top-k columns to every training row, or pass teacher_model."
             )
-        self.teacher_model.eval()
-        teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_arg_names}
-        with torch.no_grad():
-            teacher_logits = self.teacher_model(**teacher_inputs, use_cache=False).logits[:, :-1, :]
+        teacher_logits = self._teacher_forward(inputs, use_cache=False).logits[:, :-1, :]
         if args.teacher_topk is None:
             return token_divergence(logits, teacher_logits, targets, **common)
         top = teacher_logits.topk(args.teacher_topk, dim=-1)
@@ -297,38 +259,8 @@ class CLMTrainer(FiniteLossMixin, Trainer):
             output.metrics[f"{metric_key_prefix}_tokens"] = int(count)
         return output
 
-    # ---- logging ---------------------------------------------------------------------------------------
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add loss_ce (and loss_kd when distilling), averaged over the micro-batches since the last log."""
-        # Only training logs carry "loss" (evaluation logs have "eval_loss", the final summary "train_loss").
-        if "loss" in logs and self._metrics:
-            names = sorted(self._metrics)
-            means = torch.stack([torch.stack(self._metrics[n]).mean() for n in names])
-            if self.accelerator.num_processes > 1:
-                # One collective per log, not per step; every process logs the same values.
-                means = self.accelerator.gather(means).view(-1, len(names)).mean(dim=0)
-            for name, value in zip(names, means.tolist(), strict=True):
-                logs[f"loss_{name}"] = value
-            self._metrics.clear()
-        super().log(logs, start_time)
-
 
 # ---- helpers ---------------------------------------------------------------------------------------------
-
-
-def _has_columns(dataset, names: tuple[str, ...]) -> bool:
-    """True when the dataset's (known) columns include all of `names`."""
-    columns = getattr(dataset, "column_names", None) or []
-    return all(name in columns for name in names)
-
-
-def _try_load_tokenizer(path: str):
-    """The tokenizer saved with a teacher folder, or None if it has none (only used for the vocab check)."""
-    try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    except (OSError, ValueError):
-        return None
 
 
 def _logit_width(model: nn.Module) -> int:
@@ -351,14 +283,7 @@ def check_vocabularies(student: nn.Module, teacher: nn.Module, tokenizer, teache
         raise ValueError(
             f"vocabulary sizes differ: student has {s_width} logits per token, teacher {t_width}. {fix}"
         )
-    comparable = hasattr(tokenizer, "get_vocab") and hasattr(teacher_tokenizer, "get_vocab")
-    if comparable and not same_vocabulary(tokenizer, teacher_tokenizer):
-        s_vocab, t_vocab = tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
-        differ = sorted(set(s_vocab.items()) ^ set(t_vocab.items()), key=str)[:5]
-        raise ValueError(
-            f"tokenizers differ: student vocab has {len(s_vocab)} tokens, teacher vocab {len(t_vocab)} "
-            f"(e.g. {differ} are not shared). {fix}"
-        )
+    check_same_vocabulary(student, teacher, tokenizer, teacher_tokenizer, fix)
 
 
 def _wrap_peft(model: nn.Module, peft_config, args: CLMConfig) -> nn.Module:

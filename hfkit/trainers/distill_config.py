@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .base_config import check_temperature, check_unit_interval
 from .classifier_config import ClassifierConfig
 
 HIDDEN_LOSS_TYPES = ("mse", "cosine")
@@ -94,13 +95,10 @@ class DistillConfig(ClassifierConfig):
     )
 
     def __post_init__(self):
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}; typical values are 1 to 4.")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(
-                f"alpha must be in [0, 1] (weight of the soft KL term; 1 - alpha weights the hard loss), "
-                f"got {self.alpha}."
-            )
+        check_temperature(self.temperature, "1 to 4")
+        check_unit_interval(
+            "alpha", self.alpha, "weight of the soft KL term; 1 - alpha weights the hard loss"
+        )
         for name in ("hidden_loss_weight", "attention_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 turns the loss off), got {getattr(self, name)}.")

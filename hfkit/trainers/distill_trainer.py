@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
-from collections import defaultdict
 
 import safetensors.torch
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import PreTrainedModel
 
 from ..losses import (
     attention_loss,
@@ -21,9 +19,8 @@ from ..losses import (
     make_projections,
     uniform_layer_map,
 )
-from ..modeling import resolve_model_path, same_vocabulary
+from .base_trainer import check_same_vocabulary, has_columns
 from .classifier_trainer import ClassifierTrainer
-from .common import prepare_teacher
 from .distill_config import DistillConfig
 
 logger = logging.getLogger(__name__)
@@ -34,7 +31,6 @@ TEACHER_LOGITS = "teacher_logits"
 # Submodule name of the learned hidden-state projections on the student, and the file they are saved to.
 PROJECTIONS_NAME = "distill_projections"
 PROJECTIONS_FILE = f"{PROJECTIONS_NAME}.safetensors"
-_SPECIAL_TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id")
 
 
 class DistillTrainer(ClassifierTrainer):
@@ -53,6 +49,11 @@ class DistillTrainer(ClassifierTrainer):
     decided in one place: the accelerator wraps both forwards in its mixed-precision autocast.
     """
 
+    config_class = DistillConfig
+    default_output_dir = "distill_output"
+    cached_teacher_hint = "train from a cached 'teacher_logits' column with teacher_model=None"
+    kept_columns = (TEACHER_LOGITS,)
+
     def __init__(
         self,
         model: PreTrainedModel | None = None,
@@ -64,25 +65,16 @@ class DistillTrainer(ClassifierTrainer):
         teacher_processing_class=None,
         **kwargs,
     ):
-        if args is None:
-            args = DistillConfig(output_dir="distill_output")
-        elif not isinstance(args, DistillConfig):
-            raise TypeError(
-                f"args must be a DistillConfig, got {type(args).__name__}: "
-                "build DistillConfig(...) with the same fields instead."
-            )
+        args = self.check_args(args)
         if model is None:
             raise ValueError("DistillTrainer needs the student: pass model=<PreTrainedModel>.")
-        if isinstance(teacher_model, (str, os.PathLike)):
-            path = resolve_model_path(str(teacher_model))
-            # trust_remote_code stays off: a teacher path must not run code from its folder.
-            teacher_model = AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=False)
-            if teacher_processing_class is None:
-                teacher_processing_class = _try_load_tokenizer(path)
+        teacher_model, teacher_processing_class = self.load_teacher(
+            teacher_model, model, teacher_processing_class
+        )
         self.use_hidden_loss = args.hidden_loss_weight > 0
         self.use_attention_loss = args.attention_loss_weight > 0
 
-        has_cached = _has_column(train_dataset, TEACHER_LOGITS)
+        has_cached = has_columns(train_dataset, (TEACHER_LOGITS,))
         self._check_teacher_source(teacher_model, has_cached)
         self._check_labels(model, teacher_model, train_dataset if has_cached else None)
         # The teacher sees the student's input_ids whenever it runs, so the vocabularies must agree then.
@@ -104,12 +96,10 @@ class DistillTrainer(ClassifierTrainer):
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,
+            teacher_model=teacher_model,
+            teacher_processing_class=teacher_processing_class,
             **kwargs,
         )
-        self.teacher_processing_class = teacher_processing_class
-        self.teacher_model = self._prepare_teacher(teacher_model) if teacher_model is not None else None
-        # Sums of each loss component since the last log, reduced and merged into the logs by `log`.
-        self._metrics: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
 
     # ---- setup checks ----------------------------------------------------------------------------------
 
@@ -125,10 +115,6 @@ class DistillTrainer(ClassifierTrainer):
                 "hidden_loss_weight / attention_loss_weight need the teacher's hidden states, which cached "
                 "teacher_logits do not hold: pass teacher_model, or set hidden_loss_weight=0 and "
                 "attention_loss_weight=0 for logit-only distillation from the cache."
-            )
-        if teacher is not None and not isinstance(teacher, PreTrainedModel):
-            raise TypeError(
-                f"teacher_model must be a PreTrainedModel or a path, got {type(teacher).__name__}."
             )
 
     def _check_labels(
@@ -218,21 +204,6 @@ class DistillTrainer(ClassifierTrainer):
         # A submodule of the student: the optimizer trains it, DDP syncs it, Trainer moves it with the model.
         student.add_module(PROJECTIONS_NAME, projections.to(param.device))
 
-    def _prepare_teacher(self, teacher: PreTrainedModel) -> nn.Module:
-        """Freeze the teacher and let the accelerator place it (and wrap its forward in autocast)."""
-        self._teacher_arg_names = set(inspect.signature(teacher.forward).parameters)
-        return prepare_teacher(
-            self, teacher, "train from a cached 'teacher_logits' column with teacher_model=None"
-        )
-
-    # ---- data ------------------------------------------------------------------------------------------
-
-    def _set_signature_columns_if_needed(self) -> None:
-        """Keep the `teacher_logits` column, which is not a forward argument, through remove_unused_columns."""
-        super()._set_signature_columns_if_needed()
-        if TEACHER_LOGITS not in self._signature_columns:
-            self._signature_columns.append(TEACHER_LOGITS)
-
     # ---- loss ------------------------------------------------------------------------------------------
 
     def compute_loss(
@@ -268,10 +239,7 @@ class DistillTrainer(ClassifierTrainer):
                     f"{tuple(student_logits.shape)}: the column needs num_labels floats per row."
                 )
         elif self.teacher_model is not None:
-            self.teacher_model.eval()
-            teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_arg_names}
-            with torch.no_grad():
-                teacher_outputs = self.teacher_model(**teacher_inputs, **extra)
+            teacher_outputs = self._teacher_forward(inputs, **extra)
             teacher_logits = teacher_outputs.logits
         else:
             raise ValueError(
@@ -309,8 +277,7 @@ class DistillTrainer(ClassifierTrainer):
             loss = loss + args.attention_loss_weight * attention
             metrics["attention"] = (attention, 1.0)
         for name, (value, weight) in metrics.items():
-            weight = torch.as_tensor(weight, dtype=torch.float32, device=loss.device)
-            self._metrics[name].append((value.detach().float() * weight, weight))
+            self._log_loss_part(name, value, weight)
         return (loss, outputs) if return_outputs else loss
 
     def _logit_loss(
@@ -334,26 +301,6 @@ class DistillTrainer(ClassifierTrainer):
         mixed = args.alpha * parts["soft"] + (1.0 - args.alpha) * hard
         loss = torch.where((labels != -100).any(), mixed, parts["soft"])
         return {"loss": loss, "soft": parts["soft"], "hard": hard}
-
-    # ---- logging ---------------------------------------------------------------------------------------
-
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Add loss_soft/loss_hard/loss_hidden/loss_attention, averaged since the last training log."""
-        # Only training logs carry "loss" (evaluation logs have "eval_loss", the final summary "train_loss").
-        if "loss" in logs and self._metrics:
-            names = sorted(self._metrics)
-            sums = torch.stack([torch.stack([v for v, _ in self._metrics[n]]).sum() for n in names])
-            weights = torch.stack([torch.stack([w for _, w in self._metrics[n]]).sum() for n in names])
-            totals = torch.cat([sums, weights])
-            if self.accelerator.num_processes > 1:
-                # One collective per log, not per step; every process logs the same components.
-                totals = self.accelerator.gather(totals).view(-1, totals.numel()).sum(dim=0)
-            sums, weights = totals.split(len(names))
-            for name, total, weight in zip(names, sums.tolist(), weights.tolist(), strict=True):
-                if weight > 0:
-                    logs[f"loss_{name}"] = total / weight
-            self._metrics.clear()
-        super().log(logs, start_time)
 
     # ---- saving and loading ----------------------------------------------------------------------------
 
@@ -410,16 +357,6 @@ class DistillTrainer(ClassifierTrainer):
 # ---- helpers ---------------------------------------------------------------------------------------------
 
 
-def _has_column(dataset, name: str) -> bool | None:
-    """True/False if the dataset's columns are known, None if they are not (e.g. an IterableDataset)."""
-    if dataset is None:
-        return False
-    columns = getattr(dataset, "column_names", None)
-    if columns is None:
-        return None
-    return name in columns
-
-
 def _label_names(config) -> list[str]:
     return [str(config.id2label[i]) for i in range(config.num_labels)]
 
@@ -428,43 +365,16 @@ def _generic_names(names: list[str]) -> bool:
     return names == [f"LABEL_{i}" for i in range(len(names))]
 
 
-def _try_load_tokenizer(path: str):
-    """The tokenizer saved with a teacher folder, or None if it has none (only used for the vocab check)."""
-    try:
-        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    except (OSError, ValueError):
-        return None
-
-
 def _check_tokenizers(student, teacher, tokenizer, teacher_tokenizer) -> None:
     """The teacher runs on the student's token ids: both must use the same vocabulary and special tokens."""
-    fix = (
+    check_same_vocabulary(
+        student,
+        teacher,
+        tokenizer,
+        teacher_tokenizer,
         "Use logit-only distillation for different tokenizers: hidden_loss_weight=0, attention_loss_weight=0, "
-        "and a 'teacher_logits' column computed with the teacher's own tokenizer (teacher_logits_cache)."
+        "and a 'teacher_logits' column computed with the teacher's own tokenizer (teacher_logits_cache).",
     )
-    if hasattr(tokenizer, "get_vocab") and hasattr(teacher_tokenizer, "get_vocab"):
-        if not same_vocabulary(tokenizer, teacher_tokenizer):
-            s_vocab, t_vocab = tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
-            differ = sorted(set(s_vocab.items()) ^ set(t_vocab.items()), key=str)[:5]
-            raise ValueError(
-                f"tokenizers differ: student vocab has {len(s_vocab)} tokens, teacher vocab {len(t_vocab)} "
-                f"(e.g. {differ} are not shared). {fix}"
-            )
-        return
-    s_config, t_config = student.config, teacher.config
-    mismatches = []
-    if getattr(s_config, "vocab_size", None) != getattr(t_config, "vocab_size", None):
-        mismatches.append(f"vocab_size {s_config.vocab_size} vs {t_config.vocab_size}")
-    for name in _SPECIAL_TOKEN_IDS:
-        s_id, t_id = getattr(s_config, name, None), getattr(t_config, name, None)
-        if s_id != t_id:
-            mismatches.append(f"{name} {s_id} vs {t_id}")
-    if mismatches:
-        raise ValueError(
-            f"tokenizers differ (student vs teacher config): {', '.join(mismatches)}. {fix} If the tokenizers "
-            "are in fact the same, pass processing_class and teacher_processing_class so their vocabularies are "
-            "compared instead of the configs."
-        )
 
 
 def _use_eager_attention(model: PreTrainedModel) -> None:

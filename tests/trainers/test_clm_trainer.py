@@ -186,9 +186,9 @@ def test_distillation_loss_matches_hand_computation_and_is_logged(tmp_path, toke
     student.train()
     loss = trainer.compute_loss(student, batch)
     assert loss.item() == pytest.approx(expected, rel=1e-5)
-    assert trainer._metrics["kd"][-1].item() == pytest.approx(kd, rel=1e-5)
-    assert trainer._metrics["ce"][-1].item() == pytest.approx(ce, rel=1e-5)
-    trainer._metrics.clear()
+    assert trainer._loss_parts["kd"][-1][0].item() == pytest.approx(kd, rel=1e-5)
+    assert trainer._loss_parts["ce"][-1][0].item() == pytest.approx(ce, rel=1e-5)
+    trainer._loss_parts.clear()
 
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     trainer.train()
@@ -219,7 +219,7 @@ def test_topk_from_cache_equals_online_topk_and_full_vocab_equals_full_logits(tm
         )
         student.train()
         trainer.compute_loss(student, collate(train_dataset))
-        return trainer._metrics["kd"][-1].item()
+        return trainer._loss_parts["kd"][-1][0].item()
 
     cached = add_teacher_topk(
         pairs, teacher_topk_logits(teacher, pairs, k=5, cache_dir=str(tmp_path / "cache"))

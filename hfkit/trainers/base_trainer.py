@@ -1,0 +1,250 @@
+"""What every hfkit Trainer shares: the config check, teacher loading and placement, vocabulary checks,
+kept dataset columns, logging of loss components, and the stop on a diverged loss.
+
+Subclasses override as little as possible: `compute_loss` (and `prediction_step` where evaluation differs).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections import defaultdict
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from transformers import AutoTokenizer, PreTrainedModel, Trainer
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..modeling import count_parameters, resolve_model_path, same_vocabulary
+from .base_config import BaseConfig
+from .callbacks import config_callbacks
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BaseTrainer", "check_same_vocabulary", "has_columns", "try_load_tokenizer"]
+
+_SPECIAL_TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id")
+
+
+class BaseTrainer(Trainer):
+    """A `transformers.Trainer` with what every hfkit trainer adds (TRL's base-trainer shape).
+
+    - `args` must be an instance of the subclass's `config_class` (a `BaseConfig`); None builds its defaults.
+    - Callbacks the config asks for (early stopping) are added to the caller's.
+    - An optional teacher (a model, or a path loaded with `teacher_auto_class` in the student's dtype) is
+      frozen, put in eval mode and placed by the accelerator (never wrapped in DDP, never checkpointed).
+    - Columns in `kept_columns` survive `remove_unused_columns` (e.g. cached teacher logits).
+    - Loss components recorded with `_log_loss_part` are averaged since the last log and logged as
+      `loss_<name>` next to `loss`, with one collective per log across processes.
+    - A NaN/inf training loss stops the run with a message saying what to change.
+    """
+
+    config_class: ClassVar[type[BaseConfig]] = BaseConfig
+    default_output_dir: ClassVar[str] = "trainer_output"
+    # Loads a teacher given as a path (an AutoModelFor... class); None: this trainer takes no teacher.
+    teacher_auto_class: ClassVar[Any] = None
+    # How to train without a live teacher, for the error when one cannot be placed (DeepSpeed).
+    cached_teacher_hint: ClassVar[str] = "train without a teacher"
+    # Dataset columns that are not forward arguments but that compute_loss reads.
+    kept_columns: ClassVar[tuple[str, ...]] = ()
+
+    # compute_loss returns a per-(micro-)batch mean: let Trainer divide it for gradient accumulation.
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        args: BaseConfig | None = None,
+        callbacks: list | None = None,
+        teacher_model: PreTrainedModel | None = None,
+        teacher_processing_class=None,
+        **kwargs,
+    ):
+        args = self.check_args(args)
+        callbacks = [*(callbacks or []), *config_callbacks(args)]
+        super().__init__(model=model, args=args, callbacks=callbacks, **kwargs)
+        self.teacher_processing_class = teacher_processing_class
+        self.teacher_model = self._prepare_teacher(teacher_model) if teacher_model is not None else None
+        # Sums of each loss component (and their weights) since the last log, reduced by `log`.
+        self._loss_parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
+        total, trainable = count_parameters(self.model)
+        self.param_counts = {"total": total, "trainable": trainable}
+        if self.is_world_process_zero():
+            logger.info(
+                "parameters: %s total, %s trainable (%.2f%%)%s",
+                f"{total:,}",
+                f"{trainable:,}",
+                100 * trainable / max(total, 1),
+                self._parameters_note(),
+            )
+
+    # ---- set-up --------------------------------------------------------------------------------------------
+
+    @classmethod
+    def check_args(cls, args: BaseConfig | None) -> BaseConfig:
+        """The subclass's config (its defaults when None); refuses plain TrainingArguments with the fix."""
+        config = cls.config_class
+        if args is None:
+            return config(output_dir=cls.default_output_dir)
+        if not isinstance(args, config):
+            raise TypeError(
+                f"args must be a {config.__name__}, got {type(args).__name__}: "
+                f"build {config.__name__}(...) with the same fields instead of {type(args).__name__}(...)."
+            )
+        return args
+
+    @classmethod
+    def load_teacher(
+        cls,
+        teacher: PreTrainedModel | str | os.PathLike | None,
+        student: nn.Module | None,
+        teacher_tokenizer=None,
+    ) -> tuple[PreTrainedModel | None, Any]:
+        """Load a teacher given as a path (in the student's dtype) with its tokenizer; check a given model's type."""
+        if isinstance(teacher, (str, os.PathLike)):
+            path = resolve_model_path(str(teacher))
+            kwargs = {}
+            if student is not None:
+                # Same dtype as the student, so one precision setting (bf16/fp16 autocast) governs both.
+                kwargs["dtype"] = next(student.parameters()).dtype
+            # trust_remote_code stays off: a teacher path must not run code from its folder.
+            teacher = cls.teacher_auto_class.from_pretrained(path, trust_remote_code=False, **kwargs)
+            if teacher_tokenizer is None:
+                teacher_tokenizer = try_load_tokenizer(path)
+        if teacher is not None and not isinstance(teacher, PreTrainedModel):
+            raise TypeError(
+                f"teacher_model must be a PreTrainedModel or a path, got {type(teacher).__name__}."
+            )
+        return teacher, teacher_tokenizer
+
+    def _prepare_teacher(self, teacher: PreTrainedModel) -> nn.Module:
+        """Freeze the teacher and let the accelerator place it: eval mode, no gradients, never wrapped in DDP."""
+        shared = {id(p) for p in teacher.parameters()} & {id(p) for p in self.model.parameters()}
+        if shared:
+            raise ValueError(
+                "the teacher shares parameters with the student, so freezing the teacher would freeze them in "
+                "the student too; build the student as an independent copy (e.g. hfkit.student_from_teacher)."
+            )
+        self._teacher_arg_names = set(inspect.signature(teacher.forward).parameters)
+        teacher.eval()
+        teacher.requires_grad_(False)
+        if self.is_deepspeed_enabled:
+            raise ValueError(
+                f"{type(self).__name__} does not place an online teacher under DeepSpeed; use DDP/FSDP, or "
+                f"{self.cached_teacher_hint}."
+            )
+        # evaluation_mode=True: on the device and under the student's mixed-precision autocast, but never
+        # wrapped in DDP, since it has no gradients to synchronise. One place decides device and precision.
+        return self.accelerator.prepare_model(teacher, evaluation_mode=True)
+
+    def _parameters_note(self) -> str:
+        """Extra words for the start-up parameter-count line (e.g. where the teacher signal comes from)."""
+        return ""
+
+    def _set_signature_columns_if_needed(self) -> None:
+        """Keep `kept_columns`, which are not forward arguments, through remove_unused_columns."""
+        super()._set_signature_columns_if_needed()
+        for name in self.kept_columns:
+            if name not in self._signature_columns:
+                self._signature_columns.append(name)
+
+    # ---- training ------------------------------------------------------------------------------------------
+
+    def _teacher_forward(self, inputs: dict[str, torch.Tensor], **extra) -> Any:
+        """The frozen teacher on the student's batch (only the arguments its forward takes), without grad."""
+        self.teacher_model.eval()
+        teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_arg_names}
+        with torch.no_grad():
+            return self.teacher_model(**teacher_inputs, **extra)
+
+    def _log_loss_part(self, name: str, value: torch.Tensor, weight: torch.Tensor | float = 1.0) -> None:
+        """Record one micro-batch's loss component; `log` adds the weighted mean since the last log."""
+        weight = torch.as_tensor(weight, dtype=torch.float32, device=value.device)
+        self._loss_parts[name].append((value.detach().float() * weight, weight))
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """One optimizer micro-step; stops with a clear error (not a NaN checkpoint) if the loss diverges."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if not torch.isfinite(loss).all():
+            out = self.args.output_dir
+            last = get_last_checkpoint(out) if os.path.isdir(out) else None
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.state.global_step}: the run diverged. "
+                "Lower learning_rate, keep max_grad_norm (e.g. 1.0), or use bf16 instead of fp16. "
+                + (
+                    f"Resume from the last good checkpoint {last} with --resume_from_checkpoint."
+                    if last
+                    else ""
+                )
+            )
+        return loss
+
+    # ---- logging -------------------------------------------------------------------------------------------
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add each recorded loss component as loss_<name>, averaged since the last training log."""
+        # Only training logs carry "loss" (evaluation logs have "eval_loss", the final summary "train_loss").
+        if "loss" in logs and self._loss_parts:
+            names = sorted(self._loss_parts)
+            sums = torch.stack([torch.stack([v for v, _ in self._loss_parts[n]]).sum() for n in names])
+            weights = torch.stack([torch.stack([w for _, w in self._loss_parts[n]]).sum() for n in names])
+            totals = torch.cat([sums, weights])
+            if self.accelerator.num_processes > 1:
+                # One collective per log, not per step; every process logs the same components.
+                totals = self.accelerator.gather(totals).view(-1, totals.numel()).sum(dim=0)
+            sums, weights = totals.split(len(names))
+            for name, total, weight in zip(names, sums.tolist(), weights.tolist(), strict=True):
+                if weight > 0:
+                    logs[f"loss_{name}"] = total / weight
+            self._loss_parts.clear()
+        super().log(logs, start_time)
+
+
+# ---- helpers shared by the trainers ----------------------------------------------------------------------
+
+
+def has_columns(dataset, names: tuple[str, ...] | list[str]) -> bool | None:
+    """True/False if the dataset's columns are known (no dataset: False), None if not (an IterableDataset)."""
+    if dataset is None:
+        return False
+    columns = getattr(dataset, "column_names", None)
+    if columns is None:
+        return None
+    return all(name in columns for name in names)
+
+
+def try_load_tokenizer(path: str):
+    """The tokenizer saved with a teacher folder, or None if it has none (only used for the vocab check)."""
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError):
+        return None
+
+
+def check_same_vocabulary(student, teacher, tokenizer, teacher_tokenizer, fix: str) -> None:
+    """The teacher runs on the student's token ids: same vocabulary (tokenizers), else same config ids."""
+    if hasattr(tokenizer, "get_vocab") and hasattr(teacher_tokenizer, "get_vocab"):
+        if not same_vocabulary(tokenizer, teacher_tokenizer):
+            s_vocab, t_vocab = tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
+            differ = sorted(set(s_vocab.items()) ^ set(t_vocab.items()), key=str)[:5]
+            raise ValueError(
+                f"tokenizers differ: student vocab has {len(s_vocab)} tokens, teacher vocab {len(t_vocab)} "
+                f"(e.g. {differ} are not shared). {fix}"
+            )
+        return
+    s_config, t_config = student.config, teacher.config
+    mismatches = []
+    if getattr(s_config, "vocab_size", None) != getattr(t_config, "vocab_size", None):
+        mismatches.append(f"vocab_size {s_config.vocab_size} vs {t_config.vocab_size}")
+    for name in _SPECIAL_TOKEN_IDS:
+        s_id, t_id = getattr(s_config, name, None), getattr(t_config, name, None)
+        if s_id != t_id:
+            mismatches.append(f"{name} {s_id} vs {t_id}")
+    if mismatches:
+        raise ValueError(
+            f"tokenizers differ (student vs teacher config): {', '.join(mismatches)}. {fix} If the tokenizers "
+            "are in fact the same, pass processing_class and teacher_processing_class so their vocabularies are "
+            "compared instead of the configs."
+        )
