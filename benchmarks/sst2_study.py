@@ -88,7 +88,9 @@ def done(out: str) -> bool:
 
 def run_all(runs: str, chosen: list[Cell], seeds: list[int], lanes: int) -> None:
     """Run every unfinished (cell, seed) over `lanes` worker threads, each job a subprocess."""
-    jobs = [(c, s) for c in chosen for s in (seeds if c.seeded else [None])]
+    # Teachers first, then seed by seed through the student cells: whatever finishes is a paired comparison.
+    jobs = [(c, None) for c in chosen if not c.seeded]
+    jobs += [(c, s) for s in seeds for c in chosen if c.seeded]
     jobs = [(c, s) for c, s in jobs if not done(run_dir(runs, c, s))]
     lock, running = threading.Lock(), set()
     threads = str(max(1, (os.cpu_count() or 2) // lanes))
