@@ -28,6 +28,8 @@ from .trainers.clm_config import CLMConfig
 from .trainers.clm_trainer import CLMTrainer
 from .trainers.distill_config import DistillConfig
 from .trainers.distill_trainer import DistillTrainer
+from .trainers.incremental_config import IncrementalConfig
+from .trainers.incremental_trainer import IncrementalTrainer, grow_classifier_head
 
 __version__ = "0.1.0"
 
@@ -41,11 +43,14 @@ __all__ = [
     "DistillConfig",
     "DistillTrainer",
     "GenerateArguments",
+    "IncrementalConfig",
+    "IncrementalTrainer",
     "LMDataArguments",
     "LMDataCollator",
     "ModelArguments",
     "count_parameters",
     "generate",
+    "grow_classifier_head",
     "load_causal_lm",
     "load_classification_data",
     "load_classifier",

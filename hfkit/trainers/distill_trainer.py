@@ -233,11 +233,7 @@ class DistillTrainer(ClassifierTrainer):
         teacher_outputs = None
         if cached is not None and not extra:
             teacher_logits = cached
-            if teacher_logits.shape != student_logits.shape:
-                raise ValueError(
-                    f"teacher_logits batch has shape {tuple(teacher_logits.shape)} but the student's logits have "
-                    f"{tuple(student_logits.shape)}: the column needs num_labels floats per row."
-                )
+            self._check_teacher_logits(teacher_logits, student_logits)
         elif self.teacher_model is not None:
             teacher_outputs = self._teacher_forward(inputs, **extra)
             teacher_logits = teacher_outputs.logits
@@ -279,6 +275,14 @@ class DistillTrainer(ClassifierTrainer):
         for name, (value, weight) in metrics.items():
             self._log_loss_part(name, value, weight)
         return (loss, outputs) if return_outputs else loss
+
+    def _check_teacher_logits(self, teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> None:
+        """Cached teacher logits must have the student's shape: one row of num_labels floats per example."""
+        if teacher_logits.shape != student_logits.shape:
+            raise ValueError(
+                f"teacher_logits batch has shape {tuple(teacher_logits.shape)} but the student's logits have "
+                f"{tuple(student_logits.shape)}: the column needs num_labels floats per row."
+            )
 
     def _logit_loss(
         self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None

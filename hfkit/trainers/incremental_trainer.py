@@ -1,0 +1,151 @@
+"""`IncrementalTrainer`: update a deployed classifier with new data or new classes without forgetting.
+
+The previous model is a frozen teacher on the classes it knows (Learning without Forgetting); the head of
+the updated model grows by the new classes with the old rows kept (`grow_classifier_head`), and a seeded,
+stratified sample of the old training data can be mixed in (`hfkit.data.replay_sample`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from ..errors import UserInputError
+from ..losses import hard_label_ce, soft_label_kl
+from .distill_trainer import TEACHER_LOGITS, DistillTrainer
+from .incremental_config import IncrementalConfig
+
+__all__ = ["IncrementalTrainer", "grow_classifier_head", "label_names"]
+
+
+def label_names(model: PreTrainedModel) -> list[str]:
+    """The model's class names in id order."""
+    id2label = model.config.id2label
+    return [str(id2label[i]) for i in range(model.config.num_labels)]
+
+
+def _head_linear(model: PreTrainedModel) -> tuple[str, nn.Linear]:
+    """The Linear layer that produces the class logits (BERT `classifier`, RoBERTa/MPNet `classifier.out_proj`,
+    LLaMA-style `score`)."""
+    k = model.config.num_labels
+    found = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+        and module.out_features == k
+        and any(part in name.split(".") for part in ("classifier", "score", "out_proj"))
+    ]
+    if len(found) != 1:
+        raise UserInputError(
+            f"cannot find the one output layer of the {type(model).__name__} head (Linear layers with "
+            f"{k} outputs under 'classifier'/'score': {[n for n, _ in found]}); incremental training supports "
+            "sequence classifiers whose logits come from one Linear layer."
+        )
+    return found[0]
+
+
+def grow_classifier_head(model: PreTrainedModel, new_labels: list[str], seed: int = 0) -> PreTrainedModel:
+    """Add output rows for `new_labels` to a sequence classifier; old rows (and so old logits) stay exact."""
+    old_labels = label_names(model)
+    clash = sorted(set(new_labels) & set(old_labels))
+    if clash:
+        raise UserInputError(
+            f"new class name(s) {clash} already exist in the previous model (classes {old_labels}); list only "
+            "classes it does not have, or leave new_class_names out to take them from the new data."
+        )
+    if len(set(new_labels)) != len(new_labels):
+        raise UserInputError(f"new class names {new_labels} repeat a name; list each class once.")
+    if not new_labels:
+        return model
+    name, old = _head_linear(model)
+    k, total = old.out_features, old.out_features + len(new_labels)
+    new = nn.Linear(
+        old.in_features, total, bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype
+    )
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # seeded: the same update run twice starts from the same new rows
+        new.weight[:k] = old.weight
+        new.weight[k:].normal_(0.0, std)
+        if old.bias is not None:
+            new.bias[:k] = old.bias
+            new.bias[k:] = 0.0
+    model.set_submodule(name, new)
+    labels = old_labels + list(new_labels)
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+    if hasattr(model, "num_labels"):
+        model.num_labels = total  # the forward's own loss reads it
+    return model
+
+
+class IncrementalTrainer(DistillTrainer):
+    """A `DistillTrainer` whose teacher (the previous model) knows only the first classes of the student.
+
+    Training loss: ``alpha * T^2 * KL`` between the previous model's and the updated model's softened
+    distributions over the old classes, plus ``(1 - alpha) * CE`` over all classes on the gold labels
+    (rows without a gold label get the soft term only, as in `DistillTrainer`). With no new classes it is
+    distillation from the previous model while learning the new data. Evaluation is the plain classifier's.
+    """
+
+    def __init__(self, *args, **kwargs):
+        config = kwargs.get("args")
+        if config is not None and not isinstance(config, IncrementalConfig):
+            raise TypeError(
+                f"args must be an IncrementalConfig, got {type(config).__name__}: build IncrementalConfig(...) "
+                "with the same fields instead."
+            )
+        super().__init__(*args, **kwargs)
+
+    def _check_labels(
+        self, student: PreTrainedModel, teacher: PreTrainedModel | None, cached_dataset
+    ) -> None:
+        """The previous model's classes must be the first classes of the updated model, in the same order."""
+        student_names = label_names(student)
+        if teacher is not None:
+            teacher_names = label_names(teacher)
+            if student_names[: len(teacher_names)] != teacher_names:
+                raise UserInputError(
+                    f"the updated model's classes {student_names} do not start with the previous model's "
+                    f"{teacher_names}: grow the previous model's head (grow_classifier_head) instead of "
+                    "building a new one, so old class i keeps id i."
+                )
+        if cached_dataset is not None and hasattr(cached_dataset, "__getitem__") and len(cached_dataset):
+            width = len(cached_dataset[0][TEACHER_LOGITS])
+            if width > len(student_names):
+                raise UserInputError(
+                    f"the teacher_logits column has {width} values per row but the updated model has only "
+                    f"{len(student_names)} classes: cache the logits of the previous model of this update."
+                )
+
+    def _check_teacher_logits(self, teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> None:
+        """Teacher logits cover the old classes: as many rows as the batch, at most the student's width."""
+        if (
+            teacher_logits.shape[0] != student_logits.shape[0]
+            or teacher_logits.shape[-1] > student_logits.shape[-1]
+        ):
+            raise ValueError(
+                f"teacher_logits batch has shape {tuple(teacher_logits.shape)} for student logits of shape "
+                f"{tuple(student_logits.shape)}: the column needs one value per old class and row."
+            )
+
+    def _logit_loss(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """LwF: soft KL on the old classes' logits, CE on all classes, mixed by alpha."""
+        args = self.args
+        old = teacher_logits.shape[-1]
+        soft = soft_label_kl(student_logits[..., :old], teacher_logits, temperature=args.temperature)
+        if labels is None:
+            return {"loss": soft, "soft": soft}
+        hard = hard_label_ce(
+            student_logits,
+            labels,
+            class_weights=self.class_weights,
+            label_smoothing=args.label_smoothing_factor,
+        )
+        mixed = args.alpha * soft + (1.0 - args.alpha) * hard
+        # torch.where, not `if`: no host sync per step; a batch without gold labels keeps the soft term alone.
+        loss = torch.where((labels != -100).any(), mixed, soft)
+        return {"loss": loss, "soft": soft, "hard": hard}

@@ -1,0 +1,197 @@
+"""IncrementalTrainer, head growth, label mapping and replay sampling on tiny models; the recipe end to end."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from datasets import ClassLabel, Dataset
+from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
+
+from hfkit.errors import UserInputError
+from hfkit.incremental_data import IncrementalArguments, encode_labels, replay_sample, resolve_new_labels
+from hfkit.trainers.incremental_config import IncrementalConfig
+from hfkit.trainers.incremental_trainer import IncrementalTrainer, grow_classifier_head, label_names
+from tests.conftest import FILLER, REPO, tiny_bert_config, toy_dataset
+from tests.recipes.test_classify_recipe import load_recipe
+
+
+def _tiny(tokenizer, labels=("bad", "good")) -> BertForSequenceClassification:
+    torch.manual_seed(0)
+    return BertForSequenceClassification(
+        tiny_bert_config(tokenizer, num_labels=len(labels), id2label=dict(enumerate(labels)))
+    ).eval()
+
+
+def test_grow_head_keeps_old_logits_exactly(tiny_tokenizer):
+    model = _tiny(tiny_tokenizer)
+    old_weight, old_bias = model.classifier.weight.clone(), model.classifier.bias.clone()
+    batch = tiny_tokenizer(["good w1 w2", "bad w3", "w4 w5 w6 good"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        before = model(**batch).logits
+    grow_classifier_head(model, ["meh", "wow"], seed=3)
+    with torch.no_grad():
+        after = model(**batch).logits
+    assert after.shape == (3, 4)
+    # The old rows are copied bit for bit; the logits then differ only by the GEMM's summation order for a
+    # wider output (BLAS blocks a 4-column product differently from a 2-column one), i.e. float rounding.
+    assert torch.equal(model.classifier.weight[:2], old_weight) and torch.equal(
+        model.classifier.bias[:2], old_bias
+    )
+    torch.testing.assert_close(after[:, :2], before, rtol=0, atol=1e-6)
+    assert label_names(model) == ["bad", "good", "meh", "wow"]
+    assert model.config.label2id == {"bad": 0, "good": 1, "meh": 2, "wow": 3}
+    assert not torch.equal(after[:, 2], after[:, 3])  # new rows are initialised, not zeros
+
+
+def test_grow_head_is_seeded_and_rejects_existing_names(tiny_tokenizer):
+    a = grow_classifier_head(_tiny(tiny_tokenizer), ["meh"], seed=1)
+    b = grow_classifier_head(_tiny(tiny_tokenizer), ["meh"], seed=1)
+    assert torch.equal(a.classifier.weight, b.classifier.weight)
+    with pytest.raises(UserInputError, match=r"\['good'\] already exist"):
+        grow_classifier_head(_tiny(tiny_tokenizer), ["good", "meh"])
+    with pytest.raises(UserInputError, match="repeat"):
+        grow_classifier_head(_tiny(tiny_tokenizer), ["meh", "meh"])
+
+
+def _trainer(student, tiny_tokenizer, tmp_path, teacher_width: int, **config) -> IncrementalTrainer:
+    data = toy_dataset(tiny_tokenizer, 8)
+    data = data.add_column("teacher_logits", [[0.0] * teacher_width] * len(data))
+    args = IncrementalConfig(
+        output_dir=str(tmp_path), use_cpu=True, report_to="none", eval_strategy="no", **config
+    )
+    return IncrementalTrainer(model=student, args=args, train_dataset=data, processing_class=tiny_tokenizer)
+
+
+def test_lwf_term_is_zero_when_the_updated_model_matches_the_previous(tiny_tokenizer, tmp_path):
+    trainer = _trainer(grow_classifier_head(_tiny(tiny_tokenizer), ["meh"]), tiny_tokenizer, tmp_path, 2)
+    torch.manual_seed(0)
+    student = torch.randn(5, 3)
+    parts = trainer._logit_loss(student, student[:, :2].clone(), torch.tensor([0, 1, 2, 2, -100]))
+    assert parts["soft"].item() == pytest.approx(0.0, abs=1e-7)
+    # The soft term reads only the old classes: changing the new class's logit leaves it at 0.
+    moved = student.clone()
+    moved[:, 2] += 5.0
+    assert trainer._logit_loss(moved, student[:, :2], None)["soft"].item() == pytest.approx(0.0, abs=1e-7)
+    # And it is the T^2-scaled KL on the old classes, not on all three.
+    teacher = torch.tensor([[2.0, -1.0]] * 5)
+    t = trainer.args.temperature
+    p = torch.softmax(teacher / t, -1)
+    q = torch.log_softmax(student[:, :2] / t, -1)
+    expected = (p * (p.log() - q)).sum(-1).mean() * t**2
+    assert trainer._logit_loss(student, teacher, None)["soft"].item() == pytest.approx(
+        expected.item(), rel=1e-5
+    )
+
+
+def test_lwf_loss_mixes_soft_and_hard_by_alpha(tiny_tokenizer, tmp_path):
+    trainer = _trainer(
+        grow_classifier_head(_tiny(tiny_tokenizer), ["meh"]), tiny_tokenizer, tmp_path, 2, alpha=0.25
+    )
+    student, teacher = torch.randn(4, 3), torch.randn(4, 2)
+    labels = torch.tensor([2, 0, 1, 2])
+    parts = trainer._logit_loss(student, teacher, labels)
+    hard = torch.nn.functional.cross_entropy(student, labels)
+    assert parts["hard"].item() == pytest.approx(hard.item(), rel=1e-5)
+    assert parts["loss"].item() == pytest.approx(0.25 * parts["soft"].item() + 0.75 * hard.item(), rel=1e-5)
+
+
+def test_trainer_refuses_a_student_whose_classes_do_not_extend_the_teachers(tiny_tokenizer, tmp_path):
+    teacher = _tiny(tiny_tokenizer)
+    reordered = _tiny(tiny_tokenizer, labels=("good", "bad", "meh"))
+    args = IncrementalConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", eval_strategy="no")
+    with pytest.raises(UserInputError, match="do not start with the previous model's"):
+        IncrementalTrainer(
+            model=reordered, teacher_model=teacher, args=args, train_dataset=toy_dataset(tiny_tokenizer, 8),
+            processing_class=tiny_tokenizer,
+        )  # fmt: skip
+    with pytest.raises(UserInputError, match="only 3 classes"):
+        _trainer(grow_classifier_head(_tiny(tiny_tokenizer), ["meh"]), tiny_tokenizer, tmp_path, 4)
+
+
+def test_config_refuses_layer_losses():
+    with pytest.raises(UserInputError, match="logits only"):
+        IncrementalConfig(output_dir="x", hidden_loss_weight=1.0)
+
+
+def test_replay_sample_is_seeded_and_stratified():
+    labels = [0] * 600 + [1] * 300 + [2] * 100
+    ds = Dataset.from_dict({"i": list(range(1000)), "labels": labels})
+    a, b, c = replay_sample(ds, 100, seed=7), replay_sample(ds, 100, seed=7), replay_sample(ds, 100, seed=8)
+    assert a["i"] == b["i"] and a["i"] != c["i"]
+    assert np.bincount(a["labels"]).tolist() == [60, 30, 10]
+    # Largest remainders: 7 rows of 6:3:1 -> 4.2, 2.1, 0.7 -> 4, 2, 1.
+    assert np.bincount(replay_sample(ds, 7, seed=0)["labels"]).tolist() == [4, 2, 1]
+    assert len(set(a["i"])) == 100
+    assert len(replay_sample(ds, 5000, seed=0)) == 1000
+
+
+def test_labels_map_onto_old_then_new_classes():
+    ds = Dataset.from_dict({"text": ["a", "b", "c"], "label": ["good ", "meh", "bad"]})
+    assert resolve_new_labels(ds["label"], ["bad", "good"], None) == ["meh"]
+    encoded = encode_labels(ds, "label", ["bad", "good", "meh"], "train_file")
+    assert encoded["labels"] == [1, 2, 0]
+    assert isinstance(encoded.features["labels"], ClassLabel)
+    ids = encode_labels(Dataset.from_dict({"label": [0.0, 2.0]}), "label", ["bad", "good", "meh"], "x")
+    assert ids["labels"] == [0, 2]
+    with pytest.raises(UserInputError, match="already exist"):
+        resolve_new_labels(ds["label"], ["bad", "good"], ["good"])
+    with pytest.raises(UserInputError, match=r"\['meh'\] that are neither"):
+        resolve_new_labels(ds["label"], ["bad", "good"], ["wow"])
+    with pytest.raises(UserInputError, match="outside the classes"):
+        encode_labels(ds, "label", ["bad", "good"], "old_train_file")
+    with pytest.raises(UserInputError, match="not both"):
+        IncrementalArguments(previous_model="m", replay_examples=5, replay_fraction=0.1, old_train_file="f")
+    with pytest.raises(UserInputError, match="old_train_file"):
+        IncrementalArguments(previous_model="m", replay_fraction=0.1)
+
+
+def _write_three_class_csv(path, n: int, seed: int, classes=("bad", "good", "meh")) -> None:
+    """Toy task: the class is the one keyword in the sentence ('w0' stands for 'meh')."""
+    keyword = {"bad": "bad", "good": "good", "meh": "w0"}
+    rng = random.Random(seed)
+    rows = ["text,label"]
+    for _ in range(n):
+        label = rng.choice(classes)
+        words = rng.choices(FILLER[1:], k=rng.randint(3, 8))
+        words.insert(rng.randint(0, len(words)), keyword[label])
+        rows.append(f"{' '.join(words)},{label}")
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_recipe_adds_a_class_and_reports_before_and_after(tiny_tokenizer, tmp_path, monkeypatch):
+    previous = tmp_path / "previous"
+    model = _tiny(tiny_tokenizer)
+    model.save_pretrained(previous)
+    tiny_tokenizer.save_pretrained(previous)
+    old_train, new_train, validation = tmp_path / "old.csv", tmp_path / "new.csv", tmp_path / "val.csv"
+    _write_three_class_csv(old_train, 200, 1, classes=("bad", "good"))
+    _write_three_class_csv(new_train, 120, 2, classes=("meh",))
+    _write_three_class_csv(validation, 90, 3)
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "run"
+    trainer = load_recipe("incremental").main(
+        ["--previous_model", str(previous), "--train_file", str(new_train), "--validation_file", str(validation),
+         "--old_train_file", str(old_train), "--replay_fraction", "0.1", "--output_dir", str(out),
+         "--use_cpu", "true", "--max_steps", "6", "--per_device_train_batch_size", "16", "--learning_rate", "1e-3",
+         "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none",
+         "--teacher_logits_cache", str(tmp_path / "cache")]
+    )  # fmt: skip
+    assert isinstance(trainer, IncrementalTrainer)
+    report = json.loads((out / "incremental_report.json").read_text())
+    assert report["old_classes"] == ["bad", "good"] and report["new_classes"] == ["meh"]
+    assert report["train_rows"] == {"new": 120, "replay": 20}
+    assert report["before"]["new_classes"] == 0.0  # the previous model cannot predict a class it lacks
+    assert report["forgetting"] == pytest.approx(
+        report["before"]["old_classes"] - report["after"]["old_classes"]
+    )
+    saved = AutoModelForSequenceClassification.from_pretrained(out)
+    assert label_names(saved) == ["bad", "good", "meh"]
+    # The previous model on disk is untouched (the recipe grows a copy).
+    reloaded = AutoModelForSequenceClassification.from_pretrained(previous)
+    assert reloaded.config.num_labels == 2
+    assert torch.equal(reloaded.classifier.weight, copy.deepcopy(model.classifier.weight))
