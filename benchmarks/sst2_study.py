@@ -21,35 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
-import sys
-import threading
-import time
-from dataclasses import dataclass
 
 import numpy as np
+from studies import Cell, commands_list, done, mean_std, run_all, run_dir
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VALIDATION = "../shared/data/sst2/sentence_split/validation.tsv"
 STUDENT = ["--keep_layers", "0", "2", "4"]
 
 
-@dataclass
-class Cell:
-    name: str
-    what: str
-    recipe: str
-    config: str
-    overrides: list[str]
-    needs: str | None = None  # a teacher cell that must be finished first
-    seeded: bool = True  # one run per seed (students) or one run (teachers)
-
-
-def cells(runs: str) -> list[Cell]:
+def cells() -> list[Cell]:
     """The study's cells, in the order they are started."""
-    mpnet, minilm = f"{runs}/teacher_mpnet", f"{runs}/teacher_minilm"
-    cache = ["--teacher_logits_cache", f"{runs}/teacher_cache", "--teacher_logits_dtype", "float32"]
+    mpnet, minilm = "{runs}/teacher_mpnet", "{runs}/teacher_minilm"
+    cache = ["--teacher_logits_cache", "{runs}/teacher_cache", "--teacher_logits_dtype", "float32"]
     return [
         Cell("teacher_mpnet", "teacher: MPNet-base fine-tuned, 1 epoch", "classify",
              "classify/mpnet_sst2.yaml", ["--num_train_epochs", "1"], seeded=False),
@@ -69,77 +52,6 @@ def cells(runs: str) -> list[Cell]:
              ["--teacher_name_or_path", mpnet, "--augment_copies", "0", "--num_train_epochs", "2",
               "--early_stopping_patience", "2", *cache], needs="teacher_mpnet"),
     ]  # fmt: skip
-
-
-def run_dir(runs: str, cell: Cell, seed: int | None) -> str:
-    return os.path.join(runs, cell.name if seed is None else f"{cell.name}_s{seed}")
-
-
-def command(cell: Cell, out: str, seed: int | None) -> list[str]:
-    cmd = [sys.executable, os.path.join(REPO, "recipes", f"{cell.recipe}.py"),
-           "--config", os.path.join(REPO, "recipes", "configs", cell.config), *cell.overrides,
-           "--output_dir", out, "--disable_tqdm", "true"]  # fmt: skip
-    return cmd + (["--seed", str(seed)] if seed is not None else [])
-
-
-def done(out: str) -> bool:
-    return os.path.isfile(os.path.join(out, "study_run.json"))
-
-
-def run_all(runs: str, chosen: list[Cell], seeds: list[int], lanes: int) -> None:
-    """Run every unfinished (cell, seed) over `lanes` worker threads, each job a subprocess."""
-    # Teachers first, then seed by seed through the student cells: whatever finishes is a paired comparison.
-    jobs = [(c, None) for c in chosen if not c.seeded]
-    jobs += [(c, s) for s in seeds for c in chosen if c.seeded]
-    jobs = [(c, s) for c, s in jobs if not done(run_dir(runs, c, s))]
-    lock, running = threading.Lock(), set()
-    threads = str(max(1, (os.cpu_count() or 2) // lanes))
-    os.makedirs(os.path.join(runs, "logs"), exist_ok=True)
-
-    def ready(cell: Cell) -> bool:
-        return cell.needs is None or done(
-            run_dir(runs, next(c for c in cells(runs) if c.name == cell.needs), None)
-        )
-
-    def worker() -> None:
-        while True:
-            with lock:
-                pending = [j for j in jobs if (j[0].name, j[1]) not in running]
-                if not pending:
-                    return
-                job = next((j for j in pending if ready(j[0])), None)
-                if job is not None:
-                    running.add((job[0].name, job[1]))
-            if job is None:  # everything left waits for a teacher another lane is training
-                time.sleep(30)
-                continue
-            cell, seed = job
-            out = run_dir(runs, cell, seed)
-            cmd = command(cell, out, seed)
-            log = os.path.join(runs, "logs", f"{os.path.basename(out)}.log")
-            start = time.time()
-            print(f"[{time.strftime('%H:%M')}] start {os.path.basename(out)} (log {log})", flush=True)
-            env = {**os.environ, "OMP_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
-            with open(log, "w") as f:
-                rc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
-            minutes = (time.time() - start) / 60
-            print(
-                f"[{time.strftime('%H:%M')}] {os.path.basename(out)}: rc {rc}, {minutes:.1f} min", flush=True
-            )
-            if rc == 0:
-                with open(os.path.join(out, "study_run.json"), "w") as f:
-                    json.dump(
-                        {"command": cmd, "minutes": round(minutes, 1), "threads": int(threads)}, f, indent=2
-                    )
-            with lock:
-                jobs.remove(job)
-                running.discard((cell.name, seed))
-
-    workers = [threading.Thread(target=worker) for _ in range(lanes)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
 
 
 def predictions(out: str) -> tuple[np.ndarray, np.ndarray]:
@@ -192,8 +104,7 @@ def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
         got = results[cell.name]
         accs = {s: 100 * float((p == g).mean()) for s, (p, g) in got.items()}
         values = list(accs.values())
-        mean = statistics.mean(values)
-        std = statistics.stdev(values) if len(values) > 1 else float("nan")
+        mean, std = mean_std(values)
         versus, p_text, of_teacher = "-", "-", "-"
         if cell.seeded and cell.name != "ce" and "ce" in results:
             common = sorted(s for s in got if s in results["ce"])
@@ -215,11 +126,7 @@ def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
             f"{versus} | {p_text} | {of_teacher} |"
         )
     lines += ["", "Commands (each student cell adds `--seed S` and its own `--output_dir`):", ""]
-    for cell in chosen:
-        lines.append(
-            f"- `{cell.name}`: `python recipes/{cell.recipe}.py --config recipes/configs/{cell.config} "
-            f"{' '.join(cell.overrides)}`"
-        )
+    lines += commands_list(chosen)
     return "\n".join(lines)
 
 
@@ -234,9 +141,9 @@ def main() -> None:
     parser.add_argument("--report_only", action="store_true", help="Score the finished runs, train nothing.")
     args = parser.parse_args()
     runs = os.path.abspath(args.runs)
-    chosen = [c for c in cells(runs) if args.cells is None or c.name in args.cells]
+    chosen = [c for c in cells() if args.cells is None or c.name in args.cells]
     if not args.report_only:
-        run_all(runs, chosen, args.seeds, args.lanes)
+        run_all(runs, cells(), chosen, args.seeds, args.lanes)
     table = report(runs, chosen, args.seeds)
     with open(os.path.join(runs, "study.md"), "w") as f:
         f.write(table + "\n")

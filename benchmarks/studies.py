@@ -1,0 +1,125 @@
+"""What the study scripts share: cells (a recipe config + overrides), restartable runs over lanes, scoring.
+
+A cell runs once (teachers, base models) or once per seed, each run in its own folder under `runs`; a
+finished run leaves `study_run.json` and is never run again, so a study can be stopped and restarted.
+Overrides may name `{runs}` and `{seed}`; a cell that `needs` another waits until that one (the same
+seed, if it is seeded) has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Cell:
+    name: str
+    what: str
+    recipe: str
+    config: str
+    overrides: list[str]
+    needs: str | None = None
+    seeded: bool = True
+
+
+def run_dir(runs: str, cell: Cell, seed: int | None) -> str:
+    return os.path.join(runs, cell.name if not cell.seeded else f"{cell.name}_s{seed}")
+
+
+def command(runs: str, cell: Cell, seed: int | None) -> list[str]:
+    overrides = [o.format(runs=runs, seed=seed) for o in cell.overrides]
+    cmd = [sys.executable, os.path.join(REPO, "recipes", f"{cell.recipe}.py"),
+           "--config", os.path.join(REPO, "recipes", "configs", cell.config), *overrides,
+           "--output_dir", run_dir(runs, cell, seed), "--disable_tqdm", "true"]  # fmt: skip
+    return cmd + (["--seed", str(seed)] if cell.seeded else [])
+
+
+def done(out: str) -> bool:
+    return os.path.isfile(os.path.join(out, "study_run.json"))
+
+
+def run_all(runs: str, cells: list[Cell], chosen: list[Cell], seeds: list[int], lanes: int) -> None:
+    """Run every unfinished (cell, seed) over `lanes` worker threads, each job a subprocess."""
+    by_name = {c.name: c for c in cells}
+    # Unseeded cells first, then seed by seed through the seeded ones: any finished prefix is paired.
+    jobs = [(c, None) for c in chosen if not c.seeded]
+    jobs += [(c, s) for s in seeds for c in chosen if c.seeded]
+    jobs = [(c, s) for c, s in jobs if not done(run_dir(runs, c, s))]
+    lock, running, failed = threading.Lock(), set(), set()
+    threads = str(max(1, (os.cpu_count() or 2) // lanes))
+    os.makedirs(os.path.join(runs, "logs"), exist_ok=True)
+
+    def needed(cell: Cell, seed: int | None) -> str | None:
+        return None if cell.needs is None else run_dir(runs, by_name[cell.needs], seed)
+
+    def worker() -> None:
+        while True:
+            with lock:
+                pending = [j for j in jobs if (j[0].name, j[1]) not in running]
+                # A job whose prerequisite failed can never run: drop it instead of waiting forever.
+                for job in [j for j in pending if needed(*j) in failed]:
+                    jobs.remove(job)
+                    pending.remove(job)
+                if not pending:
+                    return
+                job = next((j for j in pending if needed(*j) is None or done(needed(*j))), None)
+                if job is not None:
+                    running.add((job[0].name, job[1]))
+            if job is None:  # everything left waits for a run another lane is doing
+                time.sleep(30)
+                continue
+            cell, seed = job
+            out = run_dir(runs, cell, seed)
+            cmd = command(runs, cell, seed)
+            log = os.path.join(runs, "logs", f"{os.path.basename(out)}.log")
+            start = time.time()
+            print(f"[{time.strftime('%H:%M')}] start {os.path.basename(out)} (log {log})", flush=True)
+            env = {**os.environ, "OMP_NUM_THREADS": threads, "TOKENIZERS_PARALLELISM": "false"}
+            with open(log, "w") as f:
+                rc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+            minutes = (time.time() - start) / 60
+            print(
+                f"[{time.strftime('%H:%M')}] {os.path.basename(out)}: rc {rc}, {minutes:.1f} min", flush=True
+            )
+            with lock:
+                if rc == 0:
+                    with open(os.path.join(out, "study_run.json"), "w") as f:
+                        json.dump(
+                            {"command": cmd, "minutes": round(minutes, 1), "threads": int(threads)},
+                            f,
+                            indent=2,
+                        )
+                else:
+                    failed.add(out)
+                jobs.remove(job)
+                running.discard((cell.name, seed))
+
+    workers = [threading.Thread(target=worker) for _ in range(lanes)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (NaN for one value)."""
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else float("nan")
+
+
+def commands_list(cells: list[Cell]) -> list[str]:
+    """Markdown bullets: the command of each cell (seeded cells add `--seed S` and their own output_dir)."""
+    return [
+        f"- `{c.name}`: `python recipes/{c.recipe}.py --config recipes/configs/{c.config} {' '.join(c.overrides)}`"
+        for c in cells
+    ]
