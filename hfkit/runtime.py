@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 import datasets
 import transformers
 from transformers import TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
-from .errors import UserInputError
+from .errors import MissingInputError, UserInputError
+from .trainers.checkpoints import checkpoint_problem, find_resumable_checkpoint, remove_partial_checkpoints
 
 logger = logging.getLogger("hfkit")
 
@@ -28,20 +28,40 @@ def setup_logging(args: TrainingArguments) -> None:
     datasets.utils.logging.set_verbosity(logging.WARNING)
 
 
-def checkpoint_to_resume(args: TrainingArguments) -> str | bool | None:
-    """The checkpoint to resume from: the one asked for, else the last one in output_dir, else None.
+def checkpoint_to_resume(args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from: the one asked for, else the newest complete one in output_dir, else None.
 
     An interrupted run restarted with the same command picks up where it stopped (model, optimizer,
-    scheduler, RNG and data position); use another output_dir to start afresh.
+    scheduler, RNG and data position). A checkpoint a kill or a full disk cut short, or one with non-finite
+    weights, is skipped with the reason in the log; use another output_dir to start afresh.
     """
-    if args.resume_from_checkpoint:
-        return args.resume_from_checkpoint
+    asked = args.resume_from_checkpoint
+    if asked:
+        if not os.path.isdir(asked):
+            raise MissingInputError(
+                f"resume_from_checkpoint {asked!r} is not a folder: pass a checkpoint-N folder of an earlier run, "
+                "or leave it out to resume from the newest complete checkpoint in output_dir."
+            )
+        problem = checkpoint_problem(asked, args)
+        if problem is not None:
+            raise UserInputError(
+                f"cannot resume from {asked}: {problem}. Pass another checkpoint-N folder, or leave "
+                "resume_from_checkpoint out to take the newest complete one in output_dir."
+            )
+        return asked
     if not os.path.isdir(args.output_dir):
         return None
-    last = get_last_checkpoint(args.output_dir)
-    if last is not None:
-        logger.info("resuming from %s (use another output_dir to start afresh)", last)
-    return last
+    if args.should_save:
+        remove_partial_checkpoints(args.output_dir)
+    found, skipped = find_resumable_checkpoint(args.output_dir, args)
+    for folder, why in skipped:
+        logger.warning("skipping %s: %s", folder, why)
+    if found is not None:
+        why = " (the newest complete checkpoint)" if skipped else ""
+        logger.info("resuming from %s%s; use another output_dir to start afresh", found, why)
+    elif skipped:
+        logger.warning("no complete checkpoint in %s: training starts from the beginning", args.output_dir)
+    return found
 
 
 DEBUG_FLAG = "--debug"

@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, Trainer
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..modeling import count_parameters, resolve_model_path, same_vocabulary
 from .base_config import BaseConfig
 from .callbacks import config_callbacks
+from .checkpoints import AtomicCheckpointMixin, find_resumable_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ __all__ = ["BaseTrainer", "check_same_vocabulary", "has_columns", "try_load_toke
 _SPECIAL_TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id")
 
 
-class BaseTrainer(Trainer):
+class BaseTrainer(AtomicCheckpointMixin, Trainer):
     """A `transformers.Trainer` with what every hfkit trainer adds (TRL's base-trainer shape).
 
     - `args` must be an instance of the subclass's `config_class` (a `BaseConfig`); None builds its defaults.
@@ -169,7 +169,8 @@ class BaseTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss).all():
             out = self.args.output_dir
-            last = get_last_checkpoint(out) if os.path.isdir(out) else None
+            # Only a complete checkpoint with finite weights and losses is worth naming (checkpoints.py).
+            last, _ = find_resumable_checkpoint(out, self.args)
             raise FloatingPointError(
                 f"training loss is {loss.item()} at step {self.state.global_step}: the run diverged. "
                 "Lower learning_rate, keep max_grad_norm (e.g. 1.0), or use bf16 instead of fp16. "
