@@ -1,20 +1,33 @@
-"""What every recipe does before and around training: logging set-up, finding the run to resume, and how
-a run ends on a user error (one message, exit code 2)."""
+"""What every recipe does before and around training: logging set-up, what made output_dir (run.json) and
+whether to resume, finish or refuse, and how a run ends on a user error (one message, exit code 2)."""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import errno
+import hashlib
+import json
 import logging
 import os
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import datasets
 import transformers
 from transformers import TrainingArguments
 
+from . import __version__
 from .errors import MissingInputError, UserInputError
-from .trainers.checkpoints import checkpoint_problem, find_resumable_checkpoint, remove_partial_checkpoints
+from .trainers.checkpoints import (
+    checkpoint_folders,
+    checkpoint_problem,
+    find_resumable_checkpoint,
+    remove_partial_checkpoints,
+)
 
 logger = logging.getLogger("hfkit")
 
@@ -64,6 +77,230 @@ def checkpoint_to_resume(args: TrainingArguments) -> str | None:
     return found
 
 
+RUN_FILE = "run.json"
+DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+# Settings that do not change what a run trains (where it logs, how fast it loads, where it uploads): a rerun
+# may change them and still resume. Paths of data files are compared by the files' digests instead.
+NOT_IDENTITY = frozenset(
+    [
+        "output_dir",
+        "overwrite_output_dir",
+        "resume_from_checkpoint",
+        "logging_dir",
+        "logging_strategy",
+        "logging_steps",
+        "logging_first_step",
+        "logging_nan_inf_filter",
+        "report_to",
+        "run_name",
+        "project",
+        "trackio_space_id",
+        "disable_tqdm",
+        "log_level",
+        "log_level_replica",
+        "log_on_each_node",
+        "dataloader_num_workers",
+        "dataloader_prefetch_factor",
+        "dataloader_persistent_workers",
+        "dataloader_pin_memory",
+        "push_to_hub",
+        "hub_model_id",
+        "hub_strategy",
+        "hub_private_repo",
+        "hub_always_push",
+        "hub_revision",
+        "save_total_limit",
+        "save_on_each_node",
+        "save_only_model",
+        "report_file",
+        "local_rank",
+        "debug",
+        "per_device_eval_batch_size",
+        "eval_accumulation_steps",
+        "include_num_input_tokens_seen",
+        "skip_memory_metrics",
+        "teacher_logits_cache",
+        "ddp_timeout",
+        "torch_empty_cache_steps",
+        "use_cpu",
+    ]
+)
+
+
+def _is_secret(name: str) -> bool:
+    return name == "token" or name.endswith(("_token", "_password", "_secret"))
+
+
+@dataclass
+class RunArguments:
+    """What to do with an output_dir that already holds a run."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start afresh in an output_dir that holds another run (its checkpoints and run.json are "
+            "deleted). Without it a rerun resumes the same run, and refuses a run with other settings."
+        },
+    )
+
+
+@dataclass
+class Run:
+    """What start_run decided: the checkpoint to resume from (None: from the start), or that it is finished."""
+
+    resume_from: str | None = None
+    finished: bool = False
+
+
+def _plain(value):
+    """A JSON value for a config field (enums by value, anything else unknown by str)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_record(parsed: Sequence[object]) -> dict:
+    """What made a run: every parsed setting (no secrets), the sha256 of each local data file, hfkit's version."""
+    config, data = {}, {}
+    for obj in parsed:
+        for f in dataclasses.fields(obj):
+            if not f.init or _is_secret(f.name) or f.name in config:
+                continue
+            value = getattr(obj, f.name)
+            config[f.name] = _plain(value)
+            if f.name.endswith("_file") and isinstance(value, str) and os.path.isfile(value):
+                data[f.name] = {"path": value, "sha256": file_digest(value)}
+    return {"hfkit_version": __version__, "config": config, "data_files": data, "finished": False}
+
+
+def _changes(old: dict, new: dict) -> list[str]:
+    """The settings and data that differ between two run records, as 'what: old -> new' lines."""
+    lines = []
+    old_cfg, new_cfg = old.get("config", {}), new.get("config", {})
+    old_data, new_data = old.get("data_files", {}), new.get("data_files", {})
+    for key in new_cfg:
+        if key in NOT_IDENTITY or key not in old_cfg:
+            continue  # a key added by a newer hfkit is not a change of settings
+        if key in new_data and key in old_data:
+            if new_data[key]["sha256"] != old_data[key]["sha256"]:
+                lines.append(f"{key} {new_data[key]['path']}: its contents differ from the run's")
+            continue  # same bytes under another path is the same data
+        if old_cfg[key] != new_cfg[key]:
+            lines.append(f"{key}: {old_cfg[key]!r} -> {new_cfg[key]!r}")
+    return lines
+
+
+def _write_json_atomic(path: str, data: dict) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+
+
+def start_run(parsed: Sequence[object]) -> Run:
+    """Check output_dir against what made it (run.json): resume the same run, say a finished one is finished,
+    refuse one with other settings; with overwrite_output_dir, clear it and start afresh.
+
+    `parsed` is the recipe's tuple from parse_args (its TrainingArguments and RunArguments among them).
+    """
+    args = next(p for p in parsed if isinstance(p, TrainingArguments))
+    overwrite = any(getattr(p, "overwrite_output_dir", False) for p in parsed)
+    out = args.output_dir
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserInputError(f"output_dir {out!r} is a file: pass a folder (new or from an earlier run).")
+    record, run_file = run_record(parsed), os.path.join(out, RUN_FILE)
+    old = None
+    if os.path.isfile(run_file):
+        try:
+            with open(run_file, encoding="utf-8") as f:
+                old = json.load(f)
+        except (OSError, ValueError) as err:
+            raise UserInputError(
+                f"{run_file} is unreadable ({err}): use a new output_dir, or --overwrite_output_dir true."
+            ) from err
+
+    if overwrite and os.path.isdir(out):
+        if args.should_save:
+            _clear_run(out)
+        old = None
+    elif old is not None:
+        changes = _changes(old, record)
+        # Refuse only when something of the old run is there: a run that failed before its first checkpoint
+        # (a bad setting, fixed now) leaves nothing to mix with.
+        if changes and (old.get("finished") or checkpoint_folders(out)):
+            listed = "\n  ".join(changes[:10]) + ("\n  ..." if len(changes) > 10 else "")
+            raise UserInputError(
+                f"output_dir {out} holds a run made with other settings:\n  {listed}\n"
+                "Use a new output_dir for these settings, or pass --overwrite_output_dir true to delete that "
+                "run's checkpoints and start afresh there."
+            )
+        if old.get("finished"):
+            print(
+                f"{out} already holds this run, finished with the same settings: nothing to train (the model is "
+                "in that folder). To train again, use a new output_dir or pass --overwrite_output_dir true."
+            )
+            return Run(finished=True)
+    elif os.path.isdir(out) and checkpoint_folders(out):
+        logger.warning(
+            "%s has checkpoints but no %s: their settings cannot be checked against these", out, RUN_FILE
+        )
+
+    if args.should_save:
+        try:
+            os.makedirs(out, exist_ok=True)
+            _write_json_atomic(run_file, record)
+        except OSError as err:
+            if err.errno in DISK_FULL:
+                raise UserInputError(
+                    f"no space left on the disk of output_dir {out}: free space first."
+                ) from err
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise UserInputError(
+                    f"cannot write to output_dir {out} ({err.strerror}): pass another folder."
+                ) from err
+            raise
+    return Run(resume_from=None if overwrite else checkpoint_to_resume(args))
+
+
+def _clear_run(out: str) -> None:
+    """Delete what another run left in output_dir: its checkpoints, temporary folders and run.json."""
+    removed = [p.name for p in checkpoint_folders(out)]
+    for folder in checkpoint_folders(out):
+        shutil.rmtree(folder)
+    remove_partial_checkpoints(out)
+    if os.path.isfile(os.path.join(out, RUN_FILE)):
+        os.remove(os.path.join(out, RUN_FILE))
+    if removed:
+        logger.warning("overwrite_output_dir: deleted %s of the earlier run in %s", ", ".join(removed), out)
+
+
+def finish_run(args: TrainingArguments) -> None:
+    """Mark output_dir's run.json finished, so a rerun of the same command says so instead of training 0 steps."""
+    run_file = os.path.join(args.output_dir, RUN_FILE)
+    if not args.should_save or not os.path.isfile(run_file):
+        return
+    with open(run_file, encoding="utf-8") as f:
+        record = json.load(f)
+    record["finished"] = True
+    _write_json_atomic(run_file, record)
+
+
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "HFKIT_DEBUG"
 
@@ -82,17 +319,41 @@ def _debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
     return env or flag, rest
 
 
+def _as_user_error(err: BaseException) -> UserInputError | None:
+    """The user error an exception stands for (a full disk is the user's to fix too), or None for a bug."""
+    if isinstance(err, UserInputError):
+        return err
+    if isinstance(err, OSError) and err.errno in DISK_FULL:
+        where = f" while writing {err.filename}" if err.filename else ""
+        return UserInputError(
+            f"no space left on the disk{where}: free space, then rerun the same command (it resumes from the "
+            "newest complete checkpoint)."
+        )
+    return None
+
+
 def run_recipe(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> None:
     """Run a recipe's `main(argv)`; a user error ends it with one message on stderr and exit code 2.
 
     Tracebacks of user errors are shown with --debug or HFKIT_DEBUG=1; any other exception is a bug (in hfkit
-    or a library) and propagates with its traceback, exit code 1.
+    or a library) and propagates with its traceback, exit code 1. Ctrl-C says how to resume (exit code 130).
     """
     debug, args = _debug_requested(list(sys.argv[1:] if argv is None else argv))
     try:
         main(args)
-    except UserInputError as err:
+    except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
-        print(f"error: {err}", file=sys.stderr)
+        print(
+            "interrupted: rerun the same command to resume from the newest complete checkpoint.",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+    except Exception as err:
+        user_error = _as_user_error(err)
+        if user_error is None:
+            raise
+        if debug:
+            traceback.print_exc()
+        print(f"error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from None

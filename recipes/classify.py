@@ -23,10 +23,10 @@ from hfkit.compress.lora import (
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.modeling import ModelArguments, load_classifier, load_tokenizer
 from hfkit.parsing import parse_args
-from hfkit.runtime import checkpoint_to_resume, run_recipe, setup_logging
+from hfkit.runtime import RunArguments, finish_run, run_recipe, setup_logging, start_run
 from hfkit.student import student_from_teacher
 
-ARG_TYPES = (ModelArguments, DataArguments, LoraArguments, ClassifierConfig)
+ARG_TYPES = (ModelArguments, DataArguments, LoraArguments, ClassifierConfig, RunArguments)
 
 
 def save_lora_model(
@@ -59,8 +59,12 @@ def save_lora_model(
 
 
 def main(argv: list[str] | None = None) -> ClassifierTrainer:
-    model_args, data_args, lora_args, config = parse_args(ARG_TYPES, argv)
+    parsed = parse_args(ARG_TYPES, argv)
+    model_args, data_args, lora_args, config, _ = parsed
     setup_logging(config)
+    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
+    if run.finished:
+        return None
     set_seed(config.seed)
 
     # The main process reads and tokenizes first; the others then load the cached result.
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
         eval_dataset=data["validation"],
         processing_class=tokenizer,
     )
-    trainer.train(resume_from_checkpoint=checkpoint_to_resume(config))
+    trainer.train(resume_from_checkpoint=run.resume_from)
     if lora_args.use_lora:
         save_lora_model(trainer, tokenizer, model_args, lora_args, labels)
     else:
@@ -95,6 +99,7 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
     trainer.save_state()
     if config.push_to_hub:
         trainer.push_to_hub()
+    finish_run(config)
     return trainer
 
 

@@ -15,11 +15,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
 from hfkit.data.lm import LMDataArguments, load_lm_data
+from hfkit.errors import UserInputError
 from hfkit.lm_teacher_cache import add_teacher_topk, teacher_topk_logits
 from hfkit.modeling import count_parameters, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.report import format_table
-from hfkit.runtime import checkpoint_to_resume, run_recipe, setup_logging
+from hfkit.runtime import RunArguments, finish_run, run_recipe, setup_logging, start_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.trainers.clm_config import CLMConfig
 from hfkit.trainers.clm_trainer import CLMTrainer, check_vocabularies
@@ -66,7 +67,7 @@ class CLMModelArguments:
             )
 
 
-ARG_TYPES = (CLMModelArguments, LoraArguments, LMDataArguments, CLMConfig)
+ARG_TYPES = (CLMModelArguments, LoraArguments, LMDataArguments, CLMConfig, RunArguments)
 
 
 def load_lm(path: str, args: CLMModelArguments):
@@ -80,13 +81,17 @@ def load_lm(path: str, args: CLMModelArguments):
 
 
 def main(argv: list[str] | None = None) -> CLMTrainer:
-    model_args, lora_args, data_args, config = parse_args(ARG_TYPES, argv)
+    parsed = parse_args(ARG_TYPES, argv)
+    model_args, lora_args, data_args, config, _ = parsed
     if lora_args.qlora_bits is not None:
-        raise ValueError(
+        raise UserInputError(
             "qlora_bits: this recipe trains causal LMs with LoRA on a float base only; unset qlora_bits "
             "(QLoRA is available for classifiers in recipes/classify.py)."
         )
     setup_logging(config)
+    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
+    if run.finished:
+        return None
     set_seed(config.seed)
 
     base_path = model_args.model_name_or_path or model_args.teacher_name_or_path
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
         # The same held-out blocks, scored by the teacher: the perplexity the student is chasing.
         judge = CLMTrainer(model=teacher, args=config, eval_dataset=validation, processing_class=tokenizer)
         teacher_metrics = judge.evaluate(metric_key_prefix="teacher")
-    result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(config))
+    result = trainer.train(resume_from_checkpoint=run.resume_from)
     after = trainer.evaluate()
     trainer.save_model()  # with LoRA: the adapter
     if lora_args.use_lora and lora_args.merge_on_save:
@@ -217,6 +222,7 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
         print(format_table(rows, header=["", "loss", "perplexity"]))
     if config.push_to_hub:
         trainer.push_to_hub()
+    finish_run(config)
     return trainer
 
 

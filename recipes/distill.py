@@ -25,11 +25,11 @@ from hfkit.modeling import (
     same_vocabulary,
 )
 from hfkit.parsing import parse_args
-from hfkit.runtime import checkpoint_to_resume, run_recipe, setup_logging
+from hfkit.runtime import RunArguments, finish_run, run_recipe, setup_logging, start_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits, teacher_logits_for_texts
 
-ARG_TYPES = (DistillModelArguments, DataArguments, AugmentArguments, DistillConfig)
+ARG_TYPES = (DistillModelArguments, DataArguments, AugmentArguments, DistillConfig, RunArguments)
 
 
 def load_teacher(args: DistillModelArguments, labels: list[str]):
@@ -45,8 +45,12 @@ def load_teacher(args: DistillModelArguments, labels: list[str]):
 
 
 def main(argv: list[str] | None = None) -> DistillTrainer:
-    model_args, data_args, aug_args, config = parse_args(ARG_TYPES, argv)
+    parsed = parse_args(ARG_TYPES, argv)
+    model_args, data_args, aug_args, config, _ = parsed
     setup_logging(config)
+    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
+    if run.finished:
+        return None
     set_seed(config.seed)
 
     with config.main_process_first(desc="loading data"):
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         processing_class=tokenizer,
         teacher_processing_class=teacher_tokenizer,
     )
-    trainer.train(resume_from_checkpoint=checkpoint_to_resume(config))
+    trainer.train(resume_from_checkpoint=run.resume_from)
     trainer.save_model()
     trainer.save_state()
 
@@ -132,6 +136,7 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         print(table)
     if config.push_to_hub:
         trainer.push_to_hub()
+    finish_run(config)
     return trainer
 
 

@@ -61,10 +61,12 @@ def test_lora_run_trains_and_saves_a_merged_plain_model(tmp_path, tiny_tokenizer
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "neg", 1: "pos"}
     assert accuracy(model, AutoTokenizer.from_pretrained(out)) > 0.85
-    # Checkpoints hold the adapter only (small), and a rerun resumes from them.
+    # Checkpoints hold the adapter only (small), and a rerun of the unfinished run resumes from them.
     checkpoints = sorted(out.glob("checkpoint-*"))
     assert checkpoints and (checkpoints[-1] / "adapter_model.safetensors").is_file()
     assert not (checkpoints[-1] / "model.safetensors").exists()
+    run_json = out / "run.json"
+    run_json.write_text(run_json.read_text().replace('"finished": true', '"finished": false'))  # as if killed
     again = run_recipe(model_dir, train, out, *args)
     assert "resuming from" in again.stderr
     resumed = json.loads((out / "eval_report.json").read_text())["metrics"]

@@ -70,10 +70,10 @@ def test_recipe_subprocess_trains_saves_and_resumes(tmp_path, tiny_tokenizer):
     assert model.config.id2label == {0: "neg", 1: "pos"}
     assert sorted(p.name for p in out.glob("checkpoint-*"))  # per-epoch checkpoints kept
 
-    # Run the same command again: it finds the last checkpoint and resumes instead of starting over.
+    # Run the same command again: the run is finished, and it says so instead of training 0 steps.
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "resuming from" in again.stderr
+    assert "finished with the same settings: nothing to train" in again.stdout
 
 
 def test_recipe_rejects_unknown_key_with_suggestion(tmp_path):

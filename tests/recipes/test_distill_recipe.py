@@ -102,8 +102,9 @@ def test_distill_recipe_cross_tokenizer_uses_teacher_tokens(setup, tiny_tokenize
     with safe_open(str(cache_file), "pt") as f:
         assert f.metadata()["autocast_dtype"] == "bfloat16"
 
+    other_out = distill_args(teacher, train, tmp / "y", "--student_name_or_path", str(student_dir))
     failed = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / "distill.py"), *base, "--hidden_loss_weight", "1"],
+        [sys.executable, str(REPO / "recipes" / "distill.py"), *other_out, "--hidden_loss_weight", "1"],
         capture_output=True, text=True, env=ENV, timeout=600,
     )  # fmt: skip
     assert failed.returncode != 0 and "logit-only" in failed.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from hfkit.errors import MissingInputError, UserInputError
@@ -66,3 +68,22 @@ def test_other_errors_keep_their_traceback(monkeypatch):
         run_recipe(failing(RuntimeError("a bug")), [])
     with pytest.raises(ValueError, match="plain"):  # not a UserInputError: a library's or hfkit's bug
         run_recipe(failing(ValueError("plain")), [])
+
+
+def test_full_disk_is_a_user_error_naming_the_file(capsys, monkeypatch):
+    monkeypatch.delenv("HFKIT_DEBUG", raising=False)
+    full = OSError(errno.ENOSPC, "No space left on device", "/runs/x/model.safetensors")
+    with pytest.raises(SystemExit) as info:
+        run_recipe(failing(full), [])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "no space left" in err and "/runs/x/model.safetensors" in err
+    with pytest.raises(PermissionError):  # other OS errors keep their traceback
+        run_recipe(failing(PermissionError(errno.EACCES, "denied")), [])
+
+
+def test_ctrl_c_says_how_to_resume(capsys, monkeypatch):
+    monkeypatch.delenv("HFKIT_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as info:
+        run_recipe(failing(KeyboardInterrupt()), [])
+    err = capsys.readouterr().err
+    assert info.value.code == 130 and "rerun the same command to resume" in err and "Traceback" not in err
