@@ -77,6 +77,16 @@ def _check_known(keys: Sequence[Any], valid: list[str], where: str) -> None:
         raise ConfigError("\n".join(errors))
 
 
+def _check_no_secret(keys: Sequence[Any], where: str) -> None:
+    """Refuse a Hub token given as a setting: Trainer would save it with the run (training_args.bin)."""
+    secret = [str(k) for k in keys if str(k).endswith("_token")]
+    if secret:
+        raise ConfigError(
+            f"{', '.join(secret)} in {where}: a token is never given as a setting (it would be saved with the run "
+            "and stay in your shell history). Set the HF_TOKEN environment variable or run `hf auth login`."
+        )
+
+
 def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:
     """Convert a YAML value the way argparse converts the same value given on the command line."""
     if action.nargs in ("+", "*") and value is not None and not isinstance(value, list | tuple):
@@ -108,6 +118,7 @@ def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = Non
     if known.config is not None:
         values = load_yaml_config(known.config)
         _check_known(list(values), keys, str(known.config))
+        _check_no_secret(list(values), str(known.config))
         actions: dict[str, argparse.Action] = {}
         for action in parser._actions:  # the first action of a dest is the field's own (not its --no_ twin)
             actions.setdefault(action.dest, action)
@@ -120,6 +131,9 @@ def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = Non
         [s.split("=", 1)[0].lstrip("-").replace("-", "_") for s in remaining if s.startswith("-")],
         keys,
         "command line",
+    )
+    _check_no_secret(
+        [s.split("=", 1)[0].lstrip("-").replace("-", "_") for s in rest if s.startswith("--")], "command line"
     )
     if remaining:
         raise ConfigError(f"unexpected command-line arguments: {' '.join(remaining)} {_HINT}")

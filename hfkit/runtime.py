@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import datasets
+import huggingface_hub
 import transformers
 from transformers import TrainingArguments
 
@@ -222,6 +223,12 @@ def start_run(parsed: Sequence[object]) -> Run:
     args = next(p for p in parsed if isinstance(p, TrainingArguments))
     overwrite = any(getattr(p, "overwrite_output_dir", False) for p in parsed)
     out = args.output_dir
+    if args.push_to_hub and huggingface_hub.get_token() is None:
+        # Checked before hours of training, not when the upload finally fails.
+        raise UserInputError(
+            "push_to_hub is true but no Hugging Face token is set: set the HF_TOKEN environment variable or run "
+            "`hf auth login` (or set push_to_hub: false and push later with recipes/push.py)."
+        )
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserInputError(f"output_dir {out!r} is a file: pass a folder (new or from an earlier run).")
     record, run_file = run_record(parsed), os.path.join(out, RUN_FILE)

@@ -10,9 +10,11 @@ import torch
 from transformers import TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
+from .checkpoints import NoTokenOnDisk
+
 
 @dataclass
-class BaseConfig(TrainingArguments):
+class BaseConfig(NoTokenOnDisk, TrainingArguments):
     """`TrainingArguments` with the defaults and checks every hfkit trainer shares (TRL's base-config shape).
 
     Defaults differ from `TrainingArguments` where fine-tuning practice does: linear warmup then cosine

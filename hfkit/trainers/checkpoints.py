@@ -5,6 +5,8 @@ Writing: `AtomicCheckpointMixin` lets `Trainer._save_checkpoint` write everythin
 of disk) mid-save never leaves a `checkpoint-N` that looks resumable but is not. Temporary folders left by a
 crash are removed when the next run starts.
 
+`NoTokenOnDisk` keeps the Hub token out of the training_args.bin that every checkpoint holds.
+
 Reading: `find_resumable_checkpoint` picks the newest checkpoint that is complete (trainer_state.json parses,
 every weights file is whole, torch pickles are whole zips, the optimizer/scheduler/RNG files exist) and sound
 (finite weights, finite logged losses), and says why each newer one was skipped. Checkpoints written by a
@@ -37,6 +39,19 @@ REPLACED_PREFIX = "_old-"
 _CHECKPOINT_RE = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _WEIGHTS = ("model.safetensors", "adapter_model.safetensors", "pytorch_model.bin", "adapter_model.bin")
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class NoTokenOnDisk:
+    """For a TrainingArguments subclass: its pickle (training_args.bin in output_dir and every checkpoint, which
+    Trainer writes with torch.save) never holds a Hub token; the live object keeps it for pushing."""
+
+    def __getstate__(self) -> dict:
+        """The fields to pickle, with every `*_token` field set to None."""
+        state = dict(self.__dict__)
+        for key in state:
+            if key.endswith("_token"):
+                state[key] = None
+        return state
 
 
 class AtomicCheckpointMixin:
