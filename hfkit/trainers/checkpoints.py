@@ -8,7 +8,7 @@ crash are removed when the next run starts.
 `NoTokenOnDisk` keeps the Hub token out of the training_args.bin that every checkpoint holds.
 
 Reading: `find_resumable_checkpoint` picks the newest checkpoint that is complete (trainer_state.json parses,
-every weights file is whole, torch pickles are whole zips, the optimizer/scheduler/RNG files exist) and sound
+every weights file is whole, torch.save files are whole zips, the optimizer/scheduler/RNG files exist) and sound
 (finite weights, finite logged losses), and says why each newer one was skipped. Checkpoints written by a
 plain Trainer or an older hfkit (not atomic) go through the same checks.
 """
@@ -42,11 +42,11 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 class NoTokenOnDisk:
-    """For a TrainingArguments subclass: its pickle (training_args.bin in output_dir and every checkpoint, which
+    """For a TrainingArguments subclass: its serialized form (training_args.bin in output_dir and every checkpoint, which
     Trainer writes with torch.save) never holds a Hub token; the live object keeps it for pushing."""
 
     def __getstate__(self) -> dict:
-        """The fields to pickle, with every `*_token` field set to None."""
+        """The fields torch.save writes, with every `*_token` field set to None."""
         state = dict(self.__dict__)
         for key in state:
             if key.endswith("_token"):
