@@ -17,18 +17,18 @@ from datasets import concatenate_datasets
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from hfkit.data import DataArguments, load_data_file, tokenize_dataset
-from hfkit.errors import UserInputError
-from hfkit.evaluation import predict_logits
-from hfkit.incremental_data import (
+from hfkit.data.incremental import (
     IncrementalArguments,
     encode_labels,
     replay_sample,
     resolve_new_labels,
 )
+from hfkit.errors import UserInputError
+from hfkit.evaluation import predict_logits
 from hfkit.modeling import resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.report import format_table
-from hfkit.runtime import checkpoint_to_resume, setup_logging
+from hfkit.runtime import checkpoint_to_resume, run_recipe, setup_logging
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 from hfkit.trainers.classifier_trainer import ClassifierTrainer
 from hfkit.trainers.incremental_config import IncrementalConfig
@@ -154,4 +154,4 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

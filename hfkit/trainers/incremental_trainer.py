@@ -2,7 +2,7 @@
 
 The previous model is a frozen teacher on the classes it knows (Learning without Forgetting); the head of
 the updated model grows by the new classes with the old rows kept (`grow_classifier_head`), and a seeded,
-stratified sample of the old training data can be mixed in (`hfkit.data.replay_sample`).
+stratified sample of the old training data can be mixed in (`hfkit.data.incremental.replay_sample`).
 """
 
 from __future__ import annotations
@@ -89,14 +89,8 @@ class IncrementalTrainer(DistillTrainer):
     distillation from the previous model while learning the new data. Evaluation is the plain classifier's.
     """
 
-    def __init__(self, *args, **kwargs):
-        config = kwargs.get("args")
-        if config is not None and not isinstance(config, IncrementalConfig):
-            raise TypeError(
-                f"args must be an IncrementalConfig, got {type(config).__name__}: build IncrementalConfig(...) "
-                "with the same fields instead."
-            )
-        super().__init__(*args, **kwargs)
+    config_class = IncrementalConfig
+    default_output_dir = "incremental_output"
 
     def _check_labels(
         self, student: PreTrainedModel, teacher: PreTrainedModel | None, cached_dataset

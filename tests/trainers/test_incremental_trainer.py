@@ -12,8 +12,8 @@ import torch
 from datasets import ClassLabel, Dataset
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
+from hfkit.data.incremental import IncrementalArguments, encode_labels, replay_sample, resolve_new_labels
 from hfkit.errors import UserInputError
-from hfkit.incremental_data import IncrementalArguments, encode_labels, replay_sample, resolve_new_labels
 from hfkit.trainers.incremental_config import IncrementalConfig
 from hfkit.trainers.incremental_trainer import IncrementalTrainer, grow_classifier_head, label_names
 from tests.conftest import FILLER, REPO, tiny_bert_config, toy_dataset

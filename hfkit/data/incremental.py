@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from datasets import ClassLabel, Dataset
 
-from .errors import UserInputError
+from ..errors import UserInputError
 
 
 @dataclass
