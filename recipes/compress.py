@@ -3,7 +3,7 @@
     python recipes/compress.py --config recipes/configs/compress/minilm_l3_sst2.yaml [--key value ...]
 
 Order: args -> data (the same split as training) -> measure teacher and student -> run each chain of
-prune > recover > lowrank > int8/nf4 (shared prefixes run once; every stage saved, reloaded, measured)
+prune > recover > lowrank > trim_vocab > int8/nf4 (shared prefixes run once; every stage saved, reloaded, measured)
 -> compression_report.{md,json,png} in output_dir and the table printed.
 """
 
@@ -31,6 +31,7 @@ from hfkit.compress.pipeline import (
 )
 from hfkit.compress.prune import PruneArguments
 from hfkit.compress.quantize import QuantizeArguments
+from hfkit.compress.trim_vocab import TrimVocabArguments
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
@@ -43,12 +44,13 @@ ARG_TYPES = (
     PruneArguments,
     LowRankArguments,
     QuantizeArguments,
+    TrimVocabArguments,
     DistillConfig,
 )
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    args, data_args, prune_args, lowrank_args, quant_args, config = parse_args(ARG_TYPES, argv)
+    args, data_args, prune_args, lowrank_args, quant_args, trim_args, config = parse_args(ARG_TYPES, argv)
     setup_logging(config)
     set_seed(config.seed)
     raw, labels = load_classification_data(data_args)
@@ -61,6 +63,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         student, labels, args.model_name_or_path,
         "compress a model trained on this data, or set class_names to match its labels.",
     )  # fmt: skip
+
+    def corpus(split: str) -> list[str]:
+        """The split's texts (a pair's two texts as separate strings) for vocabulary trimming."""
+        columns = [c for c in (text, pair) if c]
+        return [t for c in columns for t in raw[split][c] if t]
 
     def measure(name, chain, model, folder, parameters=None, model_tokenizer=tokenizer):
         return measure_variant(
@@ -133,13 +140,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results += run_chains(
         args, tokenizer, config.output_dir, measure, prune_args, lowrank_args, quant_args,
         recover=recover if needs_training else None, calibration=calibration if needs_calibration else None,
-        root_parameters=student_row.parameters,
+        root_parameters=student_row.parameters, trim_args=trim_args, corpus=corpus,
     )  # fmt: skip
 
     # Timed last and together (round-robin), so every model sees the same machine, busy or not.
     time_all(results, raw["validation"][text][: args.latency_batch_size], args, max_length or 128)
     rows = report_rows(results)
-    settings = settings_dict(args, prune_args, lowrank_args, quant_args)
+    settings = settings_dict(args, prune_args, lowrank_args, quant_args, trim_args)
     paths = write_report(rows, config.output_dir, settings, len(raw["validation"]))
     print(f"\nCompression report on {len(raw['validation']):,} validation examples "
           f"(CPU latency per batch of {args.latency_batch_size}):")  # fmt: skip

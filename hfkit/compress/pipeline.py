@@ -1,11 +1,12 @@
-"""Compression pipeline for sequence classifiers: chains of prune -> recover -> low-rank -> quantize.
+"""Compression pipeline for sequence classifiers: chains of prune -> recover -> low-rank -> trim_vocab -> quantize.
 
 A chain is written as stages joined by ``>``, each stage optionally followed by ``:key=value,...``
 overrides of its arguments, e.g. ``prune:ffn_keep_fraction=0.5>recover>lowrank:energy=0.9>int8``.
 Chains that share a prefix share its work: ``prune>recover`` runs once for both
 ``prune>recover>int8`` and ``prune>recover>lowrank``. Every stage is saved in its own folder under
 the output directory (safetensors), reloaded the way a user would reload it, and measured: parameters,
-size on disk, memory, CPU latency per batch, accuracy and F1 on the validation split.
+size on disk, memory, CPU latency per batch, accuracy and F1 on the validation split. A stage after
+``trim_vocab`` works with (and saves) the trimmed tokenizer, so every stage uses its parent folder's tokenizer.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from datasets import Dataset
 from torch.nn.utils import prune as torch_prune
 from transformers import PreTrainedModel
 
+from ..errors import UserInputError
 from ..evaluation import evaluate_classifier, measure_latencies_together, size_on_disk_mb
 from ..export import load_model
 from ..modeling import count_parameters
@@ -37,11 +39,13 @@ from .quantize import (
     memory_footprint_mb,
     save_quantized,
 )
+from .trim_vocab import TrimVocabArguments, oov_rates, trim_vocabulary
 
 logger = logging.getLogger(__name__)
 
-# Stage name -> its position in a chain: stages run in this order, quantization last.
-STAGE_ORDER = {"prune": 0, "recover": 1, "lowrank": 2, "int8": 3, "nf4": 3}
+# Stage name -> its position in a chain: stages run in this order, quantization last. trim_vocab comes after
+# any training (recover would need the data re-tokenized with the trimmed tokenizer).
+STAGE_ORDER = {"prune": 0, "recover": 1, "lowrank": 2, "trim_vocab": 3, "int8": 4, "nf4": 4}
 _QUANT_STAGES = {"int8": 8, "nf4": 4}
 
 
@@ -62,9 +66,9 @@ class CompressArguments:
     chains: list[str] = field(
         default_factory=lambda: ["int8", "nf4"],
         metadata={
-            "help": "Chains to run, each 'stage>stage>...' with stages prune, recover, lowrank, int8, nf4 in "
-            "that order, each optionally with overrides, e.g. 'prune:ffn_keep_fraction=0.5>recover>int8' "
-            "or 'lowrank:rank=64'."
+            "help": "Chains to run, each 'stage>stage>...' with stages prune, recover, lowrank, trim_vocab, "
+            "int8, nf4 in that order, each optionally with overrides, e.g. "
+            "'prune:ffn_keep_fraction=0.5>recover>int8', 'lowrank:rank=64' or 'trim_vocab>int8'."
         },
     )
     latency_batch_size: int = field(
@@ -127,8 +131,14 @@ def parse_chain(spec: str) -> list[Stage]:
         if STAGE_ORDER[after.name] < STAGE_ORDER[before.name] and after.name != "recover":
             raise ValueError(
                 f"chain {spec!r}: {after.name} cannot follow {before.name}; the order is prune > recover > "
-                "lowrank > int8/nf4 (recover may also follow lowrank)."
+                "lowrank > trim_vocab > int8/nf4 (recover may also follow lowrank)."
             )
+    names = [s.name for s in stages]
+    if "trim_vocab" in names and "recover" in names[names.index("trim_vocab") :]:
+        raise ValueError(
+            f"chain {spec!r}: recover cannot follow trim_vocab (the training data is tokenized with the full "
+            "vocabulary); trim after training, e.g. 'prune>recover>trim_vocab>int8'."
+        )
     return stages
 
 
@@ -246,27 +256,47 @@ def time_all(
 
 
 RecoverFn = Callable[[PreTrainedModel, str], PreTrainedModel]
+# split name ('train' or 'validation') -> the texts of that split, for vocabulary trimming.
+CorpusFn = Callable[[str], list[str]]
+
+
+def _trim(model: PreTrainedModel, tokenizer, args: TrimVocabArguments, corpus: CorpusFn):
+    """Trim the vocabulary to the configured corpus; extra report fields say how often validation falls back."""
+    texts = [t for split in args.trim_corpus.split("+") for t in corpus(split)]
+    model, trimmed, result = trim_vocabulary(model, tokenizer, texts, args.trim_min_frequency)
+    # Measured with the parent's tokenizer: which validation tokens the kept vocabulary does not hold.
+    extra = {"vocab_size": result.vocab_size, "original_vocab_size": result.original_vocab_size}
+    extra.update(oov_rates(tokenizer, result.kept_ids, corpus("validation")))
+    logger.info(
+        "trim_vocab: %d -> %d tokens; validation rows with a token outside: %.2f%%, tokens: %.3f%%",
+        result.original_vocab_size, result.vocab_size, 100 * extra["oov_row_fraction"],
+        100 * extra["oov_token_fraction"],
+    )  # fmt: skip
+    return model, trimmed, extra
 
 
 def run_chains(
     args: CompressArguments,
     tokenizer,
     output_dir: str,
-    measure: Callable[[str, str, PreTrainedModel, str, int | None], VariantResult],
+    measure: Callable[[str, str, PreTrainedModel, str, int | None, Any], VariantResult],
     prune_args: PruneArguments,
     lowrank_args: LowRankArguments,
     quantize_args: QuantizeArguments,
     recover: RecoverFn | None = None,
     calibration: Callable[[], list[dict[str, torch.Tensor]]] | None = None,
     root_parameters: int | None = None,
+    trim_args: TrimVocabArguments | None = None,
+    corpus: CorpusFn | None = None,
 ) -> list[VariantResult]:
     """Run every chain from the input model, sharing common prefixes; save, reload and measure each stage.
 
-    `measure(name, chain, model, folder, parameters)` measures one reloaded stage; `parameters` is the float
-    parent's count for quantized stages (bitsandbytes packs 4-bit weights) and None otherwise.
+    `measure(name, chain, model, folder, parameters, tokenizer)` measures one reloaded stage with its own
+    tokenizer; `parameters` is the float parent's count for quantized stages (bitsandbytes packs 4-bit
+    weights) and None otherwise. `corpus(split)` gives the texts a trim_vocab stage keeps the tokens of.
     """
-    # prefix -> (folder, parameter count of the model saved there)
-    done: dict[str, tuple[str, int | None]] = {"": (args.model_name_or_path, root_parameters)}
+    # prefix -> (folder, parameter count of the model saved there, its tokenizer)
+    done: dict[str, tuple[str, int | None, Any]] = {"": (args.model_name_or_path, root_parameters, tokenizer)}
     results: list[VariantResult] = []
     for spec in args.chains:
         stages = parse_chain(spec)
@@ -274,8 +304,9 @@ def run_chains(
             prefix = _slug(stages[: i + 1])
             if prefix in done:
                 continue
-            parent_folder, parent_params = done[_slug(stages[:i]) if i else ""]
+            parent_folder, parent_params, tokenizer = done[_slug(stages[:i]) if i else ""]
             stage = stages[i]
+            extra: dict[str, Any] = {}
             folder = os.path.join(output_dir, prefix)
             logger.info("stage %s: %s -> %s", stage.label, parent_folder, folder)
             chain = ">".join(s.label for s in stages[: i + 1])
@@ -285,7 +316,7 @@ def run_chains(
                 model = load_quantized(parent_folder, q, task="sequence-classification")
                 save_quantized(model, tokenizer, folder)
                 model, _ = load_classifier_folder(folder)  # measure what users reload
-                results.append(measure(prefix, chain, model, folder, parent_params))
+                results.append(measure(prefix, chain, model, folder, parent_params, tokenizer))
             else:
                 model, _ = load_classifier_folder(parent_folder)
                 if stage.name == "prune":
@@ -301,6 +332,15 @@ def run_chains(
                             "lower rank/energy or set only_if_smaller: false."
                         )
                     save_lowrank(model, None, folder)
+                elif stage.name == "trim_vocab":
+                    if corpus is None:
+                        raise UserInputError(
+                            "a 'trim_vocab' stage needs the training text to keep the tokens of "
+                            "(use recipes/compress.py, or pass corpus= to run_chains)."
+                        )
+                    t = stage_args(trim_args or TrimVocabArguments(), stage)
+                    model, tokenizer, extra = _trim(model, tokenizer, t, corpus)
+                    model.save_pretrained(folder)
                 else:  # recover
                     if recover is None:
                         raise ValueError(
@@ -317,10 +357,11 @@ def run_chains(
                     release_masks(model, masks)
                     model.save_pretrained(folder)  # over the trainer's save: plain weights, masks applied
                 tokenizer.save_pretrained(folder)
-                model, _ = load_classifier_folder(folder)
-                results.append(measure(prefix, chain, model, folder, None))
+                model, tokenizer = load_classifier_folder(folder)
+                results.append(measure(prefix, chain, model, folder, None, tokenizer))
+            results[-1].extra.update(extra)
             params = results[-1].parameters
-            done[prefix] = (folder, params)
+            done[prefix] = (folder, params, tokenizer)
             del model
     return results
 

@@ -66,27 +66,24 @@ _TOKEN_ID_FIELDS = (
 class TrimVocabArguments:
     """Which text decides the kept vocabulary."""
 
-    corpus: str = field(
+    trim_corpus: str = field(
         default="train+validation",
         metadata={
             "help": "Text whose token ids are kept: 'train+validation' (validation text is then covered "
             "exactly) or 'train' (validation measures the [UNK] fallback on text the trimming never saw)."
         },
     )
-    min_frequency: int = field(
+    trim_min_frequency: int = field(
         default=1,
         metadata={"help": "Keep a token only if the corpus produces it at least this many times."},
     )
 
     def __post_init__(self):
-        if self.corpus not in _CORPUS_CHOICES:
-            raise UserInputError(f"corpus={self.corpus!r}: use one of {list(_CORPUS_CHOICES)}.")
-        if (
-            isinstance(self.min_frequency, bool)
-            or not isinstance(self.min_frequency, int)
-            or self.min_frequency < 1
-        ):
-            raise UserInputError(f"min_frequency={self.min_frequency!r}: give an integer >= 1.")
+        if self.trim_corpus not in _CORPUS_CHOICES:
+            raise UserInputError(f"trim_corpus={self.trim_corpus!r}: use one of {list(_CORPUS_CHOICES)}.")
+        value = self.trim_min_frequency
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserInputError(f"trim_min_frequency={value!r}: give an integer >= 1.")
 
 
 @dataclass

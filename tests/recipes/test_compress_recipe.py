@@ -29,6 +29,7 @@ def test_compress_recipe_runs_chains_and_writes_report(tmp_path, tiny_tokenizer)
         "--validation_split", "0.2", "--output_dir", str(out),
         "--chains", "int8", "prune:method=magnitude,sparsity=0.5>recover",
         "prune:method=magnitude,sparsity=0.5>recover>lowrank:rank=4", "lowrank:rank=4>nf4",
+        "trim_vocab:trim_corpus=train>int8",
         "--max_steps", "3", "--per_device_train_batch_size", "16", "--learning_rate", "1e-3",
         "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true",
         "--latency_repeats", "2", "--latency_batch_size", "4",
@@ -43,7 +44,7 @@ def test_compress_recipe_runs_chains_and_writes_report(tmp_path, tiny_tokenizer)
     pruned = "prune_method=magnitude_sparsity=0.5"
     assert names == [
         "teacher", "student", "int8", pruned, f"{pruned}-recover", f"{pruned}-recover-lowrank_rank=4",
-        "lowrank_rank=4", "lowrank_rank=4-nf4",
+        "lowrank_rank=4", "lowrank_rank=4-nf4", "trim_vocab_trim_corpus=train", "trim_vocab_trim_corpus=train-int8",
     ]  # fmt: skip
     assert report["validation_examples"] == 40
     for row in report["models"]:
@@ -68,6 +69,10 @@ def test_compress_recipe_runs_chains_and_writes_report(tmp_path, tiny_tokenizer)
     assert lowrank_row["parameters"] < student_row["parameters"]
     nf4 = next(r for r in report["models"] if r["chain"] == "lowrank:rank=4>nf4")
     assert getattr(load_quantized(nf4["folder"]), "is_loaded_in_4bit", False)
+
+    # The toy text uses every word of the 47-token vocabulary: trimming keeps all of it, and says so.
+    trimmed = next(r for r in report["models"] if r["chain"] == "trim_vocab:trim_corpus=train")
+    assert trimmed["extra"]["vocab_size"] == 47 and trimmed["extra"]["oov_tokens"] == 0
 
     assert (out / "compression_report.md").read_text().count("|") > 10
     assert (out / "compression_report.png").read_bytes()[:4] == b"\x89PNG"
