@@ -12,8 +12,9 @@ from .data import (
     load_lm_data,
     tokenize_dataset,
 )
-from .export import CardInfo, load_model, prepare_upload_folder, push_to_hub, save_model, write_model_card
+from .export import CardInfo, prepare_upload_folder, push_to_hub, save_model, write_model_card
 from .generation import GenerateArguments, generate
+from .io import TaskKind, load_model
 from .modeling import (
     ModelArguments,
     count_parameters,
@@ -56,6 +57,7 @@ __all__ = [
     "load_classifier",
     "load_lm_data",
     "load_model",
+    "TaskKind",
     "load_tokenizer",
     "prepare_upload_folder",
     "push_to_hub",

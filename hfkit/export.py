@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import transformers
 from huggingface_hub import EvalResult, HfApi, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
-from transformers import AutoConfig, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel
+from transformers import BitsAndBytesConfig, PreTrainedModel
 
+from .io import load_model  # noqa: F401 (the one loader; hfkit.export.load_model kept for callers)
 from .trainers.distill_trainer import PROJECTIONS_FILE, PROJECTIONS_NAME
 
 logger = logging.getLogger(__name__)
@@ -707,49 +707,3 @@ def save_model(
     tokenizer.save_pretrained(folder)
     write_model_card(folder, card_info)
     return folder
-
-
-def load_model(
-    folder: str | Path, task: str | None = None, trust_remote_code: bool = False, **kwargs
-) -> tuple[PreTrainedModel, Any]:
-    """Load (model, tokenizer) from a saved folder, picking the Auto class from config.architectures.
-
-    `task` (a pipeline tag such as 'text-classification') overrides the architecture. Quantized folders
-    load with the quantization_config saved in config.json; low-rank folders go through
-    hfkit.compress.lowrank.load_lowrank. trust_remote_code stays off unless you turn it on.
-    """
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}/config.json not found: pass a folder written by save_pretrained.")
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-    if task is not None:
-        if task not in PIPELINE_TAGS:
-            raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(PIPELINE_TAGS)}.")
-        auto = PIPELINE_TAGS[task]
-    else:
-        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        auto, _ = _task(config.to_dict())
-        if auto is None:
-            raise ValueError(
-                f"cannot tell the task of {folder} from config.architectures={config.architectures}; "
-                f"pass task= one of: {', '.join(PIPELINE_TAGS)}."
-            )
-    saved = json.loads((folder / "config.json").read_text())
-    quantization = saved.get("quantization_config") or {}
-    if quantization.get("load_in_8bit") or quantization.get("load_in_4bit"):
-        # bitsandbytes folders go through the one quantized loader (also low-rank ones): it keeps the
-        # load-time 4-bit state that makes a later save exact, and the CPU-kernel guard for odd widths.
-        from .compress.quantize import TASKS as QUANTIZED_TASKS
-        from .compress.quantize import load_quantized
-
-        task_name = next((n for n, cls in QUANTIZED_TASKS.items() if cls.__name__ == auto), None)
-        if task_name is not None:
-            model = load_quantized(folder, task=task_name, trust_remote_code=trust_remote_code, **kwargs)
-            return model, tokenizer
-    if saved.get(LOWRANK_FIELD):
-        # Factorized layers must be rebuilt before the weights load.
-        from .compress.lowrank import load_lowrank
-
-        return load_lowrank(str(folder), getattr(transformers, auto), **kwargs), tokenizer
-    model = getattr(transformers, auto).from_pretrained(folder, trust_remote_code=trust_remote_code, **kwargs)
-    return model, tokenizer

@@ -18,7 +18,7 @@ import numpy as np
 
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.evaluation import predict_logits
-from hfkit.export import load_model
+from hfkit.io import load_model
 from hfkit.metrics import classification_metrics, mcnemar
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args

@@ -19,13 +19,14 @@ import torch
 from peft import LoraConfig, PeftConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
 from transformers import (
     AutoConfig,
-    AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BitsAndBytesConfig,
     PreTrainedModel,
 )
 
+from ..errors import UserInputError
+from ..io import TaskKind
 from ..modeling import (
     ModelArguments,
     _has_classifier_labels,
@@ -49,10 +50,18 @@ __all__ = [
 # head: they stay in float when the base is quantized.
 HEAD_MODULES = ["classifier", "score", "lm_head"]
 
-MODEL_CLASSES = {
-    TaskType.SEQ_CLS: AutoModelForSequenceClassification,
-    TaskType.CAUSAL_LM: AutoModelForCausalLM,
-}
+
+def peft_task_type(task: TaskKind | TaskType | str) -> TaskType:
+    """PEFT's TaskType for a hfkit TaskKind, a pipeline tag or a PEFT TaskType name ('SEQ_CLS')."""
+    try:
+        kind = TaskKind.parse(task)
+    except UserInputError as e:
+        raise UserInputError(
+            f"task_type {task!r} is not a PEFT TaskType; use 'SEQ_CLS' or 'CAUSAL_LM'."
+        ) from e
+    if kind.peft_task_type is None:
+        raise UserInputError(f"task {kind.value!r} has no PEFT TaskType; use 'SEQ_CLS' or 'CAUSAL_LM'.")
+    return TaskType(kind.peft_task_type)
 
 
 @dataclass
@@ -177,7 +186,7 @@ def _is_quantized(model: torch.nn.Module) -> bool:
     return getattr(model, "hf_quantizer", None) is not None
 
 
-def lora_config(args: LoraArguments, task_type: str | TaskType = TaskType.SEQ_CLS) -> LoraConfig:
+def lora_config(args: LoraArguments, task_type: TaskKind | TaskType | str = TaskType.SEQ_CLS) -> LoraConfig:
     """The PEFT LoraConfig that `args` describe (also what CLMTrainer(peft_config=...) takes)."""
     return LoraConfig(
         r=args.lora_r,
@@ -185,14 +194,14 @@ def lora_config(args: LoraArguments, task_type: str | TaskType = TaskType.SEQ_CL
         lora_dropout=args.lora_dropout,
         target_modules=args.target_modules,
         modules_to_save=list(args.lora_modules_to_save) if args.lora_modules_to_save else None,
-        task_type=TaskType(task_type),
+        task_type=peft_task_type(task_type),
     )
 
 
 def apply_lora(
     model: PreTrainedModel,
     args: LoraArguments,
-    task_type: str | TaskType = TaskType.SEQ_CLS,
+    task_type: TaskKind | TaskType | str = TaskType.SEQ_CLS,
     gradient_checkpointing: bool = False,
 ) -> PeftModel:
     """Wrap `model` with LoRA adapters (base frozen; adapters and the task head trainable) and return it."""
@@ -200,12 +209,7 @@ def apply_lora(
         raise ValueError(
             "the model already has PEFT adapters: pass the plain transformers model to apply_lora."
         )
-    try:
-        task_type = TaskType(task_type)
-    except ValueError as e:
-        raise ValueError(
-            f"task_type {task_type!r} is not a PEFT TaskType; use 'SEQ_CLS' or 'CAUSAL_LM'."
-        ) from e
+    task_type = peft_task_type(task_type)
     if args.qlora_bits is not None and not _is_quantized(model):
         raise ValueError(
             f"qlora_bits={args.qlora_bits} but the model was loaded in float: load it with "
@@ -269,11 +273,12 @@ def merge_adapter_into_base(
         )
     peft_config = PeftConfig.from_pretrained(str(adapter_folder))
     if model_class is None:
-        model_class = MODEL_CLASSES.get(peft_config.task_type)
-        if model_class is None:
-            raise ValueError(
+        try:
+            model_class = TaskKind.parse(peft_config.task_type).auto_class
+        except UserInputError as e:
+            raise UserInputError(
                 f"adapter task_type {peft_config.task_type!r}: pass model_class (the AutoModel... to load the base)."
-            )
+            ) from e
     base_path = resolve_model_path(base_folder)
     from_pretrained_kwargs.setdefault("trust_remote_code", False)
     base = model_class.from_pretrained(base_path, **from_pretrained_kwargs)

@@ -3,7 +3,8 @@
 A weight W (out x in) is written as U S V^T; keeping the r largest singular values gives W ~= (U_r S_r^1/2)
 (S_r^1/2 V_r^T), i.e. a Linear in->r (no bias) followed by a Linear r->out (the original bias). That pays
 when r * (in + out) < in * out. The ranks are recorded in ``config.lowrank_ranks``, so any
-``save_pretrained`` of the model (``save_lowrank``, a Trainer checkpoint) can be rebuilt by ``load_lowrank``.
+``save_pretrained`` of the model (``save_lowrank``, a Trainer checkpoint) can be rebuilt by ``load_lowrank``
+(in hfkit.io, re-exported here) or ``hfkit.io.load_model``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import PreTrainedModel
 
+# The loading half (the layer class, rebuilding the structure, load_lowrank) is in hfkit.io, which
+# load_model uses without importing compress.
+from ..io import LOWRANK_FIELD, LowRankLinear, apply_lowrank_structure, load_lowrank, replace_module
 from ..modeling import count_parameters, find_layers
 
 logger = logging.getLogger(__name__)
@@ -34,7 +38,7 @@ __all__ = [
 ]
 
 # config.json field listing the factorized layers: {qualified layer name: rank}.
-CONFIG_FIELD = "lowrank_ranks"
+CONFIG_FIELD = LOWRANK_FIELD
 
 
 @dataclass
@@ -90,31 +94,6 @@ class LowRankArguments:
                     re.compile(pattern)
                 except re.error as e:
                     raise ValueError(f"target_modules pattern {pattern!r} is not a valid regex: {e}.") from e
-
-
-class LowRankLinear(nn.Module):
-    """A Linear in->out computed as up(down(x)): down is in->rank without bias, up is rank->out with the bias."""
-
-    def __init__(
-        self,
-        in_features: int,
-        out_features: int,
-        rank: int,
-        bias: bool = True,
-        device: torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ):
-        super().__init__()
-        self.in_features, self.out_features, self.rank = in_features, out_features, rank
-        self.down = nn.Linear(in_features, rank, bias=False, device=device, dtype=dtype)
-        self.up = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Project to the rank-r space, then back out (plus the original bias)."""
-        return self.up(self.down(x))
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
 @dataclass
@@ -212,11 +191,6 @@ def plan_lowrank(model: nn.Module, args: LowRankArguments) -> LowRankPlan:
     )
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)
-
-
 def _record_ranks(model: nn.Module, ranks: dict[str, int]) -> None:
     config = getattr(model, "config", None)
     if config is not None:
@@ -245,7 +219,7 @@ def factorize_model(model: nn.Module, args: LowRankArguments) -> dict[str, int]:
             new.up.bias.copy_(old.bias)
         new.train(old.training)
         new.requires_grad_(weight.requires_grad)
-        _replace(model, name, new)
+        replace_module(model, name, new)
     _record_ranks(model, plan.ranks)
     logger.info(
         "factorized %d layers (%d left dense: no saving at their rank): %s -> %s parameters (%.1f%%)",
@@ -256,30 +230,6 @@ def factorize_model(model: nn.Module, args: LowRankArguments) -> dict[str, int]:
         100 * plan.ratio,
     )
     return plan.ranks
-
-
-def apply_lowrank_structure(model: nn.Module, ranks: dict[str, int]) -> None:
-    """Replace the named Linear layers by (untrained) LowRankLinear of the given ranks, ready to load weights."""
-    for name, rank in ranks.items():
-        try:
-            old = model.get_submodule(name)
-        except AttributeError as e:
-            raise ValueError(
-                f"{CONFIG_FIELD} names layer {name!r}, which {type(model).__name__} does not have: "
-                "load with the model class the folder was saved from (model_class=...)."
-            ) from e
-        if isinstance(old, LowRankLinear):
-            continue  # already built, e.g. the config was copied from a factorized model
-        if not isinstance(old, nn.Linear):
-            raise ValueError(f"{CONFIG_FIELD} names {name!r}, a {type(old).__name__}, not an nn.Linear.")
-        if not 1 <= rank <= min(old.in_features, old.out_features):
-            raise ValueError(
-                f"{CONFIG_FIELD}[{name!r}] = {rank} is outside 1..{min(old.in_features, old.out_features)}."
-            )
-        new = LowRankLinear(
-            old.in_features, old.out_features, rank, old.bias is not None, old.weight.device, old.weight.dtype
-        )
-        _replace(model, name, new)
 
 
 def save_lowrank(model: PreTrainedModel, tokenizer, folder: str | os.PathLike) -> None:
@@ -293,48 +243,3 @@ def save_lowrank(model: PreTrainedModel, tokenizer, folder: str | os.PathLike) -
     model.save_pretrained(folder)  # safetensors is save_pretrained's only format in transformers v5
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
-
-
-# One subclass per model class, built on first use: from_pretrained then handles dtype, device_map, shards,
-# tied weights and key renames exactly as for the dense model, because the factorized layers exist (with
-# the saved shapes) before the weights are loaded.
-_LOWRANK_CLASSES: dict[type, type] = {}
-
-
-def _lowrank_class(base: type) -> type:
-    if base not in _LOWRANK_CLASSES:
-
-        def __init__(self, config, *args, **kwargs):
-            base.__init__(self, config, *args, **kwargs)
-            apply_lowrank_structure(self, getattr(config, CONFIG_FIELD, None) or {})
-
-        # Same name as the base: save_pretrained writes it to config.architectures.
-        _LOWRANK_CLASSES[base] = type(
-            base.__name__, (base,), {"__init__": __init__, "__module__": base.__module__}
-        )
-    return _LOWRANK_CLASSES[base]
-
-
-def load_lowrank(
-    folder: str | os.PathLike, model_class: type = AutoModelForSequenceClassification, **kwargs
-) -> PreTrainedModel:
-    """Rebuild a model saved with factorized layers (from save_lowrank or a Trainer checkpoint) and load it."""
-    config = AutoConfig.from_pretrained(folder)
-    if not getattr(config, CONFIG_FIELD, None):
-        raise ValueError(
-            f"{folder} has no {CONFIG_FIELD} in its config.json: it is not a factorized model; "
-            f"load it with {getattr(model_class, '__name__', 'the model class')}.from_pretrained."
-        )
-    base = model_class
-    if not issubclass(model_class, PreTrainedModel):
-        # An Auto* class: pick the concrete class for this config the way Auto*.from_pretrained does.
-        from transformers.models.auto.auto_factory import _get_model_class
-
-        try:
-            base = _get_model_class(config, model_class._model_mapping)
-        except (KeyError, AttributeError) as e:
-            raise ValueError(
-                f"{getattr(model_class, '__name__', model_class)} has no model for config type "
-                f"{type(config).__name__}: pass the model class the folder was saved from."
-            ) from e
-    return _lowrank_class(base).from_pretrained(folder, config=config, **kwargs)

@@ -28,7 +28,7 @@ from transformers import PreTrainedModel
 
 from ..errors import UserInputError
 from ..evaluation import evaluate_classifier, measure_latencies_together, size_on_disk_mb
-from ..export import load_model
+from ..io import TaskKind, load_model
 from ..modeling import count_parameters
 from ..report import format_table
 from .lowrank import LowRankArguments, factorize_model, save_lowrank
@@ -165,7 +165,7 @@ def _slug(stages: list[Stage]) -> str:
 
 def load_classifier_folder(folder: str) -> tuple[PreTrainedModel, object]:
     """(model, tokenizer) of any folder the pipeline writes: dense, low-rank or bitsandbytes, in eval mode."""
-    model, tokenizer = load_model(folder, task="text-classification")
+    model, tokenizer = load_model(folder, task=TaskKind.TEXT_CLASSIFICATION)
     return model.eval(), tokenizer
 
 
@@ -313,7 +313,7 @@ def run_chains(
             if stage.name in _QUANT_STAGES:
                 q = stage_args(quantize_args, stage)
                 q = dataclasses.replace(q, bits=_QUANT_STAGES[stage.name])
-                model = load_quantized(parent_folder, q, task="sequence-classification")
+                model = load_quantized(parent_folder, q, task=TaskKind.TEXT_CLASSIFICATION)
                 save_quantized(model, tokenizer, folder)
                 model, _ = load_classifier_folder(folder)  # measure what users reload
                 results.append(measure(prefix, chain, model, folder, parent_params, tokenizer))

@@ -27,34 +27,29 @@ from typing import Any
 
 import bitsandbytes as bnb
 import torch
-from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    BitsAndBytesConfig,
-    PretrainedConfig,
-    PreTrainedModel,
-)
+from transformers import AutoConfig, BitsAndBytesConfig, PretrainedConfig, PreTrainedModel
 from transformers.quantizers.quantizers_utils import should_convert_module
 
-from hfkit.modeling import resolve_model_path
+# Reloading a saved bitsandbytes folder (and the state kept for an exact save) is hfkit.io's job; this file
+# adds quantizing a float folder and saving.
+from ..io import ORIGINAL_QUANT_STATE, TaskKind, cpu_safe_4bit, load_weights, resolve_model_path
 
-from .lowrank import CONFIG_FIELD as LOWRANK_FIELD
-from .lowrank import load_lowrank
+__all__ = [
+    "QuantizeArguments",
+    "bnb_config",
+    "cpu_safe_4bit",
+    "load_quantized",
+    "memory_footprint_mb",
+    "quantization_summary",
+    "save_quantized",
+    "skip_modules_for",
+]
 
 logger = logging.getLogger(__name__)
 
-TASKS = {
-    "sequence-classification": AutoModelForSequenceClassification,
-    "causal-lm": AutoModelForCausalLM,
-}
-# Class-name endings in config.architectures that tell the task of a saved folder.
-_TASK_SUFFIXES = {"ForSequenceClassification": "sequence-classification", "ForCausalLM": "causal-lm"}
 _BITS = (4, 8)
 _QUANT_TYPES = ("nf4", "fp4")
 _COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
-# Module attribute holding a 4-bit layer's quant state as loaded, before any CPU repacking.
-_ORIGINAL_QUANT_STATE = "_hfkit_original_quant_state"
 
 
 @dataclass
@@ -102,10 +97,10 @@ class QuantizeArguments:
             )
 
 
-def _meta_model(config: PretrainedConfig, task: str) -> PreTrainedModel:
+def _meta_model(config: PretrainedConfig, task: TaskKind | str) -> PreTrainedModel:
     # Only the module tree is needed: build it on the meta device, no memory and no weights.
     with torch.device("meta"):
-        return TASKS[task].from_config(config)
+        return TaskKind.parse(task).auto_class.from_config(config)
 
 
 def _linear_names(model: torch.nn.Module) -> list[str]:
@@ -116,7 +111,7 @@ def _linear_names(model: torch.nn.Module) -> list[str]:
 
 
 def skip_modules_for(
-    model_or_config: PreTrainedModel | PretrainedConfig, task: str | None = None
+    model_or_config: PreTrainedModel | PretrainedConfig, task: TaskKind | str | None = None
 ) -> list[str]:
     """Full names of the Linear layers to keep in float: the task head (outside the base model) and any pooler."""
     if isinstance(model_or_config, PretrainedConfig):
@@ -152,7 +147,9 @@ def _check_skip_modules(model: PreTrainedModel, extra: list[str]) -> None:
 
 
 def bnb_config(
-    args: QuantizeArguments, model_or_config: PreTrainedModel | PretrainedConfig, task: str | None = None
+    args: QuantizeArguments,
+    model_or_config: PreTrainedModel | PretrainedConfig,
+    task: TaskKind | str | None = None,
 ) -> BitsAndBytesConfig:
     """The `BitsAndBytesConfig` for `args`, keeping the model's task head, pooler and `args.skip_modules` in float."""
     model = (
@@ -175,19 +172,8 @@ def bnb_config(
     )
 
 
-def _resolve_task(config: PretrainedConfig, task: str | None) -> str:
-    if task is not None:
-        if task not in TASKS:
-            raise ValueError(f"task={task!r}: use one of {list(TASKS)}.")
-        return task
-    for arch in getattr(config, "architectures", None) or []:
-        for suffix, name in _TASK_SUFFIXES.items():
-            if arch.endswith(suffix):
-                return name
-    raise ValueError(
-        f"cannot tell the task from config.architectures={getattr(config, 'architectures', None)}; "
-        f"pass task= one of {list(TASKS)}."
-    )
+def _resolve_task(config: PretrainedConfig, task: TaskKind | str | None) -> TaskKind:
+    return TaskKind.parse(task) if task is not None else TaskKind.from_config(config)
 
 
 def _settings(quant: dict[str, Any]) -> dict[str, Any]:
@@ -205,16 +191,10 @@ def _settings(quant: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _default_device_map() -> dict[str, int | str]:
-    # bitsandbytes runs on both; a GPU when there is one (all of the model on it: offloading a part to the
-    # CPU needs llm_int8_enable_fp32_cpu_offload and is not worth it for the models hfkit ships).
-    return {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
-
-
 def load_quantized(
     folder: str | os.PathLike,
     args: QuantizeArguments | None = None,
-    task: str | None = None,
+    task: TaskKind | str | None = None,
     device_map: str | dict | None = None,
     trust_remote_code: bool = False,
     **from_pretrained_kwargs: Any,
@@ -232,11 +212,9 @@ def load_quantized(
     stored = getattr(config, "quantization_config", None)
     if isinstance(stored, BitsAndBytesConfig):
         stored = stored.to_dict()
-    kwargs: dict[str, Any] = {
-        "device_map": device_map if device_map is not None else _default_device_map(),
-        "trust_remote_code": trust_remote_code,
-        **from_pretrained_kwargs,
-    }
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, **from_pretrained_kwargs}
+    if device_map is not None:
+        kwargs["device_map"] = device_map  # else hfkit.io's default: the GPU when there is one, else the CPU
     if stored is not None:
         if not (stored.get("load_in_8bit") or stored.get("load_in_4bit")):
             raise ValueError(
@@ -256,42 +234,9 @@ def load_quantized(
         raise ValueError(f"{folder!r} holds a float model; pass QuantizeArguments to quantize it.")
     else:
         kwargs["quantization_config"] = bnb_config(args, config, task)
-    if getattr(config, LOWRANK_FIELD, None):
-        # Factorized layers must exist before the weights load; their two Linears are quantized like any other.
-        model = load_lowrank(folder, TASKS[task], **kwargs)
-    else:
-        model = TASKS[task].from_pretrained(folder, **kwargs)
-    model.eval()
-    _remember_quant_states(model)
-    cpu_safe_4bit(model)
-    return model
-
-
-def cpu_safe_4bit(model: torch.nn.Module) -> int:
-    """Keep 4-bit layers whose width bitsandbytes' fast CPU kernel cannot pack on its generic path.
-
-    On AVX512-BF16 CPUs bitsandbytes repacks a 4-bit weight on its first eval forward and asserts that the
-    output width is a multiple of 32 and the input width a multiple of the quantization block (64), so a
-    rank-4 low-rank factor fails. Those layers keep the generic kernel instead; returns how many were switched.
-    """
-    switched = 0
-    for module in model.modules():
-        if not isinstance(module, bnb.nn.Linear4bit):
-            continue
-        state = getattr(module.weight, "quant_state", None)
-        blocksize = getattr(state, "blocksize", 64) or 64
-        if module.out_features % 32 or module.in_features % blocksize:
-            module.support_avx512bf16_for_cpu = False
-            switched += 1
-    return switched
-
-
-def _remember_quant_states(model: torch.nn.Module) -> None:
-    # A shallow copy is enough: the CPU repacking replaces the state's attributes, it does not edit tensors.
-    for module in model.modules():
-        state = getattr(getattr(module, "weight", None), "quant_state", None)
-        if isinstance(module, bnb.nn.Linear4bit) and state is not None:
-            setattr(module, _ORIGINAL_QUANT_STATE, copy.copy(state))
+    # One loader for every folder kind: low-rank factors are built before the weights load (and quantized
+    # like any Linear); the load-time 4-bit state is kept for an exact save.
+    return load_weights(folder, task, **kwargs)
 
 
 def _restore_cpu_packed_4bit(model: torch.nn.Module) -> int:
@@ -309,7 +254,7 @@ def _restore_cpu_packed_4bit(model: torch.nn.Module) -> int:
         # which we skip (original_nested=False) and replace below.
         state.original_nested = False
         codes, state = _convert_weight_packed_for_cpu_inverse(module.weight.data, state)
-        original = getattr(module, _ORIGINAL_QUANT_STATE, None)
+        original = getattr(module, ORIGINAL_QUANT_STATE, None)
         if original is not None:
             # Loaded by load_quantized: the state as stored on disk, bit for bit.
             state = copy.copy(original)

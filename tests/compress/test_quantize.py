@@ -333,7 +333,7 @@ def test_float_folder_needs_arguments_and_float_model_cannot_be_saved_as_quantiz
 
 def test_task_must_be_known_or_inferable(tmp_path, tiny_tokenizer):
     folder = bert_folder(tmp_path, tiny_tokenizer)
-    with pytest.raises(ValueError, match="task='ner'"):
+    with pytest.raises(ValueError, match="unknown task 'ner'"):
         load_quantized(folder, QuantizeArguments(), task="ner")
     config = tiny_bert_config(tiny_tokenizer, architectures=["BertModel"])
     with pytest.raises(ValueError, match="cannot tell the task.*BertModel.*pass task="):

@@ -408,29 +408,6 @@ def test_save_and_load_a_causal_lm(tmp_path, tiny_tokenizer):
     assert "| Training | not recorded |" in text
 
 
-def test_load_model_task_override_and_errors(run_dir, tmp_path):
-    model, _ = load_model(run_dir, task="fill-mask")
-    assert type(model).__name__ == "BertForMaskedLM"
-    with pytest.raises(ValueError, match="unknown task 'classify'; choose one of: text-classification"):
-        load_model(run_dir, task="classify")
-    config = json.loads((run_dir / "config.json").read_text())
-    write_json(run_dir / "config.json", {**config, "architectures": ["BertModel"]})
-    with pytest.raises(ValueError, match=r"cannot tell the task .*pass task="):
-        load_model(run_dir)
-    with pytest.raises(FileNotFoundError, match="config.json not found"):
-        load_model(tmp_path / "empty")
-
-
-def test_load_model_does_not_run_code_shipped_in_the_folder(run_dir, tmp_path):
-    marker = tmp_path / "code_ran"
-    (run_dir / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
-    config = json.loads((run_dir / "config.json").read_text())
-    config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_evil.Evil"}
-    write_json(run_dir / "config.json", config)
-    model, _ = load_model(run_dir)
-    assert type(model) is BertForSequenceClassification and not marker.exists()
-
-
 def test_save_model_refuses_a_model_with_adapters(tmp_path, tiny_tokenizer):
     with pytest.raises(ValueError, match="merge_and_unload"):
         save_model(torch.nn.Linear(2, 2), tiny_tokenizer, tmp_path / "x")

@@ -1,0 +1,335 @@
+"""Load what hfkit saves: one loader for dense, low-rank and bitsandbytes-quantized folders, one task kind.
+
+Every model hfkit writes is a `save_pretrained` folder; what differs is how it must be rebuilt:
+
+* dense: the Auto class of its task, `from_pretrained`;
+* low-rank (``lowrank_ranks`` in config.json, written by hfkit.compress.lowrank): the factorized layers are
+  built first (a subclass of the model class), then the weights load into them;
+* bitsandbytes (``quantization_config`` with load_in_8bit / load_in_4bit): transformers reads the settings
+  from config.json; hfkit keeps each 4-bit layer's state as loaded (so a later save is exact) and the
+  generic CPU kernel for widths bitsandbytes' packed kernel cannot take (see `cpu_safe_4bit`).
+
+`load_model` picks the path from config.json. `TaskKind` is the one name for a task: a Hub pipeline tag
+(``text-classification``), with the Auto class, the architecture suffix and the PEFT task type it maps to;
+older spellings ("sequence-classification", "causal-lm", PEFT's "SEQ_CLS") are accepted by `TaskKind.parse`.
+This module imports only hfkit.errors and hfkit.modeling's path resolution (data flows io -> data ->
+trainers / compress -> hub).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from torch import nn
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
+
+from .errors import MissingInputError, UserInputError
+
+# Path resolution ('wheel:<module>', local folder checks) stays in modeling.py, which imports no hfkit module.
+from .modeling import resolve_model_path
+
+__all__ = [
+    "LOWRANK_FIELD",
+    "LowRankLinear",
+    "TaskKind",
+    "apply_lowrank_structure",
+    "cpu_safe_4bit",
+    "is_bnb_quantized",
+    "load_lowrank",
+    "load_model",
+    "load_weights",
+    "resolve_model_path",
+]
+
+# config.json field listing the factorized layers of a low-rank model: {qualified layer name: rank}.
+LOWRANK_FIELD = "lowrank_ranks"
+# Module attribute holding a 4-bit layer's quant state as loaded, before any CPU repacking.
+ORIGINAL_QUANT_STATE = "_hfkit_original_quant_state"
+
+
+class TaskKind(str, Enum):
+    """What a model does, named by its Hub pipeline tag; knows its Auto class and PEFT task type."""
+
+    TEXT_CLASSIFICATION = "text-classification"
+    TEXT_GENERATION = "text-generation"
+    TOKEN_CLASSIFICATION = "token-classification"
+    QUESTION_ANSWERING = "question-answering"
+    FILL_MASK = "fill-mask"
+
+    @property
+    def pipeline_tag(self) -> str:
+        """The Hub pipeline tag (the card's `pipeline_tag`)."""
+        return self.value
+
+    @property
+    def auto_class_name(self) -> str:
+        """Name of the transformers Auto class that loads this task's models."""
+        return _TASK_FACTS[self][0]
+
+    @property
+    def auto_class(self) -> type:
+        """The transformers Auto class that loads this task's models."""
+        return getattr(transformers, self.auto_class_name)
+
+    @property
+    def architecture_suffix(self) -> str:
+        """How config.architectures names end for this task, e.g. 'ForSequenceClassification'."""
+        return _TASK_FACTS[self][1]
+
+    @property
+    def peft_task_type(self) -> str | None:
+        """PEFT's TaskType value for this task (None where PEFT has none)."""
+        return _TASK_FACTS[self][2]
+
+    @classmethod
+    def parse(cls, value: TaskKind | str) -> TaskKind:
+        """A task from a pipeline tag, an older hfkit name or a PEFT TaskType; UserInputError otherwise."""
+        if isinstance(value, cls):
+            return value
+        text = str(getattr(value, "value", value))
+        for kind in cls:
+            if text in (kind.value, kind.peft_task_type, *_ALIASES.get(kind, ())):
+                return kind
+        raise UserInputError(
+            f"unknown task {text!r}; choose one of: {', '.join(k.value for k in cls)} (or a PEFT TaskType)."
+        )
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig | dict) -> TaskKind:
+        """The task of a saved model, from the first recognised name in config.architectures."""
+        architectures = (config if isinstance(config, dict) else config.to_dict()).get("architectures") or []
+        for arch in architectures:
+            for kind in cls:
+                if arch.endswith(kind.architecture_suffix):
+                    return kind
+        raise UserInputError(
+            f"cannot tell the task from config.architectures={architectures}; pass task= one of: "
+            f"{', '.join(k.value for k in cls)}."
+        )
+
+
+# task -> (Auto class, architecture suffix, PEFT TaskType value)
+_TASK_FACTS = {
+    TaskKind.TEXT_CLASSIFICATION: (
+        "AutoModelForSequenceClassification",
+        "ForSequenceClassification",
+        "SEQ_CLS",
+    ),
+    TaskKind.TEXT_GENERATION: ("AutoModelForCausalLM", "ForCausalLM", "CAUSAL_LM"),
+    TaskKind.TOKEN_CLASSIFICATION: ("AutoModelForTokenClassification", "ForTokenClassification", "TOKEN_CLS"),
+    TaskKind.QUESTION_ANSWERING: ("AutoModelForQuestionAnswering", "ForQuestionAnswering", "QUESTION_ANS"),
+    TaskKind.FILL_MASK: ("AutoModelForMaskedLM", "ForMaskedLM", None),
+}
+# Names used before TaskKind (hfkit.compress.quantize) that stay accepted.
+_ALIASES = {
+    TaskKind.TEXT_CLASSIFICATION: ("sequence-classification",),
+    TaskKind.TEXT_GENERATION: ("causal-lm",),
+}
+
+
+# ----------------------------------------------------------------------------------------------- low-rank
+
+
+class LowRankLinear(nn.Module):
+    """A Linear in->out computed as up(down(x)): down is in->rank without bias, up is rank->out with the bias."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int,
+        bias: bool = True,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.down = nn.Linear(in_features, rank, bias=False, device=device, dtype=dtype)
+        self.up = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Project to the rank-r space, then back out (plus the original bias)."""
+        return self.up(self.down(x))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put `new` in place of the submodule called `name`."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, new)
+
+
+def apply_lowrank_structure(model: nn.Module, ranks: dict[str, int]) -> None:
+    """Replace the named Linear layers by (untrained) LowRankLinear of the given ranks, ready to load weights."""
+    for name, rank in ranks.items():
+        try:
+            old = model.get_submodule(name)
+        except AttributeError as e:
+            raise ValueError(
+                f"{LOWRANK_FIELD} names layer {name!r}, which {type(model).__name__} does not have: "
+                "load with the model class the folder was saved from (model_class=...)."
+            ) from e
+        if isinstance(old, LowRankLinear):
+            continue  # already built, e.g. the config was copied from a factorized model
+        if not isinstance(old, nn.Linear):
+            raise ValueError(f"{LOWRANK_FIELD} names {name!r}, a {type(old).__name__}, not an nn.Linear.")
+        if not 1 <= rank <= min(old.in_features, old.out_features):
+            raise ValueError(
+                f"{LOWRANK_FIELD}[{name!r}] = {rank} is outside 1..{min(old.in_features, old.out_features)}."
+            )
+        new = LowRankLinear(
+            old.in_features, old.out_features, rank, old.bias is not None, old.weight.device, old.weight.dtype
+        )
+        replace_module(model, name, new)
+
+
+# One subclass per model class, built on first use: from_pretrained then handles dtype, device_map, shards,
+# tied weights and key renames exactly as for the dense model, because the factorized layers exist (with
+# the saved shapes) before the weights are loaded.
+_LOWRANK_CLASSES: dict[type, type] = {}
+
+
+def _lowrank_class(base: type) -> type:
+    if base not in _LOWRANK_CLASSES:
+
+        def __init__(self, config, *args, **kwargs):
+            base.__init__(self, config, *args, **kwargs)
+            apply_lowrank_structure(self, getattr(config, LOWRANK_FIELD, None) or {})
+
+        # Same name as the base: save_pretrained writes it to config.architectures.
+        _LOWRANK_CLASSES[base] = type(
+            base.__name__, (base,), {"__init__": __init__, "__module__": base.__module__}
+        )
+    return _LOWRANK_CLASSES[base]
+
+
+def load_lowrank(
+    folder: str | os.PathLike, model_class: type = transformers.AutoModelForSequenceClassification, **kwargs
+) -> PreTrainedModel:
+    """Rebuild a model saved with factorized layers (from save_lowrank or a Trainer checkpoint) and load it."""
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=kwargs.get("trust_remote_code", False))
+    if not getattr(config, LOWRANK_FIELD, None):
+        raise ValueError(
+            f"{folder} has no {LOWRANK_FIELD} in its config.json: it is not a factorized model; "
+            f"load it with {getattr(model_class, '__name__', 'the model class')}.from_pretrained."
+        )
+    base = model_class
+    if not issubclass(model_class, PreTrainedModel):
+        # An Auto* class: pick the concrete class for this config the way Auto*.from_pretrained does.
+        from transformers.models.auto.auto_factory import _get_model_class
+
+        try:
+            base = _get_model_class(config, model_class._model_mapping)
+        except (KeyError, AttributeError) as e:
+            raise ValueError(
+                f"{getattr(model_class, '__name__', model_class)} has no model for config type "
+                f"{type(config).__name__}: pass the model class the folder was saved from."
+            ) from e
+    return _lowrank_class(base).from_pretrained(folder, config=config, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------- bitsandbytes
+
+
+def is_bnb_quantized(config: PretrainedConfig | dict) -> bool:
+    """True when a config (or config.json dict) says its weights are stored 8- or 4-bit by bitsandbytes."""
+    quant = (config if isinstance(config, dict) else config.to_dict()).get("quantization_config")
+    if quant is not None and not isinstance(quant, dict):
+        quant = quant.to_dict()
+    return bool(quant and (quant.get("load_in_8bit") or quant.get("load_in_4bit")))
+
+
+def default_device_map() -> dict[str, int | str]:
+    """Where bitsandbytes models load: the GPU when there is one (all of the model on it), else the CPU."""
+    # Offloading a part to the CPU needs llm_int8_enable_fp32_cpu_offload and is not worth it for hfkit's models.
+    return {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
+
+
+def cpu_safe_4bit(model: nn.Module) -> int:
+    """Keep 4-bit layers whose width bitsandbytes' fast CPU kernel cannot pack on its generic path.
+
+    On AVX512-BF16 CPUs bitsandbytes repacks a 4-bit weight on its first eval forward and asserts that the
+    output width is a multiple of 32 and the input width a multiple of the quantization block (64), so a
+    rank-4 low-rank factor fails. Those layers keep the generic kernel instead; returns how many were switched.
+    """
+    import bitsandbytes as bnb
+
+    switched = 0
+    for module in model.modules():
+        if not isinstance(module, bnb.nn.Linear4bit):
+            continue
+        state = getattr(module.weight, "quant_state", None)
+        blocksize = getattr(state, "blocksize", 64) or 64
+        if module.out_features % 32 or module.in_features % blocksize:
+            module.support_avx512bf16_for_cpu = False
+            switched += 1
+    return switched
+
+
+def _remember_quant_states(model: nn.Module) -> None:
+    # A shallow copy is enough: the CPU repacking replaces the state's attributes, it does not edit tensors.
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        state = getattr(getattr(module, "weight", None), "quant_state", None)
+        if isinstance(module, bnb.nn.Linear4bit) and state is not None:
+            setattr(module, ORIGINAL_QUANT_STATE, copy.copy(state))
+
+
+# ----------------------------------------------------------------------------------------------- one loader
+
+
+def load_weights(folder: str | os.PathLike, task: TaskKind | str, **kwargs: Any) -> PreTrainedModel:
+    """The model of a saved folder (dense, low-rank, bitsandbytes) in eval mode; kwargs go to from_pretrained.
+
+    A float folder loads quantized when kwargs carry a `quantization_config` (hfkit.compress.quantize does).
+    """
+    folder = os.fspath(folder)
+    task = TaskKind.parse(task)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=kwargs.get("trust_remote_code", False))
+    quantized = is_bnb_quantized(config) or kwargs.get("quantization_config") is not None
+    if quantized:
+        kwargs.setdefault("device_map", default_device_map())
+    if getattr(config, LOWRANK_FIELD, None):
+        # Factorized layers must exist before the weights load; quantized, their two Linears are like any other.
+        model = load_lowrank(folder, task.auto_class, **kwargs)
+    else:
+        model = task.auto_class.from_pretrained(folder, **kwargs)
+    model.eval()
+    if quantized:
+        _remember_quant_states(model)  # the exact state a later save must write back
+        cpu_safe_4bit(model)
+    return model
+
+
+def load_model(
+    folder: str | os.PathLike, task: TaskKind | str | None = None, trust_remote_code: bool = False, **kwargs
+) -> tuple[PreTrainedModel, Any]:
+    """Load (model, tokenizer) from any folder hfkit saves: dense, low-rank or bitsandbytes, in eval mode.
+
+    `task` (a TaskKind or pipeline tag such as 'text-classification') overrides config.architectures. Also
+    takes 'wheel:<module>'. trust_remote_code stays off unless you turn it on.
+    """
+    folder = Path(resolve_model_path(os.fspath(folder)))
+    if not (folder / "config.json").is_file():
+        raise MissingInputError(f"{folder}/config.json not found: pass a folder written by save_pretrained.")
+    kind = TaskKind.parse(task) if task is not None else TaskKind.from_config(_read_config(folder))
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    model = load_weights(folder, kind, trust_remote_code=trust_remote_code, **kwargs)
+    return model, tokenizer
+
+
+def _read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserInputError(f"{folder}/config.json is not valid JSON ({err}); re-save the model.") from err
