@@ -116,7 +116,7 @@ def scores(out: str, validation: str, old: list[str]) -> dict[str, float]:
 
     from hfkit.data import load_data_file, tokenize_dataset
     from hfkit.evaluation import predict_logits
-    from hfkit.export import load_model
+    from hfkit.io import load_model
 
     raw = load_data_file(os.path.join(REPO, validation))
     model, tokenizer = load_model(out, task="text-classification")

@@ -1,7 +1,8 @@
 """hfkit: reusable Trainer subclasses for fine-tuning, distilling, compressing and shipping Transformers models.
 
 Trainers and their configs live in hfkit.trainers; compression techniques in hfkit.compress (one a file);
-shipping in hfkit.export; text generation in hfkit.generation.
+loading any saved folder in hfkit.io; model cards and uploads in hfkit.hub; text generation in
+hfkit.generation.
 """
 
 from .data import (
@@ -12,8 +13,8 @@ from .data import (
     load_lm_data,
     tokenize_dataset,
 )
-from .export import CardInfo, prepare_upload_folder, push_to_hub, save_model, write_model_card
 from .generation import GenerateArguments, generate
+from .hub import CardInfo, prepare_upload_folder, push_to_hub, save_model, write_model_card
 from .io import TaskKind, load_model
 from .modeling import (
     ModelArguments,

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hfkit.export import CardInfo, prepare_upload_folder, push_to_hub
+from hfkit.hub import CardInfo, prepare_upload_folder, push_to_hub
 from hfkit.parsing import parse_args
 from hfkit.runtime import run_recipe
 

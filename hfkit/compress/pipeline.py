@@ -29,7 +29,6 @@ from transformers import PreTrainedModel
 from ..errors import UserInputError
 from ..evaluation import evaluate_classifier, measure_latencies_together, size_on_disk_mb
 from ..io import TaskKind, load_model
-from ..modeling import count_parameters
 from ..report import format_table
 from .lowrank import LowRankArguments, factorize_model, save_lowrank
 from .prune import PruneArguments, prunable_linears, prune
@@ -229,12 +228,12 @@ def measure_variant(
 ) -> VariantResult:
     """Accuracy/F1 on raw_eval, parameters, size of `folder` and memory of one model (latency: see time_all)."""
     metrics = evaluate_classifier(model, tokenizer, raw_eval, text_column, text_pair_column, max_length)
-    total = count_parameters(model)[0]
+    # num_parameters counts a 4-bit weight as the float weights it packs (two per stored byte).
+    total = model.num_parameters()
     return VariantResult(
         name=name,
         chain=chain,
         folder=folder,
-        # bitsandbytes packs two 4-bit weights per stored element: report the float model's count instead.
         parameters=parameters if parameters is not None else total,
         nonzero_parameters=_nonzero(model) if parameters is None else parameters,
         size_mb=size_on_disk_mb(folder),

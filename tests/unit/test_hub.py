@@ -1,4 +1,4 @@
-"""hfkit.export: the upload folder's exact files, the model card, save/load round trips, push_to_hub's Hub calls."""
+"""hfkit.hub: the upload folder's exact files, the model card (parsed back), save round trips, push_to_hub's Hub calls."""
 
 from __future__ import annotations
 
@@ -18,16 +18,17 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from hfkit import export
-from hfkit.export import (
+from hfkit.errors import UserInputError
+from hfkit.hub import (
     CardInfo,
     collect_card_info,
-    load_model,
     model_card,
     prepare_upload_folder,
     push_to_hub,
     save_model,
 )
+from hfkit.hub import upload as hub_upload
+from hfkit.io import load_model
 from tests.conftest import write_tiny_model
 
 SECRET = "hf_" + "Abc123" * 6  # shaped like a Hub token
@@ -219,12 +220,11 @@ def test_card_of_a_fine_tuned_classifier(run_dir, tmp_path):
         "| Labels | neg, pos |",
         "| Parameters | 12,345 |",
         "on 100 held-out examples",
-        "| accuracy | 0.91 |",
+        "| accuracy | 91.00% |",
         "| loss | 0.3 |",
         "| epochs | 3 |",
         "| optimizer steps | 30 |",
         "| batch size per device | 16 |",
-        "| peak learning rate (logged) | 5e-05 |",
         "| final training loss | 0.4 |",
         "- [stanfordnlp/sst2](https://huggingface.co/datasets/stanfordnlp/sst2)",
         'model = AutoModelForSequenceClassification.from_pretrained("me/tiny-sst2")',
@@ -232,6 +232,7 @@ def test_card_of_a_fine_tuned_classifier(run_dir, tmp_path):
     ):
         assert expected in text, expected
     assert "runtime" not in text and "BitsAndBytesConfig" not in text
+    assert "learning rate" not in text  # the logged schedule is not the configured value: not shown
 
 
 def test_trainer_state_metrics_are_used_without_eval_report(run_dir):
@@ -239,7 +240,7 @@ def test_trainer_state_metrics_are_used_without_eval_report(run_dir):
     info = collect_card_info(run_dir)
     assert info.metrics == {"loss": 0.35, "accuracy": 0.88}
     assert info.method == "fine-tuning" and info.base_model is None
-    assert info.hyperparameters["peak learning rate (logged)"] == 5e-5
+    assert not any("learning rate" in k for k in info.hyperparameters)
 
 
 def test_explicit_card_info_wins_over_the_folder(run_dir):
@@ -264,7 +265,9 @@ def test_bad_card_info_json_is_a_clear_error():
 
 def test_local_paths_stay_out_of_the_card(run_dir):
     write_json(run_dir / "eval_report.json", {**EVAL_REPORT, "model": "/home/alice/private/minilm-run"})
-    text = model_card(run_dir, CardInfo(datasets=["/home/alice/data/train.tsv"], teacher="/home/alice/t"))
+    text = str(
+        model_card(run_dir, CardInfo(datasets=["/home/alice/data/train.tsv"], teacher="/home/alice/t"))
+    )
     assert "/home/alice" not in text
     assert "base_model" not in text.split("---")[1] and "datasets" not in text.split("---")[1]
     assert "| Base model | `minilm-run` (local) |" in text and "- `train.tsv` (local)" in text
@@ -298,7 +301,7 @@ def test_card_of_a_distilled_student(run_dir, tmp_path):
     )
     assert "| temperature | 2 |" in text and "| alpha | 0.5 |" in text
     assert "Teacher vs student on 100 validation examples" in text
-    assert "| student | 17,400,000 | 69.6 | 0.9 | 0.9 | 20 | 2.00x |" in text
+    assert "| student | 17,400,000 | 69.6 | 90.00% | 90.00% | 20 | 2.00x |" in text
 
 
 def test_card_of_an_8bit_model_and_its_reload(tmp_path, tiny_tokenizer):
@@ -331,7 +334,7 @@ def test_card_of_a_4bit_folder_spells_out_its_settings(run_dir):
         "bnb_4bit_use_double_quant": True,
     }
     write_json(run_dir / "config.json", config)
-    text = model_card(run_dir)
+    text = str(model_card(run_dir))
     assert "4-bit quantization (bitsandbytes nf4)" in text
     assert (
         "BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4', bnb_4bit_use_double_quant=True)"
@@ -345,13 +348,10 @@ def test_low_rank_folder_card_and_loader(run_dir, tiny_tokenizer):
     model = AutoModelForSequenceClassification.from_pretrained(run_dir)
     factorize_model(model, LowRankArguments(rank=4))
     save_lowrank(model, tiny_tokenizer, run_dir)
-    text = model_card(run_dir, repo_id="me/lowrank")
+    text = str(model_card(run_dir, repo_id="me/lowrank"))
     assert "| Compression | low-rank factorization |" in text
-    assert "from hfkit.compress.lowrank import load_lowrank" in text
-    assert (
-        'folder = snapshot_download("me/lowrank")\nmodel = load_lowrank(folder, AutoModelForSequenceClassification)'
-        in text
-    )
+    assert "from hfkit.io import load_model" in text
+    assert 'model, tokenizer = load_model(snapshot_download("me/lowrank"))' in text
     assert "low-rank" in front_matter(card_file(run_dir, text))["tags"]
 
     loaded, tokenizer = load_model(run_dir)
@@ -363,7 +363,7 @@ def test_low_rank_folder_card_and_loader(run_dir, tiny_tokenizer):
 def test_card_of_a_pruned_model(run_dir):
     config = json.loads((run_dir / "config.json").read_text())
     write_json(run_dir / "config.json", {**config, "pruned_heads": {"0": [1]}})
-    text = model_card(run_dir)
+    text = str(model_card(run_dir))
     assert "| Compression | pruning (attention heads) |" in text
     assert "pruning" in front_matter(card_file(run_dir, text))["tags"]
 
@@ -374,7 +374,7 @@ def test_card_of_a_pruned_model(run_dir):
 def test_save_and_load_a_classifier_round_trip_without_distill_projections(
     tmp_path, tiny_bert, tiny_tokenizer
 ):
-    tiny_bert.add_module(export.PROJECTIONS_NAME, torch.nn.ModuleList([torch.nn.Linear(32, 64)]))
+    tiny_bert.add_module("distill_projections", torch.nn.ModuleList([torch.nn.Linear(32, 64)]))
     folder = save_model(tiny_bert, tiny_tokenizer, tmp_path / "saved")
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         keys = set(f.keys())
@@ -435,7 +435,7 @@ class FakeHfApi:
 @pytest.fixture
 def fake_hub(monkeypatch):
     FakeHfApi.calls = []
-    monkeypatch.setattr(export, "HfApi", FakeHfApi)
+    monkeypatch.setattr(hub_upload, "HfApi", FakeHfApi)
     return FakeHfApi.calls
 
 
@@ -447,14 +447,18 @@ def test_push_to_hub_creates_the_repo_then_uploads_the_folder(run_dir, tmp_path,
     assert fake_hub == [
         ("HfApi", {"token": SECRET}),
         ("create_repo", {"repo_id": "me/tiny", "private": False, "exist_ok": True}),
-        ("upload_folder", {"repo_id": "me/tiny", "folder_path": str(out), "commit_message": "first model"}),
-    ]
+        ("upload_folder", {"repo_id": "me/tiny", "folder_path": str(out), "commit_message": "first model",
+                           "allow_patterns": hub_upload.UPLOAD_PATTERNS,
+                           "ignore_patterns": ["distill_projections.safetensors"]}),
+    ]  # fmt: skip
+    assert {"*.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(hub_upload.UPLOAD_PATTERNS)
     captured = capsys.readouterr()
     assert "uploaded" in caplog.text and SECRET not in caplog.text + captured.out + captured.err
     assert SECRET not in "".join(p.read_text(errors="ignore") for p in out.iterdir())
 
 
-def test_push_to_hub_defaults_to_private_and_the_stored_token(run_dir, tmp_path, fake_hub):
+def test_push_to_hub_defaults_to_private_and_the_stored_token(run_dir, tmp_path, fake_hub, monkeypatch):
+    monkeypatch.setattr(hub_upload.huggingface_hub, "get_token", lambda: SECRET)  # as after `hf auth login`
     out = prepare_upload_folder(run_dir, tmp_path / "upload")
     push_to_hub(out, "me/tiny")
     assert fake_hub[0] == ("HfApi", {"token": None})  # huggingface_hub resolves HF_TOKEN / the login itself
@@ -477,3 +481,104 @@ def test_push_to_hub_checks_its_inputs_before_any_hub_call(run_dir, tmp_path, fa
     with pytest.raises(ValueError, match="invalid repo_id 'me/bad--name'"):
         push_to_hub(out, "me/bad--name")
     assert fake_hub == []
+
+
+def test_push_without_any_token_fails_up_front(run_dir, tmp_path, fake_hub, monkeypatch):
+    monkeypatch.setattr(hub_upload.huggingface_hub, "get_token", lambda: None)
+    out = prepare_upload_folder(run_dir, tmp_path / "upload")
+    with pytest.raises(UserInputError, match="no Hugging Face token: set the HF_TOKEN environment variable"):
+        push_to_hub(out, "me/tiny")
+    assert fake_hub == []
+
+
+# ----------------------------------------------------------------------------------------------- recorded facts
+
+
+def write_run_json(folder, config: dict, files: dict[str, str]) -> None:
+    """A run.json as hfkit.runtime.start_run writes it: every setting, and each local data file's path."""
+    data_files = {name: {"path": path, "sha256": "0" * 64} for name, path in files.items()}
+    write_json(folder / "run.json", {"hfkit_version": "x", "config": config, "data_files": data_files})
+
+
+SETTINGS = {
+    "teacher_name_or_path": "my-org/minilm-sst2", "student_layers": [0, 1], "text_column": "text_a",
+    "learning_rate": 1e-4, "num_train_epochs": 2.0, "per_device_train_batch_size": 16, "temperature": 2.0,
+    "alpha": 0.5, "max_steps": -1, "warmup_ratio": 0.0,
+}  # fmt: skip
+
+
+def test_card_says_what_the_run_recorded(run_dir, tmp_path):
+    train = tmp_path / "train.tsv"
+    train.write_text("label\ttext_a\n" + "1\tgreat fun\n" * 500)
+    validation = tmp_path / "validation.tsv"
+    validation.write_text("label\ttext_a\n1\ta gripping thriller\n0\tthe jokes fall flat\n")
+    files = {"train_file": str(train), "validation_file": str(validation)}
+    write_run_json(run_dir, {**SETTINGS, **files}, files)
+
+    card = model_card(run_dir, repo_id="me/student")
+    card.save(tmp_path / "README.md")
+    meta = ModelCard.load(tmp_path / "README.md").data.to_dict()
+    assert meta["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert meta["model-index"][0]["results"][0]["metrics"] == [
+        {"type": "accuracy", "value": 0.91},
+        {"type": "f1", "value": 0.9},
+    ]
+    assert meta["library_name"] == "transformers" and meta["pipeline_tag"] == "text-classification"
+    text = card.content
+    for expected in (
+        "| learning rate | 0.0001 |",  # configured; the logged schedule peaked at 5e-05
+        "| epochs | 2 |",
+        "| temperature | 2 |",
+        "| alpha | 0.5 |",
+        "- train: `train.tsv` (local), 500 rows, 6.0 kB",
+        "- validation: `validation.tsv` (local), 2 rows, 0.1 kB",
+        "| Student | layers 0, 1 kept (2 layers) of [my-org/minilm-sst2](https://huggingface.co/my-org/minilm-sst2) |",
+        "distillation from teacher [my-org/minilm-sst2]",
+        "tokenizer(['a gripping thriller', 'the jokes fall flat'], padding=True",
+    ):
+        assert expected in text, expected
+    assert "5e-05" not in text and "movie" not in text and str(tmp_path) not in text
+
+
+def test_card_of_a_compressed_stage_reads_the_compression_report(tmp_path, tiny_tokenizer):
+    out = tmp_path / "compressed"
+    folder = write_tiny_model(out / "trim_vocab-int8", tiny_tokenizer)
+    row = {"nonzero_parameters": 0, "memory_mb": 1.0, "f1": 0.88, "extra": {}}
+    models = [
+        {**row, "name": "student", "chain": "", "folder": "/x/student", "parameters": 17390594, "size_mb": 69.6,
+         "accuracy": 0.9, "latency_ms": 60.0},
+        {**row, "name": "trim_vocab", "chain": "trim_vocab", "folder": str(out / "trim_vocab"),
+         "parameters": 10114946, "size_mb": 40.5, "accuracy": 0.9, "latency_ms": 58.0,
+         "extra": {"vocab_size": 11575, "original_vocab_size": 30522, "oov_row_fraction": 0.0,
+                   "oov_token_fraction": 0.0}},
+        {**row, "name": "trim_vocab-int8", "chain": "trim_vocab>int8", "folder": str(folder),
+         "parameters": 10114946, "size_mb": 24.6, "accuracy": 0.899, "f1": 0.87, "latency_ms": 50.0},
+    ]  # fmt: skip
+    settings = {"CompressArguments": {"model_name_or_path": str(tmp_path / "student")}}
+    write_json(out / "compression_report.json", {"data": "validation.tsv", "validation_examples": 1000,
+                                                 "settings": settings, "models": models})  # fmt: skip
+    # The compressed student's own run: where the stage's data and usage text come from.
+    student = write_tiny_model(tmp_path / "student", tiny_tokenizer)
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\ngood w1 w2\tpos\nbad w3\tneg\n")
+    files = {"train_file": str(tmp_path / "train.tsv")}
+    write_run_json(student, {**SETTINGS, "text_column": "sentence", "validation_split": 0.2, **files}, files)
+
+    card = model_card(folder, repo_id="me/student-int8")
+    results = card.data.to_dict()["model-index"][0]["results"][0]
+    assert results["metrics"] == [{"type": "accuracy", "value": 0.899}, {"type": "f1", "value": 0.87}]
+    text = card.content
+    for expected in (
+        "| Compression | trim_vocab > int8 |",
+        "Metrics of this model on 1,000 held-out examples",
+        "| accuracy | 89.90% |",
+        "| trim_vocab | 10,114,946 | 40.5 | 90.00% | +0.00 | 58.0 | 1.03x | vocabulary 30,522 -> 11,575",
+        "| trim_vocab>int8 | 10,114,946 | 24.6 | 89.90% | -0.10 | 50.0 | 1.20x |",
+        "tokenizer(['good w1 w2', 'bad w3'], padding=True",
+        "- train: `train.tsv` (local), 2 rows",
+        "- validation: held out from the training data (validation_split 0.2)",
+        "| Base model | `student` (local) |",
+    ):
+        assert expected in text, expected
+    assert "No evaluation recorded" not in text
+    assert "temperature" not in text and "alpha" not in text  # a compressed model was not distilled here
+    assert "vocabulary-trimming" in card.data.tags
