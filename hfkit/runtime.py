@@ -3,6 +3,7 @@ whether to resume, finish or refuse, and how a run ends on a user error (one mes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import errno
@@ -15,6 +16,11 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock on output_dir
+    fcntl = None
 
 import datasets
 import huggingface_hub
@@ -79,6 +85,8 @@ def checkpoint_to_resume(args: TrainingArguments) -> str | None:
 
 
 RUN_FILE = "run.json"
+LOCK_FILE = "_run.lock"  # '_*' files are left out of Trainer's Hub uploads
+_LOCKS: dict[str, int] = {}  # output_dir -> descriptor of its lock file, held until the process ends
 DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 # Settings that do not change what a run trains (where it logs, how fast it loads, where it uploads): a rerun
@@ -231,6 +239,10 @@ def start_run(parsed: Sequence[object]) -> Run:
         )
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserInputError(f"output_dir {out!r} is a file: pass a folder (new or from an earlier run).")
+    if args.should_save:
+        with _writing(out):
+            os.makedirs(out, exist_ok=True)
+            _lock_output_dir(out)
     record, run_file = run_record(parsed), os.path.join(out, RUN_FILE)
     old = None
     if os.path.isfile(run_file):
@@ -258,10 +270,11 @@ def start_run(parsed: Sequence[object]) -> Run:
                 "run's checkpoints and start afresh there."
             )
         if old.get("finished"):
-            print(
-                f"{out} already holds this run, finished with the same settings: nothing to train (the model is "
-                "in that folder). To train again, use a new output_dir or pass --overwrite_output_dir true."
-            )
+            if args.should_log:
+                print(
+                    f"{out} already holds this run, finished with the same settings: nothing to train (the model "
+                    "is in that folder). To train again, use a new output_dir or pass --overwrite_output_dir true."
+                )
             return Run(finished=True)
     elif os.path.isdir(out) and checkpoint_folders(out):
         logger.warning(
@@ -269,20 +282,45 @@ def start_run(parsed: Sequence[object]) -> Run:
         )
 
     if args.should_save:
-        try:
-            os.makedirs(out, exist_ok=True)
+        with _writing(out):
             _write_json_atomic(run_file, record)
-        except OSError as err:
-            if err.errno in DISK_FULL:
-                raise UserInputError(
-                    f"no space left on the disk of output_dir {out}: free space first."
-                ) from err
-            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise UserInputError(
-                    f"cannot write to output_dir {out} ({err.strerror}): pass another folder."
-                ) from err
-            raise
     return Run(resume_from=None if overwrite else checkpoint_to_resume(args))
+
+
+@contextlib.contextmanager
+def _writing(out: str):
+    """Turn the OS errors of writing into output_dir that the user can fix into one clear message."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in DISK_FULL:
+            raise UserInputError(f"no space left on the disk of output_dir {out}: free space first.") from err
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UserInputError(
+                f"cannot write to output_dir {out} ({err.strerror}): pass another folder."
+            ) from err
+        raise
+
+
+def _lock_output_dir(out: str) -> None:
+    """Hold an exclusive lock on output_dir for the rest of this process: two runs writing the same
+    checkpoints (the same command started twice) would mix them. Reentrant within one process."""
+    key = os.path.realpath(out)
+    if key in _LOCKS or fcntl is None:
+        return
+    fd = os.open(os.path.join(out, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise UserInputError(
+                f"output_dir {out} is in use by another run that is still going: wait for it to end or stop it, "
+                "or use another output_dir."
+            ) from err
+        logger.warning("could not lock %s (%s): make sure no other run writes there", out, err.strerror)
+        return
+    _LOCKS[key] = fd
 
 
 def _clear_run(out: str) -> None:

@@ -12,6 +12,7 @@ import pytest
 from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification, BertTokenizerFast
 
+from hfkit.trainers.checkpoints import checkpoint_problem
 from tests.conftest import REPO, SPECIAL, WORDS, write_tiny_model, write_toy_tsv
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -125,3 +126,9 @@ def test_two_process_cpu_launch_trains_one_student(setup):
     assert "Total train batch size (w. parallel, distributed & accumulation) = 32" in log
     assert (out / "model.safetensors").exists() and (out / "distill_report.json").exists()
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    # Both processes wrote into the temporary folder before the main one renamed it: each RNG state is there.
+    assert sorted(p.name for p in (out / "checkpoint-6").glob("rng_state_*.pth")) == [
+        "rng_state_0.pth",
+        "rng_state_1.pth",
+    ]
+    assert checkpoint_problem(out / "checkpoint-6") is None and not list(out.glob("_tmp-*"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 
@@ -122,3 +123,13 @@ def test_run_that_failed_before_any_checkpoint_takes_new_settings(classify):
     assert code == 2 and not list(classify.out.glob("checkpoint-*"))
     code, _, err = classify()
     assert code == 0, err
+
+
+def test_output_dir_in_use_by_another_run_is_refused(classify):
+    """The same command started twice (two terminals) would mix two runs' checkpoints in one folder."""
+    classify.out.mkdir()
+    with open(classify.out / "_run.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what the other, still running, process holds
+        code, _, err = classify()
+    assert code == 2 and "in use by another run" in err and not list(classify.out.glob("checkpoint-*"))
+    assert classify()[0] == 0  # once it has ended, the folder is free
