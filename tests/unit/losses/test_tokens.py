@@ -1,4 +1,4 @@
-"""Unit tests for the causal-LM losses in hfkit.losses: top-k (sparse) KL/JSD and token_divergence."""
+"""Unit tests for hfkit.losses.tokens: token-level KL/JSD (hand values), their top-k forms and token_divergence."""
 
 from __future__ import annotations
 
@@ -14,8 +14,88 @@ from hfkit.losses import (
     topk_generalized_jsd,
     topk_token_kl,
 )
+from tests.unit.losses.hand_values import KL_55_82, KL_82_55, LN, approx, logits_of, t
 
-LN = math.log
+# --------------------------------------------------------------------------------------------------
+# token_kl / generalized_jsd
+# --------------------------------------------------------------------------------------------------
+
+# (B=1, L=2, V=2): position 0 is the hand example, position 1 is garbage with label -100.
+TOK_S = t([[logits_of(0.5, 0.5), [40.0, -40.0]]])
+TOK_T = t([[logits_of(0.8, 0.2), [-40.0, 40.0]]])
+TOK_LABELS = torch.tensor([[1, -100]])
+
+
+def test_token_kl_forward_reverse_hand_values():
+    assert approx(token_kl(TOK_S, TOK_T, TOK_LABELS, kind="forward"), KL_82_55)
+    assert approx(token_kl(TOK_S, TOK_T, TOK_LABELS, kind="reverse"), KL_55_82)
+    # Without labels the garbage position counts and the value changes.
+    assert not approx(token_kl(TOK_S, TOK_T, kind="forward"), KL_82_55)
+    with pytest.raises(ValueError, match="kind"):
+        token_kl(TOK_S, TOK_T, kind="sideways")
+
+
+def test_token_kl_temperature_has_no_t_squared_factor():
+    s, te = TOK_S * 2, TOK_T * 2
+    assert approx(token_kl(s, te, TOK_LABELS, temperature=2.0), KL_82_55)
+
+
+def test_token_kl_gradients_and_half_precision():
+    s = torch.randn(2, 3, 5, requires_grad=True)
+    te = torch.randn(2, 3, 5, requires_grad=True)
+    token_kl(s, te, kind="reverse").backward()
+    assert s.grad is not None and te.grad is None
+    big_s = torch.tensor([[[1e4, -1e4]]], dtype=torch.bfloat16)
+    big_t = torch.tensor([[[-1e4, 1e4]]], dtype=torch.bfloat16)
+    for kind in ("forward", "reverse"):
+        out = token_kl(big_s, big_t, kind=kind)
+        assert out.dtype == torch.float32 and torch.isfinite(out)
+
+
+def test_generalized_jsd_beta_limits():
+    assert approx(generalized_jsd(TOK_S, TOK_T, TOK_LABELS, beta=0.0), KL_82_55)
+    assert approx(generalized_jsd(TOK_S, TOK_T, TOK_LABELS, beta=1.0), KL_55_82)
+
+
+def direct_jsd(p_t: list[float], p_s: list[float], beta: float) -> float:
+    """TRL's generalized JSD from its definition, in plain Python."""
+    m = [beta * a + (1 - beta) * b for a, b in zip(p_t, p_s, strict=True)]
+    kl_t = sum(a * LN(a / c) for a, c in zip(p_t, m, strict=True))
+    kl_s = sum(b * LN(b / c) for b, c in zip(p_s, m, strict=True))
+    return beta * kl_t + (1 - beta) * kl_s
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.3, 0.9])
+def test_generalized_jsd_matches_direct_formula(beta):
+    out = generalized_jsd(TOK_S, TOK_T, TOK_LABELS, beta=beta)
+    assert approx(out, direct_jsd([0.8, 0.2], [0.5, 0.5], beta))
+
+
+def test_generalized_jsd_symmetric_at_half_and_zero_for_identical():
+    forward = generalized_jsd(TOK_S, TOK_T, TOK_LABELS, beta=0.5)
+    swapped = generalized_jsd(TOK_T, TOK_S, TOK_LABELS, beta=0.5)
+    assert approx(forward, swapped.item())
+    # Identity of the definition: swapping student/teacher roles maps beta to 1 - beta.
+    assert approx(
+        generalized_jsd(TOK_S, TOK_T, TOK_LABELS, beta=0.3),
+        generalized_jsd(TOK_T, TOK_S, TOK_LABELS, beta=0.7).item(),
+    )
+    x = torch.randn(2, 3, 11)
+    for beta in (0.0, 0.5, 1.0):
+        assert approx(generalized_jsd(x, x.clone(), beta=beta), 0.0)
+    with pytest.raises(ValueError, match="beta"):
+        generalized_jsd(x, x, beta=1.5)
+
+
+def test_generalized_jsd_half_precision_and_gradient():
+    s = (torch.randn(1, 2, 6) * 1e4).to(torch.float16).requires_grad_()
+    te = (torch.randn(1, 2, 6) * 1e4).to(torch.float16).requires_grad_()
+    out = generalized_jsd(s, te, torch.tensor([[3, -100]]), beta=0.5)
+    assert out.dtype == torch.float32 and torch.isfinite(out)
+    # JSD is bounded by ln 2 at beta = 0.5.
+    assert 0.0 <= out.item() <= LN(2) + 1e-6
+    out.backward()
+    assert torch.isfinite(s.grad).all() and te.grad is None
 
 
 def full_topk(logits: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

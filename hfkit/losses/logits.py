@@ -1,0 +1,114 @@
+"""Logit distillation (classification or token level): Hinton soft-label KL, cross-entropy and their mix."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .core import (
+    as_bool_mask,
+    check_logits_pair,
+    check_temperature,
+    kl_from_log_probs,
+    masked_mean,
+    to_float32,
+)
+
+
+def soft_label_kl(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    temperature: float = 1.0,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Hinton soft-target loss: T^2 * KL(p_teacher^T || p_student^T), averaged over valid positions."""
+    # Shapes: logits (..., C); `mask` (optional, bool or 0/1) has the leading shape (...), e.g. (B,) for
+    # sequence classification or (B, L) for token classification. Each leading position is one
+    # "example", so for 2-D logits this is exactly PyTorch's reduction="batchmean"; for (B, L, C) it is
+    # the mean over valid tokens (batchmean over B would weight long sequences more).
+    check_logits_pair(student_logits, teacher_logits)
+    check_temperature(temperature)
+    valid = as_bool_mask(mask, student_logits.shape[:-1], "mask")
+    # Upcast *before* dividing by T: in fp16, 1e4 / 0.5 already overflows to inf.
+    log_p_student = F.log_softmax(to_float32(student_logits) / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(to_float32(teacher_logits.detach()) / temperature, dim=-1)
+    per_position = kl_from_log_probs(log_p_teacher, log_p_student)
+    # T^2 keeps the gradient magnitude of the soft term roughly independent of T (Hinton et al. 2015,
+    # sec. 2.1: gradients of the softened KL scale as 1/T^2), so alpha means the same thing at any T.
+    return masked_mean(per_position, valid) * (temperature**2)
+
+
+def hard_label_ce(
+    student_logits: Tensor,
+    labels: Tensor,
+    ignore_index: int = -100,
+    class_weights: Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Cross-entropy against gold labels in float32; rows equal to ignore_index are excluded."""
+    # Shapes: logits (..., C), labels (...). Causal-LM callers must apply the usual shift themselves.
+    if tuple(labels.shape) != tuple(student_logits.shape[:-1]):
+        raise ValueError(
+            f"labels have shape {tuple(labels.shape)}, expected {tuple(student_logits.shape[:-1])}"
+        )
+    num_classes = student_logits.shape[-1]
+    logits = to_float32(student_logits).reshape(-1, num_classes)
+    flat_labels = labels.reshape(-1).long()
+    weight = None if class_weights is None else to_float32(class_weights).to(logits.device)
+    # reduction="none" + our own denominator instead of reduction="mean": with every label ignored
+    # (e.g. a batch of augmented rows with no gold label) torch's mean is 0 / 0 = NaN, which would wipe
+    # out the soft term in distillation_loss. The denominator matches torch's weighted mean exactly:
+    # sum over valid rows of weight[label] (or the valid-row count without weights).
+    per_row = F.cross_entropy(
+        logits,
+        flat_labels,
+        weight=weight,
+        ignore_index=ignore_index,
+        reduction="none",
+        label_smoothing=label_smoothing,
+    )
+    valid = flat_labels != ignore_index
+    if weight is None:
+        denominator = valid.sum().to(per_row.dtype)
+    else:
+        # clamp_min(0) only makes the gather legal for ignored rows; they are zeroed by `valid`.
+        denominator = (weight[flat_labels.clamp_min(0)] * valid).sum()
+    safe_denominator = torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+    return per_row.sum() / safe_denominator
+
+
+def distillation_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor | None = None,
+    alpha: float = 0.5,
+    temperature: float = 2.0,
+    mask: Tensor | None = None,
+    ignore_index: int = -100,
+) -> dict[str, Tensor]:
+    """DistilBERT-style mix: loss = alpha * soft (T^2-scaled KL) + (1 - alpha) * hard (CE on labels)."""
+    # `alpha` weights the SOFT (teacher) term; alpha=1 is pure distillation, alpha=0 pure fine-tuning.
+    # labels=None (e.g. augmented rows without gold labels): loss = soft alone (not alpha * soft), and
+    # the "hard" key is absent. Rows whose label is `ignore_index` enter the soft mean but not the hard
+    # mean; if *every* row is unlabelled the loss falls back to soft alone, so a fully unlabelled batch
+    # gives the same loss whether its labels are None or all ignore_index. `mask` (optional, leading
+    # dims) removes padding positions from both terms.
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1] (it weights the soft term), got {alpha}")
+    soft = soft_label_kl(student_logits, teacher_logits, temperature=temperature, mask=mask)
+    if labels is None:
+        return {"loss": soft, "soft": soft}
+    if tuple(labels.shape) != tuple(student_logits.shape[:-1]):
+        raise ValueError(
+            f"labels have shape {tuple(labels.shape)}, expected {tuple(student_logits.shape[:-1])}"
+        )
+    valid_mask = as_bool_mask(mask, student_logits.shape[:-1], "mask")
+    if valid_mask is not None:
+        # Padding positions must not count as gold labels either.
+        labels = labels.masked_fill(~valid_mask, ignore_index)
+    hard = hard_label_ce(student_logits, labels, ignore_index=ignore_index)
+    mixed = alpha * soft + (1.0 - alpha) * hard
+    # torch.where instead of `if (labels != ignore_index).any()` avoids a GPU->CPU sync every step.
+    has_labels = (labels != ignore_index).any()
+    return {"loss": torch.where(has_labels, mixed, soft), "soft": soft, "hard": hard}

@@ -1,0 +1,174 @@
+"""Token-level losses for causal LMs (GKD / on-policy distillation): KL, generalized JSD, their top-k forms."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .core import check_logits_pair, check_temperature, kl_from_log_probs, label_mask, masked_mean, to_float32
+
+
+def token_kl(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor | None = None,
+    temperature: float = 1.0,
+    kind: str = "forward",
+    ignore_index: int = -100,
+) -> Tensor:
+    """Per-token KL for LMs: forward KL(p_T || p_S) or reverse KL(p_S || p_T), mean over valid tokens."""
+    # logits (B, L, V) (any leading dims), labels (B, L) already aligned with the logits (shifted);
+    # positions with labels == ignore_index (prompt, padding) are excluded. Forward KL is mass-covering
+    # (classic KD), reverse KL mode-seeking (MiniLLM / on-policy distillation). Like TRL's GKD loss there
+    # is NO T^2 factor here (unlike soft_label_kl); multiply by temperature**2 yourself if wanted.
+    # token_kl(kind="forward") == generalized_jsd(beta=0) and token_kl(kind="reverse") ==
+    # generalized_jsd(beta=1) for the same inputs.
+    if kind not in ("forward", "reverse"):
+        raise ValueError(f"kind must be 'forward' or 'reverse', got {kind!r}")
+    check_logits_pair(student_logits, teacher_logits)
+    check_temperature(temperature)
+    valid = label_mask(labels, student_logits, ignore_index)
+    log_p_student = F.log_softmax(to_float32(student_logits) / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(to_float32(teacher_logits.detach()) / temperature, dim=-1)
+    if kind == "forward":
+        per_token = kl_from_log_probs(log_p_teacher, log_p_student)
+    else:
+        per_token = kl_from_log_probs(log_p_student, log_p_teacher)
+    return masked_mean(per_token, valid)
+
+
+def generalized_jsd(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor | None = None,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+) -> Tensor:
+    """GKD generalized JSD with TRL's convention; beta=0 -> KL(p_T||p_S), beta=1 -> KL(p_S||p_T)."""
+    # Convention (identical to TRL GKDTrainer.generalized_jsd_loss):
+    #   m   = beta * p_T + (1 - beta) * p_S            (computed as logsumexp in log-space)
+    #   JSD = beta * KL(p_T || m) + (1 - beta) * KL(p_S || m)
+    # beta = 0.5 is the ordinary (symmetric) JSD. The formula itself tends to 0 at both ends (m -> p_S
+    # or p_T), so, as in TRL, the endpoints are special-cased to the KLs the GKD paper names: beta = 0 is
+    # forward KL(p_T || p_S), beta = 1 reverse KL(p_S || p_T). Masking: labels == ignore_index positions
+    # are excluded; mean over valid tokens (TRL's "batchmean" with labels). No T^2 factor, as in TRL.
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
+    if beta == 0.0:
+        return token_kl(student_logits, teacher_logits, labels, temperature, "forward", ignore_index)
+    if beta == 1.0:
+        return token_kl(student_logits, teacher_logits, labels, temperature, "reverse", ignore_index)
+    check_logits_pair(student_logits, teacher_logits)
+    check_temperature(temperature)
+    valid = label_mask(labels, student_logits, ignore_index)
+    log_p_student = F.log_softmax(to_float32(student_logits) / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(to_float32(teacher_logits.detach()) / temperature, dim=-1)
+    # log m = logsumexp(log p_T + log beta, log p_S + log(1 - beta)): mixing in probability space would
+    # underflow for the tail of a large vocabulary, log-space keeps every entry finite.
+    log_mixture = torch.logsumexp(
+        torch.stack([log_p_teacher + math.log(beta), log_p_student + math.log1p(-beta)]), dim=0
+    )
+    per_token = beta * kl_from_log_probs(log_p_teacher, log_mixture) + (1.0 - beta) * kl_from_log_probs(
+        log_p_student, log_mixture
+    )
+    return masked_mean(per_token, valid)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sparse (top-k) token losses and one entry point for causal-LM distillation
+# --------------------------------------------------------------------------------------------------
+
+# Names accepted by token_divergence (and CLMConfig.divergence).
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+
+
+def _gather_topk(student_logits: Tensor, teacher_values: Tensor, teacher_indices: Tensor) -> Tensor:
+    """The student's logits at the teacher's top-k token ids, (..., k), checked against the teacher's shapes."""
+    if teacher_values.shape != teacher_indices.shape:
+        raise ValueError(
+            f"teacher top-k values {tuple(teacher_values.shape)} and indices {tuple(teacher_indices.shape)} "
+            "differ in shape; they must come from the same torch.topk call"
+        )
+    if teacher_indices.is_floating_point() or teacher_indices.dtype == torch.bool:
+        raise ValueError(
+            f"teacher top-k indices must be integer token ids, got dtype {teacher_indices.dtype}"
+        )
+    if tuple(teacher_values.shape[:-1]) != tuple(student_logits.shape[:-1]):
+        raise ValueError(
+            f"teacher top-k has leading shape {tuple(teacher_values.shape[:-1])} but the student's logits "
+            f"{tuple(student_logits.shape[:-1])}: both must cover the same (batch, position) grid"
+        )
+    k, vocab = teacher_values.shape[-1], student_logits.shape[-1]
+    if not 1 <= k <= vocab:
+        raise ValueError(f"teacher top-k has k={k} entries per token; need 1 <= k <= student vocab ({vocab})")
+    # Gather before upcasting: only k of the V entries need float32, and autograd then routes the gradient
+    # to exactly those logits (the student's mass outside the teacher's support is not trained directly).
+    return torch.gather(student_logits, -1, teacher_indices.long())
+
+
+def topk_token_kl(
+    student_logits: Tensor,
+    teacher_topk_values: Tensor,
+    teacher_topk_indices: Tensor,
+    labels: Tensor | None = None,
+    temperature: float = 1.0,
+    kind: str = "forward",
+    ignore_index: int = -100,
+) -> Tensor:
+    """token_kl over the teacher's top-k tokens: both distributions renormalised on that support."""
+    # student_logits (..., V) full logits; teacher_topk_values / _indices (..., k) = torch.topk(teacher
+    # logits, k) (raw logits, before any temperature: the top-k set does not change with T). Both sides are
+    # renormalised over the k teacher tokens (log_softmax over k), so for k = V this is exactly token_kl;
+    # for k < V the teacher's tail mass is dropped rather than spread, as in sparse-logit KD caches.
+    # Masking, float32 log-space maths and the missing T^2 factor are token_kl's.
+    gathered = _gather_topk(student_logits, teacher_topk_values, teacher_topk_indices)
+    return token_kl(gathered, teacher_topk_values, labels, temperature, kind, ignore_index)
+
+
+def topk_generalized_jsd(
+    student_logits: Tensor,
+    teacher_topk_values: Tensor,
+    teacher_topk_indices: Tensor,
+    labels: Tensor | None = None,
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+) -> Tensor:
+    """generalized_jsd over the teacher's top-k tokens, both distributions renormalised on that support."""
+    gathered = _gather_topk(student_logits, teacher_topk_values, teacher_topk_indices)
+    return generalized_jsd(gathered, teacher_topk_values, labels, beta, temperature, ignore_index)
+
+
+def token_divergence(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor | None = None,
+    divergence: str = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+    teacher_topk_indices: Tensor | None = None,
+) -> Tensor:
+    """Per-token 'forward_kl' | 'reverse_kl' | 'jsd' (beta) of teacher vs student, mean over valid tokens."""
+    # teacher_logits: the full (..., V) logits, or the teacher's top-k logits (..., k) when
+    # teacher_topk_indices is given (then the top-k variants above are used). labels must already be
+    # aligned with the logits (causal shift applied by the caller). No T^2 factor (see token_kl).
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    if teacher_topk_indices is None:
+        if divergence == "jsd":
+            return generalized_jsd(student_logits, teacher_logits, labels, beta, temperature, ignore_index)
+        kind = "forward" if divergence == "forward_kl" else "reverse"
+        return token_kl(student_logits, teacher_logits, labels, temperature, kind, ignore_index)
+    if divergence == "jsd":
+        return topk_generalized_jsd(
+            student_logits, teacher_logits, teacher_topk_indices, labels, beta, temperature, ignore_index
+        )
+    kind = "forward" if divergence == "forward_kl" else "reverse"
+    return topk_token_kl(
+        student_logits, teacher_logits, teacher_topk_indices, labels, temperature, kind, ignore_index
+    )
