@@ -16,12 +16,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
 from hfkit.data.lm import LMDataArguments, load_lm_data
 from hfkit.errors import UserInputError
-from hfkit.lm_teacher_cache import add_teacher_topk, teacher_topk_logits
 from hfkit.modeling import count_parameters, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.report import format_table
 from hfkit.runtime import RunArguments, finish_run, run_recipe, setup_logging, start_run
 from hfkit.student import describe_sizes, student_from_teacher
+from hfkit.teacher_cache.lm import add_teacher_topk, teacher_topk_logits
 from hfkit.trainers.clm_config import CLMConfig
 from hfkit.trainers.clm_trainer import CLMTrainer, check_vocabularies
 

@@ -57,7 +57,7 @@ __all__ = [
 IGNORE_INDEX = -100
 DATA_FORMATS = ("auto", "text", "prompt_response", "messages")
 SAMPLE_BY = ("document", "paragraph", "line")
-# Per-token teacher top-k columns (see hfkit.lm_teacher_cache); the collator pads them along the sequence.
+# Per-token teacher top-k columns (see hfkit.teacher_cache.lm); the collator pads them along the sequence.
 TOPK_VALUES = "teacher_topk_values"
 TOPK_INDICES = "teacher_topk_indices"
 

@@ -118,7 +118,7 @@ class CLMTrainer(BaseTrainer):
         if training and args.teacher_topk is not None and teacher is None and not cached:
             raise ValueError(
                 f"teacher_topk={args.teacher_topk} but there is no teacher: pass teacher_model, or add cached top-k "
-                "columns (hfkit.lm_teacher_cache.add_teacher_topk) to train_dataset, or unset teacher_topk."
+                "columns (hfkit.teacher_cache.lm.add_teacher_topk) to train_dataset, or unset teacher_topk."
             )
         if (teacher is not None or cached) and args.alpha == 0:
             raise ValueError(

@@ -12,8 +12,8 @@ from peft import LoraConfig
 from safetensors import safe_open
 
 from hfkit.data.lm import LMDataArguments, LMDataCollator, build_lm_dataset
-from hfkit.lm_teacher_cache import add_teacher_topk, teacher_topk_logits
 from hfkit.student import student_from_teacher
+from hfkit.teacher_cache.lm import add_teacher_topk, teacher_topk_logits
 from hfkit.trainers.clm_config import CLMConfig
 from hfkit.trainers.clm_trainer import CLMTrainer
 from tests.unit.data.test_lm import PAD, tiny_llama, word_tokenizer

@@ -1,4 +1,4 @@
-"""Unit tests for hfkit.lm_teacher_cache: top-k values/indices round trip, stale or damaged files rebuilt."""
+"""Unit tests for hfkit.teacher_cache.lm: top-k values/indices round trip, stale or damaged files rebuilt."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hfkit.data.lm import TOPK_INDICES, TOPK_VALUES, LMDataArguments, build_lm_dataset
-from hfkit.lm_teacher_cache import add_teacher_topk, teacher_topk_logits
+from hfkit.teacher_cache.lm import add_teacher_topk, teacher_topk_logits
 from tests.unit.data.test_lm import tiny_llama, word_tokenizer
 
 K = 4
@@ -38,7 +38,7 @@ def cache_files(folder):
 
 
 def test_round_trip_stores_each_real_token_top_k(tmp_path, data, teacher, caplog):
-    caplog.set_level(logging.INFO, logger="hfkit.lm_teacher_cache")
+    caplog.set_level(logging.INFO, logger="hfkit.teacher_cache.lm")
     built = teacher_topk_logits(teacher, data, K, cache_dir=str(tmp_path), batch_size=2)
     (path,) = cache_files(tmp_path)
     assert "cache built" in caplog.text
@@ -80,19 +80,19 @@ def test_edited_file_is_rebuilt_not_trusted(tmp_path, data, teacher, caplog):
     # An id outside the vocabulary is provably wrong (edited values alone are not: the key vouches for them).
     tensors["indices"][0, 0] = 10_000
     save_file(tensors, str(path), metadata=metadata)
-    with caplog.at_level(logging.WARNING, logger="hfkit.lm_teacher_cache"):
+    with caplog.at_level(logging.WARNING, logger="hfkit.teacher_cache.lm"):
         rebuilt = teacher_topk_logits(teacher, data, K, cache_dir=str(tmp_path))
     assert "does not match (token ids outside [0, 56))" in caplog.text
     assert torch.equal(rebuilt.values, good.values) and torch.equal(rebuilt.indices, good.indices)
 
     save_file(tensors, str(path), metadata={**metadata, "content_sha256": "stale"})
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="hfkit.lm_teacher_cache"):
+    with caplog.at_level(logging.WARNING, logger="hfkit.teacher_cache.lm"):
         teacher_topk_logits(teacher, data, K, cache_dir=str(tmp_path))
     assert "content_sha256: stored 'stale'" in caplog.text
     path.write_bytes(b"not a safetensors file")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="hfkit.lm_teacher_cache"):
+    with caplog.at_level(logging.WARNING, logger="hfkit.teacher_cache.lm"):
         again = teacher_topk_logits(teacher, data, K, cache_dir=str(tmp_path))
     assert "unreadable" in caplog.text and torch.equal(again.values, good.values)
 

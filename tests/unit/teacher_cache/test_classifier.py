@@ -1,4 +1,4 @@
-"""Unit tests for hfkit.teacher_cache on a tiny random BERT teacher and a word-level tokenizer (no Hub)."""
+"""Unit tests for hfkit.teacher_cache.classifier on a tiny random BERT teacher and a word-level tokenizer (no Hub)."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def test_order_follows_the_dataset_and_teacher_mode_is_restored(teacher, tokeniz
 
 def test_cache_hit_does_not_run_the_teacher(teacher, tokenized, tokenizer, tmp_path, caplog):
     calls = count_forwards(teacher)
-    with caplog.at_level(logging.INFO, logger="hfkit.teacher_cache"):
+    with caplog.at_level(logging.INFO, logger="hfkit.teacher_cache.classifier"):
         first = compute_teacher_logits(teacher, tokenized, tokenizer, cache_dir=str(tmp_path), batch_size=4)
         assert calls[0] == 2 and "built" in caplog.text
         caplog.clear()
@@ -218,7 +218,7 @@ def test_corrupt_or_edited_cache_is_detected_and_rebuilt(
         else:
             save_file({"logits": torch.zeros_like(good)}, str(path), metadata={**meta, "content_sha256": "x"})
     calls = count_forwards(teacher)
-    with caplog.at_level(logging.WARNING, logger="hfkit.teacher_cache"):
+    with caplog.at_level(logging.WARNING, logger="hfkit.teacher_cache.classifier"):
         rebuilt = compute_teacher_logits(teacher, tokenized, tokenizer, str(tmp_path))
     assert calls[0] == 1 and "rebuilding" in caplog.text
     torch.testing.assert_close(rebuilt, good, atol=1e-6, rtol=0)

@@ -1,37 +1,16 @@
-"""Pre-compute a teacher's logits once, cache them on disk as safetensors, and attach them to a dataset.
+"""Pre-compute a classifier teacher's logits once, cache them on disk as safetensors, attach them to a dataset.
 
 Distillation with a ``teacher_logits`` column lets the trainer skip the teacher entirely, so the teacher
-never shares memory with the student and is run once instead of once per epoch.
-
-Cache key (sha256, hex; the cache file is ``teacher-logits-<key>.safetensors``) over, in order:
-
-* ``FORMAT_VERSION`` -- bump it whenever the way logits are computed or stored changes;
-* the teacher's identity: sha256 over its class name, its config (minus fields that only record where or
-  with which library version it was loaded) and every state_dict tensor's name, dtype, shape and raw bytes.
-  Hashing ~100M fp32 parameters (400 MB) takes ~0.2 s (sha256 at ~2 GB/s), far less than one teacher pass;
-* the teacher config's ``id2label`` (also inside the config, kept separate so the metadata is readable);
-* the dataset's ``_fingerprint`` and ``len(dataset)``: datasets derives the fingerprint from the data and
-  every transform applied (tokenizer, max_length, ...);
-* a content digest of exactly the columns fed to the teacher (input_ids, attention_mask, token_type_ids).
-  It costs one cheap pass over the token ids and guards against a fingerprint that does not describe the
-  data (e.g. one passed by hand through ``new_fingerprint``): the teacher's output depends only on its
-  weights and these tensors, so a hit can never be stale;
-* the autocast dtype of the pass, when it runs in reduced precision (``autocast_dtype`` bf16/fp16): such
-  logits differ from a float32 pass in the last digits, so the two never stand in for each other. A float32
-  pass keeps the key it always had.
-
-Every key part is stored as a string in the safetensors metadata and re-checked, together with the tensor
-shape and dtype, on load: a corrupt or edited file is logged and rebuilt, never trusted.
+never shares memory with the student and is run once instead of once per epoch. The cache file is
+``teacher-logits-<key>.safetensors``, the key that of `hfkit.teacher_cache.store`. Every key part is stored
+as a string in the safetensors metadata and re-checked, together with the tensor shape and dtype, on load:
+a corrupt or edited file is logged and rebuilt, never trusted.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import logging
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -39,101 +18,17 @@ import pyarrow.compute as pc
 import torch
 from datasets import Dataset, DatasetDict, List, Value
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding
 
-from hfkit.data import tokenize_dataset
+from ..data.classification import tokenize_dataset
+from .store import cache_key, input_columns, key_parts, save_atomic
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = "1"
 TEACHER_LOGITS_COLUMN = "teacher_logits"
 _TENSOR_NAME = "logits"
 _FILE_PREFIX = "teacher-logits-"
-# Optional inputs forwarded to the teacher when the dataset has them and its forward() accepts them.
-_OPTIONAL_INPUTS = ("token_type_ids",)
-# Config fields that say where/how the model was loaded, not what it computes.
-_VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "_commit_hash")
-
-
-def teacher_fingerprint(teacher: torch.nn.Module) -> str:
-    """Return a sha256 hex digest of the teacher's class, config and weights (every state_dict tensor's bytes)."""
-    hasher = hashlib.sha256()
-    hasher.update(type(teacher).__qualname__.encode())
-    config = getattr(teacher, "config", None)
-    if config is not None:
-        cfg = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE_CONFIG_KEYS}
-        hasher.update(json.dumps(cfg, sort_keys=True, default=str).encode())
-    for name, tensor in teacher.state_dict().items():
-        tensor = tensor.detach()
-        hasher.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        # Viewing as bytes works for every dtype (bf16 has no numpy equivalent) and avoids a float copy.
-        raw = tensor.reshape(-1).contiguous().cpu().view(torch.uint8).numpy()
-        hasher.update(memoryview(raw))
-    return hasher.hexdigest()
-
-
-def _input_columns(teacher: torch.nn.Module, dataset: Dataset) -> list[str]:
-    missing = [c for c in ("input_ids", "attention_mask") if c not in dataset.column_names]
-    if missing:
-        raise ValueError(
-            f"compute_teacher_logits needs a tokenized dataset; column(s) {missing} are missing "
-            f"(it has {dataset.column_names}). Tokenize it first, e.g. with hfkit.data.tokenize_dataset."
-        )
-    params = inspect.signature(teacher.forward).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    columns = ["input_ids", "attention_mask"]
-    for name in _OPTIONAL_INPUTS:
-        if name in dataset.column_names:
-            # A wrapper with **kwargs (e.g. PEFT) passes everything on to the model: feed the column.
-            if name in params or takes_any:
-                columns.append(name)
-            else:
-                # e.g. a BERT-tokenized dataset fed to a DistilBERT/MPNet teacher, which has no segment ids.
-                logger.debug("teacher %s takes no %s; not feeding that column.", type(teacher).__name__, name)
-    return columns
-
-
-def _content_digest(dataset: Dataset, columns: list[str], chunk_rows: int = 10_000) -> str:
-    """sha256 over the token ids actually fed to the teacher (row lengths and flattened values), in row order."""
-    hasher = hashlib.sha256()
-    table_view = dataset.select_columns(columns).with_format("arrow")
-    for start in range(0, len(dataset), chunk_rows):
-        chunk = table_view[start : start + chunk_rows]
-        for name in columns:
-            column = chunk.column(name).combine_chunks()
-            hasher.update(name.encode())
-            # Lengths pin the row boundaries; flatten() honours slicing, raw offsets would not.
-            hasher.update(
-                pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64).tobytes()
-            )
-            hasher.update(column.flatten().to_numpy(zero_copy_only=False).astype(np.int64).tobytes())
-    return hasher.hexdigest()
-
-
-def _key_parts(
-    teacher: torch.nn.Module, dataset: Dataset, columns: list[str], autocast_dtype: torch.dtype | None = None
-) -> dict[str, str]:
-    config = getattr(teacher, "config", None)
-    id2label = getattr(config, "id2label", None) or {}
-    parts = {
-        "format_version": FORMAT_VERSION,
-        "teacher_sha256": teacher_fingerprint(teacher),
-        "id2label": json.dumps({str(k): str(v) for k, v in id2label.items()}, sort_keys=True),
-        # Not the datasets fingerprint: it names the processing path, so the same tokens reached another way
-        # (another recipe, another run's map cache) would miss. The content digest pins what the teacher sees.
-        "num_rows": str(len(dataset)),
-        "input_columns": ",".join(columns),
-        "content_sha256": _content_digest(dataset, columns),
-    }
-    if autocast_dtype is not None:
-        parts["autocast_dtype"] = str(autocast_dtype).removeprefix("torch.")
-    return parts
-
-
-def _cache_key(parts: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def cache_path(cache_dir: str, key: str) -> str:
@@ -177,22 +72,6 @@ def _load_cached(path: str, key: str, parts: dict[str, str], num_labels: int | N
     return logits
 
 
-def save_atomic(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Write to a temp file in the same folder, then os.replace: readers see the old file or the whole new one."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file({name: t.contiguous() for name, t in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        # Also on KeyboardInterrupt: never leave a stray temp file behind.
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def model_logits(
     teacher: torch.nn.Module,
     dataset: Dataset,
@@ -206,7 +85,7 @@ def model_logits(
     ``autocast_dtype`` (torch.bfloat16 / torch.float16) runs the forward under ``torch.autocast`` on the
     model's device: 2 to 3x faster on CPUs with AVX512-BF16 and on GPUs; the logits are returned in float32.
     """
-    columns = _input_columns(teacher, dataset)
+    columns = input_columns(teacher, dataset)
     n = len(dataset)
     # Plain Python rows whatever format the caller set (e.g. "torch"): the collator pads lists.
     view = dataset.select_columns(columns).with_format(None)
@@ -260,15 +139,15 @@ def compute_teacher_logits(
         )
     if batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
-    columns = _input_columns(teacher, dataset)
+    columns = input_columns(teacher, dataset)
     num_labels = getattr(getattr(teacher, "config", None), "num_labels", None)
     if len(dataset) == 0:
         return torch.empty((0, num_labels or 0), dtype=torch.float32)
 
     path = key = parts = None
     if cache_dir is not None:
-        parts = _key_parts(teacher, dataset, columns, autocast_dtype)
-        key = _cache_key(parts)
+        parts = key_parts(teacher, dataset, columns, autocast_dtype)
+        key = cache_key(parts)
         path = cache_path(cache_dir, key)
         cached = _load_cached(path, key, parts, num_labels)
         if cached is not None:

@@ -8,7 +8,7 @@ once instead of once per epoch; the loss renormalises both distributions over th
 File ``lm-teacher-topk-<key>.safetensors`` holds three tensors over the dataset's rows in order, unpadded:
 ``values`` (T, k) float32 raw logits (before temperature: the top-k set does not depend on it), ``indices``
 (T, k) int32 token ids, ``lengths`` (N,) int64 tokens per row (T = sum of lengths). The key is the classifier
-cache's (``hfkit.teacher_cache``: teacher weights and config, dataset fingerprint, a digest of the exact
+cache's (``hfkit.teacher_cache.store``: teacher weights and config, dataset fingerprint, a digest of the exact
 token ids) plus the cache kind and k; every part is stored as metadata and re-checked on load, together
 with shapes, dtypes, row lengths and the index range, so a stale or damaged file is logged and rebuilt.
 """
@@ -28,8 +28,8 @@ from datasets.table import InMemoryTable
 from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from .data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
-from .teacher_cache import _cache_key, _input_columns, _key_parts, save_atomic
+from ..data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
+from .store import cache_key, input_columns, key_parts, save_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def teacher_topk_logits(
         raise ValueError(f"k must be in [1, {vocab}] (the teacher's vocabulary), got {k}.")
     if batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
-    columns = _input_columns(teacher, dataset)
+    columns = input_columns(teacher, dataset)
     if len(dataset) == 0:
         raise ValueError("teacher_topk_logits needs a non-empty dataset.")
     lengths = _row_lengths(dataset)
@@ -180,12 +180,12 @@ def teacher_topk_logits(
     path = key = parts = None
     if cache_dir is not None:
         parts = {
-            **_key_parts(teacher, dataset, columns),
+            **key_parts(teacher, dataset, columns),
             "cache_kind": LM_CACHE_KIND,
             "topk": str(k),
             "vocab_size": str(vocab),
         }
-        key = _cache_key(parts)
+        key = cache_key(parts)
         path = topk_cache_path(cache_dir, key)
         cached = _load(path, key, parts, lengths, vocab)
         if cached is not None:
