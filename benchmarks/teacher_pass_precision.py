@@ -2,7 +2,7 @@
 
     python benchmarks/teacher_pass_precision.py --model outputs/classify/mpnet_sst2 --rows 4096
 
-Scores the first --rows SST-2 sentences with `hfkit.teacher_cache.model_logits` (length-sorted batches, as
+Scores the first --rows SST-2 sentences with `hfkit.teacher_cache.classifier_logits` (length-sorted batches, as
 the distill recipe does) in float32 and in the reduced precision, alternately --rounds times, and prints the
 best wall time of each, the speed-up, the largest logit difference and how often the predicted class agrees.
 """
@@ -16,7 +16,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfkit.data import load_data_file, tokenize_dataset
 from hfkit.modeling import resolve_model_path
-from hfkit.teacher_cache import model_logits
+from hfkit.teacher_cache import classifier_logits
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     for _ in range(args.rounds):  # alternate, so both see the same machine state
         for name, dtype in (("float32", None), (args.dtype, reduced)):
             start = time.perf_counter()
-            logits[name] = model_logits(
+            logits[name] = classifier_logits(
                 model, data, tokenizer, args.batch_size, desc=name, autocast_dtype=dtype
             )
             best[name] = min(best[name], time.perf_counter() - start)

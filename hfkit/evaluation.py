@@ -17,7 +17,7 @@ from .data import tokenize_dataset
 from .metrics import classification_metrics
 from .modeling import count_parameters
 from .report import format_table
-from .teacher_cache import model_logits
+from .teacher_cache import classifier_logits
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ModelMeasurement:
 
 def predict_logits(model: PreTrainedModel, tokenizer, dataset: Dataset, batch_size: int = 128) -> np.ndarray:
     """Logits of `model` over a tokenized dataset, in row order, batches padded dynamically."""
-    return model_logits(model, dataset, tokenizer, batch_size, desc="predicting").numpy()
+    return classifier_logits(model, dataset, tokenizer, batch_size, desc="predicting").numpy()
 
 
 def evaluate_classifier(

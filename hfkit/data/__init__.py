@@ -3,11 +3,12 @@
 from .augment import AugmentArguments, augment_dataset, replace_mask_token
 from .classification import DataArguments, load_classification_data, load_raw_datasets, tokenize_dataset
 from .lm import LMDataArguments, LMDataCollator, build_lm_dataset, lm_pad_token_id, load_lm_data
-from .sources import load_data_file
+from .sources import DataSourceArguments, load_data_file
 
 __all__ = [
     "AugmentArguments",
     "DataArguments",
+    "DataSourceArguments",
     "LMDataArguments",
     "LMDataCollator",
     "augment_dataset",

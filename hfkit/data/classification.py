@@ -5,29 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import datasets
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from .sources import load_data_file
+from .sources import DataSourceArguments, check_positive, load_raw_datasets, subsample
 
 
 @dataclass
-class DataArguments:
-    """Where the data comes from, which columns to use, and how to split and tokenize it."""
+class DataArguments(DataSourceArguments):
+    """Classification data: where it comes from (DataSourceArguments), its text and label columns, tokenization."""
 
-    dataset_name: str | None = field(
-        default=None,
-        metadata={"help": "Hub dataset id (e.g. 'glue') or a local dataset folder; used when no train_file."},
-    )
-    dataset_config_name: str | None = field(
-        default=None, metadata={"help": "Configuration of the Hub dataset (e.g. 'sst2')."}
-    )
-    train_file: str | None = field(
-        default=None, metadata={"help": "Local training file: .csv, .tsv, .json, .jsonl, .parquet or .txt."}
-    )
-    validation_file: str | None = field(
-        default=None, metadata={"help": "Local validation file; when absent a seeded split of train is used."}
-    )
     text_column: str = field(default="text", metadata={"help": "Column holding the (first) sentence."})
     text_pair_column: str | None = field(
         default=None, metadata={"help": "Column holding the second sentence, for sentence-pair tasks."}
@@ -37,52 +23,13 @@ class DataArguments:
         default=None,
         metadata={"help": "Readable names for integer labels 0..K-1, in order (e.g. negative positive)."},
     )
-    validation_split: float = field(
-        default=0.1,
-        metadata={"help": "Fraction of train held out (stratified, seeded) when there is no validation set."},
-    )
-    split_seed: int = field(
-        default=42,
-        metadata={
-            "help": "Seed of the train/validation split and subsampling; independent of the training seed."
-        },
-    )
-    max_train_samples: int | None = field(
-        default=None, metadata={"help": "Keep a seeded random subset of this many training rows."}
-    )
-    max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Keep a seeded random subset of this many validation rows."}
-    )
     max_length: int | None = field(
         default=128, metadata={"help": "Truncate to this many tokens (None: the tokenizer's own limit)."}
     )
 
     def __post_init__(self):
-        if self.train_file is None and self.dataset_name is None:
-            raise ValueError("No data given: set train_file (a local file) or dataset_name (a Hub dataset).")
-        if not 0.0 < self.validation_split < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}.")
-        for name in ("max_train_samples", "max_eval_samples", "max_length"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be a positive integer or None, got {value}.")
-
-
-def load_raw_datasets(args: DataArguments) -> DatasetDict:
-    """Load train (and validation, if given) from local files or the Hub, same code path as load_dataset."""
-    if args.train_file is not None:
-        raw = DatasetDict({"train": load_data_file(args.train_file, "train_file")})
-        if args.validation_file is not None:
-            raw["validation"] = load_data_file(args.validation_file, "validation_file")
-        return raw
-    loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
-    if "train" not in loaded:
-        raise ValueError(f"dataset {args.dataset_name!r} has no 'train' split (it has {list(loaded)}).")
-    raw = DatasetDict({"train": loaded["train"]})
-    # Hub datasets such as GLUE ship a test split without labels: use validation only.
-    if "validation" in loaded:
-        raw["validation"] = loaded["validation"]
-    return raw
+        super().__post_init__()
+        check_positive(self, "max_length")
 
 
 def _check_columns(ds: Dataset, split: str, columns: list[str], source: str) -> None:
@@ -159,12 +106,6 @@ def _encode_labels(ds: Dataset, split: str, args: DataArguments, names: list[str
     return ds
 
 
-def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
-    if n is None or n >= len(ds):
-        return ds
-    return ds.shuffle(seed=seed).select(range(n))
-
-
 def load_classification_data(args: DataArguments) -> tuple[DatasetDict, list[str]]:
     """Load, check, label-encode and split classification data; returns (train/validation, label names).
 
@@ -206,8 +147,8 @@ def load_classification_data(args: DataArguments) -> tuple[DatasetDict, list[str
                 "Give a validation_file, more training data, or another validation_split."
             ) from err
         encoded = DatasetDict({"train": split["train"], "validation": split["test"]})
-    encoded["train"] = _subsample(encoded["train"], args.max_train_samples, args.split_seed)
-    encoded["validation"] = _subsample(encoded["validation"], args.max_eval_samples, args.split_seed)
+    encoded["train"] = subsample(encoded["train"], args.max_train_samples, args.split_seed)
+    encoded["validation"] = subsample(encoded["validation"], args.max_eval_samples, args.split_seed)
     return encoded, names
 
 

@@ -25,17 +25,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import datasets
-import numpy as np
-import pyarrow.compute as pc
 import torch
 from datasets import Dataset, DatasetDict
 
-from .sources import load_data_file
+from .sources import DataSourceArguments, load_raw_datasets, row_lengths, subsample
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +45,6 @@ __all__ = [
     "detect_format",
     "group_texts",
     "load_lm_data",
-    "load_lm_raw",
     "lm_pad_token_id",
     "split_lm_dataset",
 ]
@@ -63,22 +58,9 @@ TOPK_INDICES = "teacher_topk_indices"
 
 
 @dataclass
-class LMDataArguments:
-    """Where causal-LM data comes from, which columns hold it, and how to hold out validation data."""
+class LMDataArguments(DataSourceArguments):
+    """Causal-LM data: where it comes from (DataSourceArguments), its format and the columns that hold it."""
 
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Hub dataset id or a local dataset folder; used when no train_file."}
-    )
-    dataset_config_name: str | None = field(
-        default=None, metadata={"help": "Configuration of the Hub dataset."}
-    )
-    train_file: str | None = field(
-        default=None, metadata={"help": "Local training file: .txt, .csv, .tsv, .json, .jsonl or .parquet."}
-    )
-    validation_file: str | None = field(
-        default=None,
-        metadata={"help": "Local validation file; when absent a seeded share of train is held out."},
-    )
     data_format: str = field(
         default="auto",
         metadata={
@@ -105,71 +87,13 @@ class LMDataArguments:
             "choices": list(SAMPLE_BY),
         },
     )
-    validation_split: float = field(
-        default=0.1,
-        metadata={
-            "help": "Share of examples (blocks, when packed) held out, seeded, when there is no validation_file."
-        },
-    )
-    split_seed: int = field(default=42, metadata={"help": "Seed of the held-out split and of subsampling."})
-    max_train_samples: int | None = field(
-        default=None,
-        metadata={"help": "Keep a seeded random subset of this many training examples (blocks)."},
-    )
-    max_eval_samples: int | None = field(
-        default=None,
-        metadata={"help": "Keep a seeded random subset of this many validation examples (blocks)."},
-    )
 
     def __post_init__(self):
-        if self.train_file is None and self.dataset_name is None:
-            raise ValueError("No data given: set train_file (a local file) or dataset_name (a Hub dataset).")
+        super().__post_init__()
         if self.data_format not in DATA_FORMATS:
             raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {self.data_format!r}.")
         if self.text_sample_by not in SAMPLE_BY:
             raise ValueError(f"text_sample_by must be one of {SAMPLE_BY}, got {self.text_sample_by!r}.")
-        if not 0.0 < self.validation_split < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}.")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be a positive integer or None, got {value}.")
-
-
-# ---- loading ---------------------------------------------------------------------------------------------
-
-
-def _load_file(path: str, what: str, sample_by: str) -> Dataset:
-    """load_data_file, except that a .txt file is split into documents by `sample_by` (not always by line)."""
-    if not path.lower().endswith(".txt"):
-        return load_data_file(path, what)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{what} not found: {path!r} (absolute: {os.path.abspath(path)}). "
-            "Check the path, or pass another one on the command line."
-        )
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"{what} {path!r} is empty: it has no text. Point to a file with data.")
-    # keep_linebreaks: verse and code lose their shape (and the model its newline tokens) without them.
-    return datasets.load_dataset(
-        "text", data_files={"train": path}, split="train", sample_by=sample_by, keep_linebreaks=True
-    )
-
-
-def load_lm_raw(args: LMDataArguments) -> DatasetDict:
-    """Raw train (and validation, if given) splits from local files or the Hub, untokenized."""
-    if args.train_file is not None:
-        raw = DatasetDict({"train": _load_file(args.train_file, "train_file", args.text_sample_by)})
-        if args.validation_file is not None:
-            raw["validation"] = _load_file(args.validation_file, "validation_file", args.text_sample_by)
-        return raw
-    loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
-    if "train" not in loaded:
-        raise ValueError(f"dataset {args.dataset_name!r} has no 'train' split (it has {list(loaded)}).")
-    raw = DatasetDict({"train": loaded["train"]})
-    if "validation" in loaded:
-        raw["validation"] = loaded["validation"]
-    return raw
 
 
 def detect_format(columns: list[str], args: LMDataArguments) -> str:
@@ -322,12 +246,6 @@ def _windows(examples: dict[str, list[list[int]]], block_size: int) -> dict[str,
     return out
 
 
-def _row_lengths(ds: Dataset) -> np.ndarray:
-    """Token count of every row, read from Arrow without building Python lists."""
-    column = ds.with_format("arrow")["input_ids"]
-    return pc.list_value_length(column).to_numpy(zero_copy_only=False)
-
-
 def _add_mask_and_labels(batch: dict[str, list]) -> dict[str, list]:
     out = {"attention_mask": [[1] * len(ids) for ids in batch["input_ids"]]}
     if "labels" not in batch:
@@ -388,7 +306,7 @@ def build_lm_dataset(
             split=split,
         )
     tokens = ds.map(fn, desc=f"tokenizing {split} ({fmt})", **common)
-    n_tokens = int(_row_lengths(tokens).sum())
+    n_tokens = int(row_lengths(tokens).sum())
 
     if packing:
         if "labels" not in tokens.column_names:
@@ -408,7 +326,7 @@ def build_lm_dataset(
         )
     else:
         # Windows would separate responses from their prompts: keep each example's first block_size tokens.
-        too_long = int((_row_lengths(tokens) > block_size).sum())
+        too_long = int((row_lengths(tokens) > block_size).sum())
         if too_long:
             logger.warning(
                 "%d of %d %s examples are longer than block_size=%d and were truncated.",
@@ -452,10 +370,6 @@ def split_lm_dataset(ds: Dataset, validation_split: float, seed: int) -> Dataset
     return DatasetDict({"train": parts["train"], "validation": parts["test"]})
 
 
-def _subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:
-    return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n))
-
-
 def load_lm_data(
     args: LMDataArguments,
     tokenizer: Any,
@@ -464,7 +378,7 @@ def load_lm_data(
     completion_only_loss: bool = True,
 ) -> DatasetDict:
     """Load, tokenize, (pack and) split causal-LM data into 'train' and 'validation' splits."""
-    raw = load_lm_raw(args)
+    raw = load_raw_datasets(args, text_sample_by=args.text_sample_by)
     built = DatasetDict(
         {
             split: build_lm_dataset(ds, tokenizer, args, block_size, packing, completion_only_loss, split)
@@ -473,8 +387,8 @@ def load_lm_data(
     )
     if "validation" not in built:
         built = split_lm_dataset(built["train"], args.validation_split, args.split_seed)
-    built["train"] = _subsample(built["train"], args.max_train_samples, args.split_seed)
-    built["validation"] = _subsample(built["validation"], args.max_eval_samples, args.split_seed)
+    built["train"] = subsample(built["train"], args.max_train_samples, args.split_seed)
+    built["validation"] = subsample(built["validation"], args.max_eval_samples, args.split_seed)
     return built
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -72,3 +73,15 @@ def label_mask(labels: Tensor | None, logits: Tensor, ignore_index: int) -> Tens
             "(the logits' leading dims; apply the causal shift to both before calling)"
         )
     return labels != ignore_index
+
+
+def tempered_log_probs(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float
+) -> tuple[Tensor, Tensor]:
+    """Checked float32 log_softmax(logits / T) of student and (detached) teacher, in that order."""
+    check_logits_pair(student_logits, teacher_logits)
+    check_temperature(temperature)
+    # Upcast *before* dividing by T: in fp16, 1e4 / 0.5 already overflows to inf.
+    log_p_student = F.log_softmax(to_float32(student_logits) / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(to_float32(teacher_logits.detach()) / temperature, dim=-1)
+    return log_p_student, log_p_teacher

@@ -6,14 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .core import (
-    as_bool_mask,
-    check_logits_pair,
-    check_temperature,
-    kl_from_log_probs,
-    masked_mean,
-    to_float32,
-)
+from .core import as_bool_mask, kl_from_log_probs, masked_mean, tempered_log_probs, to_float32
 
 
 def soft_label_kl(
@@ -27,12 +20,8 @@ def soft_label_kl(
     # sequence classification or (B, L) for token classification. Each leading position is one
     # "example", so for 2-D logits this is exactly PyTorch's reduction="batchmean"; for (B, L, C) it is
     # the mean over valid tokens (batchmean over B would weight long sequences more).
-    check_logits_pair(student_logits, teacher_logits)
-    check_temperature(temperature)
+    log_p_student, log_p_teacher = tempered_log_probs(student_logits, teacher_logits, temperature)
     valid = as_bool_mask(mask, student_logits.shape[:-1], "mask")
-    # Upcast *before* dividing by T: in fp16, 1e4 / 0.5 already overflows to inf.
-    log_p_student = F.log_softmax(to_float32(student_logits) / temperature, dim=-1)
-    log_p_teacher = F.log_softmax(to_float32(teacher_logits.detach()) / temperature, dim=-1)
     per_position = kl_from_log_probs(log_p_teacher, log_p_student)
     # T^2 keeps the gradient magnitude of the soft term roughly independent of T (Hinton et al. 2015,
     # sec. 2.1: gradients of the softened KL scale as 1/T^2), so alpha means the same thing at any T.

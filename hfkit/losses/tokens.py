@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .core import check_logits_pair, check_temperature, kl_from_log_probs, label_mask, masked_mean, to_float32
+from .core import kl_from_log_probs, label_mask, masked_mean, tempered_log_probs
 
 
 def token_kl(
@@ -28,11 +27,8 @@ def token_kl(
     # generalized_jsd(beta=1) for the same inputs.
     if kind not in ("forward", "reverse"):
         raise ValueError(f"kind must be 'forward' or 'reverse', got {kind!r}")
-    check_logits_pair(student_logits, teacher_logits)
-    check_temperature(temperature)
+    log_p_student, log_p_teacher = tempered_log_probs(student_logits, teacher_logits, temperature)
     valid = label_mask(labels, student_logits, ignore_index)
-    log_p_student = F.log_softmax(to_float32(student_logits) / temperature, dim=-1)
-    log_p_teacher = F.log_softmax(to_float32(teacher_logits.detach()) / temperature, dim=-1)
     if kind == "forward":
         per_token = kl_from_log_probs(log_p_teacher, log_p_student)
     else:
@@ -62,11 +58,8 @@ def generalized_jsd(
         return token_kl(student_logits, teacher_logits, labels, temperature, "forward", ignore_index)
     if beta == 1.0:
         return token_kl(student_logits, teacher_logits, labels, temperature, "reverse", ignore_index)
-    check_logits_pair(student_logits, teacher_logits)
-    check_temperature(temperature)
+    log_p_student, log_p_teacher = tempered_log_probs(student_logits, teacher_logits, temperature)
     valid = label_mask(labels, student_logits, ignore_index)
-    log_p_student = F.log_softmax(to_float32(student_logits) / temperature, dim=-1)
-    log_p_teacher = F.log_softmax(to_float32(teacher_logits.detach()) / temperature, dim=-1)
     # log m = logsumexp(log p_T + log beta, log p_S + log(1 - beta)): mixing in probability space would
     # underflow for the tail of a large vocabulary, log-space keeps every entry finite.
     log_mixture = torch.logsumexp(

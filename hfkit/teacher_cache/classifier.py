@@ -10,19 +10,17 @@ a corrupt or edited file is logged and rebuilt, never trusted.
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 import torch
 from datasets import Dataset, DatasetDict, List, Value
-from safetensors import safe_open
-from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding
 
 from ..data.classification import tokenize_dataset
-from .store import cache_key, input_columns, key_parts, save_atomic
+from .forward import forward_batches
+from .store import cache_file, cache_key, input_columns, key_parts, load_checked, save_cache
 
 logger = logging.getLogger(__name__)
 
@@ -33,47 +31,33 @@ _FILE_PREFIX = "teacher-logits-"
 
 def cache_path(cache_dir: str, key: str) -> str:
     """Return the cache file path for a key."""
-    return os.path.join(cache_dir, f"{_FILE_PREFIX}{key}.safetensors")
+    return cache_file(cache_dir, _FILE_PREFIX, key)
 
 
-def _load_cached(path: str, key: str, parts: dict[str, str], num_labels: int | None) -> torch.Tensor | None:
-    """Return the cached logits, or None (logged) if the file is absent, unreadable or disagrees with the key."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-            names = list(f.keys())
-            logits = f.get_tensor(_TENSOR_NAME) if names == [_TENSOR_NAME] else None
-    except Exception as err:  # safetensors raises several error types for truncated/garbage files
-        logger.warning("teacher-logit cache %s is unreadable (%s); rebuilding it.", path, err)
-        return None
-    problems = [f"{k}: stored {meta.get(k)!r}, expected {v!r}" for k, v in parts.items() if meta.get(k) != v]
-    if meta.get("key") != key:
-        problems.append(f"key: stored {meta.get('key')!r}, expected {key!r}")
-    n = int(parts["num_rows"])
-    if logits is None:
-        problems.append(f"tensors {names}, expected only {_TENSOR_NAME!r}")
-    elif logits.dtype != torch.float32 or logits.dim() != 2 or logits.shape[0] != n:
-        problems.append(f"tensor {tuple(logits.shape)} {logits.dtype}, expected ({n}, C) float32")
-    elif meta.get("num_labels") != str(logits.shape[1]) or (
-        num_labels is not None and logits.shape[1] != num_labels
-    ):
-        problems.append(
-            f"{logits.shape[1]} columns, metadata num_labels={meta.get('num_labels')!r}, teacher {num_labels}"
-        )
-    elif not torch.isfinite(logits).all():
-        problems.append("non-finite values")
-    if problems:
-        logger.warning(
-            "teacher-logit cache %s does not match (%s); rebuilding it.", path, "; ".join(problems)
-        )
-        return None
-    return logits
+def _check(
+    num_rows: int, num_labels: int | None
+) -> Callable[[dict[str, torch.Tensor], dict[str, str]], list[str]]:
+    """What a logit cache file must hold: one float32 (num_rows, C) tensor, C the teacher's label count."""
+
+    def check(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> list[str]:
+        if list(tensors) != [_TENSOR_NAME]:
+            return [f"tensors {list(tensors)}, expected only {_TENSOR_NAME!r}"]
+        logits = tensors[_TENSOR_NAME]
+        if logits.dtype != torch.float32 or logits.dim() != 2 or logits.shape[0] != num_rows:
+            return [f"tensor {tuple(logits.shape)} {logits.dtype}, expected ({num_rows}, C) float32"]
+        if meta.get("num_labels") != str(logits.shape[1]) or (
+            num_labels is not None and logits.shape[1] != num_labels
+        ):
+            return [
+                f"{logits.shape[1]} columns, metadata num_labels={meta.get('num_labels')!r}, teacher {num_labels}"
+            ]
+        return []
+
+    return check
 
 
-def model_logits(
-    teacher: torch.nn.Module,
+def classifier_logits(
+    model: torch.nn.Module,
     dataset: Dataset,
     tokenizer: Any,
     batch_size: int = 64,
@@ -82,41 +66,21 @@ def model_logits(
 ) -> torch.Tensor:
     """Float32 CPU logits (N, C) of a classifier over a tokenized, non-empty dataset, in row order.
 
-    ``autocast_dtype`` (torch.bfloat16 / torch.float16) runs the forward under ``torch.autocast`` on the
-    model's device: 2 to 3x faster on CPUs with AVX512-BF16 and on GPUs; the logits are returned in float32.
+    ``autocast_dtype`` (torch.bfloat16 / torch.float16): see `forward_batches`; the logits are returned in float32.
     """
-    columns = input_columns(teacher, dataset)
-    n = len(dataset)
-    # Plain Python rows whatever format the caller set (e.g. "torch"): the collator pads lists.
-    view = dataset.select_columns(columns).with_format(None)
-    lengths = pc.list_value_length(view.with_format("arrow")["input_ids"]).to_numpy(zero_copy_only=False)
-    # Longest rows first: batches of similar length waste little padding, and an out-of-memory error
-    # shows on the first batch rather than at the end. A stable sort keeps ties in dataset order.
-    order = np.argsort(-lengths, kind="stable")
-    collator = DataCollatorWithPadding(tokenizer, return_tensors="pt")
-    try:
-        device = next(teacher.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
-    out: torch.Tensor | None = None
-    was_training = teacher.training
-    teacher.eval()
-    precision = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
-    try:
-        with torch.inference_mode(), precision:
-            for start in tqdm(range(0, n, batch_size), desc=desc, unit="batch"):
-                idx = order[start : start + batch_size]
-                rows = view[idx.tolist()]
-                features = [{c: rows[c][i] for c in columns} for i in range(len(idx))]
-                batch = {k: v.to(device) for k, v in collator(features).items()}
-                logits = teacher(**batch).logits.float().cpu()
-                if out is None:
-                    out = torch.empty((n, logits.shape[-1]), dtype=torch.float32)
-                out[torch.from_numpy(idx)] = logits
-    finally:
-        teacher.train(was_training)
-    if out is None:
-        raise ValueError("model_logits needs a non-empty dataset.")
+    columns = input_columns(model, dataset)
+    if len(dataset) == 0:
+        raise ValueError("classifier_logits needs a non-empty dataset.")
+    out = torch.empty((0, 0))
+
+    def keep(idx: np.ndarray, logits: torch.Tensor) -> None:
+        nonlocal out
+        if out.numel() == 0:  # the class count is known from the first batch
+            out = torch.empty((len(dataset), logits.shape[-1]), dtype=torch.float32)
+        out[torch.from_numpy(idx)] = logits.float().cpu()
+
+    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    forward_batches(model, dataset, columns, collate, keep, batch_size, desc, autocast_dtype)
     return out
 
 
@@ -130,8 +94,8 @@ def compute_teacher_logits(
 ) -> torch.Tensor:
     """Return the teacher's float32 CPU logits (N, C) on a tokenized dataset, in row order, cached in cache_dir.
 
-    ``autocast_dtype``: run the teacher pass under torch.autocast in that dtype (see `model_logits`); part of
-    the cache key.
+    ``autocast_dtype``: run the teacher pass under torch.autocast in that dtype (see `forward_batches`); part
+    of the cache key.
     """
     if isinstance(dataset, DatasetDict):
         raise TypeError(
@@ -144,29 +108,29 @@ def compute_teacher_logits(
     if len(dataset) == 0:
         return torch.empty((0, num_labels or 0), dtype=torch.float32)
 
-    path = key = parts = None
+    path = parts = None
     if cache_dir is not None:
         parts = key_parts(teacher, dataset, columns, autocast_dtype)
-        key = cache_key(parts)
-        path = cache_path(cache_dir, key)
-        cached = _load_cached(path, key, parts, num_labels)
+        path = cache_path(cache_dir, cache_key(parts))
+        cached = load_checked(path, parts, "teacher-logit cache", _check(len(dataset), num_labels))
         if cached is not None:
-            logger.info("teacher-logit cache hit: loaded %d x %d logits from %s", *cached.shape, path)
-            return cached
+            logits = cached[_TENSOR_NAME]
+            logger.info("teacher-logit cache hit: loaded %d x %d logits from %s", *logits.shape, path)
+            return logits
 
-    logits = model_logits(teacher, dataset, tokenizer, batch_size, autocast_dtype=autocast_dtype)
+    logits = classifier_logits(teacher, dataset, tokenizer, batch_size, autocast_dtype=autocast_dtype)
     if num_labels is not None and logits.shape[1] != num_labels:
         raise ValueError(
             f"teacher returned {logits.shape[1]} logits per row but its config has {num_labels} labels."
         )
     if path is not None:
-        metadata = {
-            **parts,
-            "key": key,
-            "num_labels": str(logits.shape[1]),
-            "dataset_fingerprint": str(dataset._fingerprint),  # for reference only; not part of the key
-        }
-        save_atomic(path, {_TENSOR_NAME: logits}, metadata)
+        save_cache(
+            path,
+            {_TENSOR_NAME: logits},
+            parts,
+            num_labels=str(logits.shape[1]),
+            dataset_fingerprint=str(dataset._fingerprint),  # for reference only; not part of the key
+        )
         logger.info("teacher-logit cache built: saved %d x %d logits to %s", *logits.shape, path)
     else:
         logger.info("computed %d x %d teacher logits (no cache_dir: not cached)", *logits.shape)

@@ -16,20 +16,19 @@ with shapes, dtypes, row lengths and the index range, so a stale or damaged file
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
 from datasets.table import InMemoryTable
-from safetensors import safe_open
-from tqdm.auto import tqdm
 
 from ..data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
-from .store import cache_key, input_columns, key_parts, save_atomic
+from ..data.sources import row_lengths
+from .forward import forward_batches
+from .store import cache_file, cache_key, input_columns, key_parts, load_checked, save_cache
 
 logger = logging.getLogger(__name__)
 
@@ -58,55 +57,35 @@ class TeacherTopK(NamedTuple):
 
 def topk_cache_path(cache_dir: str, key: str) -> str:
     """Return the cache file path for a key."""
-    return os.path.join(cache_dir, f"{_FILE_PREFIX}{key}.safetensors")
+    return cache_file(cache_dir, _FILE_PREFIX, key)
 
 
-def _row_lengths(dataset: Dataset) -> torch.Tensor:
-    column = dataset.with_format("arrow")["input_ids"]
-    return torch.from_numpy(pc.list_value_length(column).to_numpy(zero_copy_only=False).astype(np.int64))
+def _lengths(dataset: Dataset) -> torch.Tensor:
+    return torch.from_numpy(row_lengths(dataset))
 
 
-def _load(
-    path: str, key: str, parts: dict[str, str], lengths: torch.Tensor, vocab: int
-) -> TeacherTopK | None:
-    """The cached top-k, or None (logged) if absent, unreadable, or not exactly what the key describes."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
-    except Exception as err:  # safetensors raises several error types for truncated/garbage files
-        logger.warning("teacher top-k cache %s is unreadable (%s); rebuilding it.", path, err)
-        return None
-    problems = [f"{k}: stored {meta.get(k)!r}, expected {v!r}" for k, v in parts.items() if meta.get(k) != v]
-    if meta.get("key") != key:
-        problems.append(f"key: stored {meta.get('key')!r}, expected {key!r}")
-    if set(tensors) != set(_TENSORS):
-        problems.append(f"tensors {sorted(tensors)}, expected {sorted(_TENSORS)}")
-    else:
-        k = int(parts["topk"])
+def _check(
+    lengths: torch.Tensor, k: int, vocab: int
+) -> Callable[[dict[str, torch.Tensor], dict[str, str]], list[str]]:
+    """What a top-k cache file must hold: values/indices (T, k) over exactly these row lengths, ids in the vocab."""
+
+    def check(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> list[str]:
+        if set(tensors) != set(_TENSORS):
+            return [f"tensors {sorted(tensors)}, expected {sorted(_TENSORS)}"]
         values, indices, stored_lengths = (tensors[n] for n in _TENSORS)
         shape = (int(lengths.sum()), k)
         dtypes = [tensors[n].dtype for n in _TENSORS]
         if dtypes != list(_TENSORS.values()):
-            problems.append(f"dtypes {dtypes}, expected {list(_TENSORS.values())}")
-        elif tuple(values.shape) != shape or tuple(indices.shape) != shape:
-            problems.append(
-                f"values {tuple(values.shape)} / indices {tuple(indices.shape)}, expected {shape}"
-            )
-        elif not torch.equal(stored_lengths, lengths):
-            problems.append("row lengths differ from the dataset's")
-        elif indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vocab):
-            problems.append(f"token ids outside [0, {vocab})")
-        elif not torch.isfinite(values).all():
-            problems.append("non-finite values")
-    if problems:
-        logger.warning(
-            "teacher top-k cache %s does not match (%s); rebuilding it.", path, "; ".join(problems)
-        )
-        return None
-    return TeacherTopK(*(tensors[n] for n in _TENSORS))
+            return [f"dtypes {dtypes}, expected {list(_TENSORS.values())}"]
+        if tuple(values.shape) != shape or tuple(indices.shape) != shape:
+            return [f"values {tuple(values.shape)} / indices {tuple(indices.shape)}, expected {shape}"]
+        if not torch.equal(stored_lengths, lengths):
+            return ["row lengths differ from the dataset's"]
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vocab):
+            return [f"token ids outside [0, {vocab})"]
+        return []
+
+    return check
 
 
 def _vocab_size(teacher: torch.nn.Module) -> int:
@@ -117,41 +96,30 @@ def _vocab_size(teacher: torch.nn.Module) -> int:
 
 
 def _compute(
-    teacher: torch.nn.Module, dataset: Dataset, k: int, lengths: torch.Tensor, pad_id: int, batch_size: int
+    teacher: torch.nn.Module,
+    dataset: Dataset,
+    columns: list[str],
+    k: int,
+    lengths: torch.Tensor,
+    pad_id: int,
+    batch_size: int,
 ) -> TeacherTopK:
-    """Run the teacher over the rows in order and keep each real token's top-k logits."""
+    """Run the teacher over the rows and keep each real token's top-k logits, rows in dataset order."""
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
     total = int(offsets[-1])
     values = torch.empty((total, k), dtype=torch.float32)
     indices = torch.empty((total, k), dtype=torch.int32)
+
+    def keep(idx: np.ndarray, logits: torch.Tensor) -> None:
+        # topk in float32: bf16 logits tie often, and the stored values are float32 anyway.
+        top = logits.float().topk(k, dim=-1)
+        for j, row in enumerate(idx.tolist()):
+            lo, hi = int(offsets[row]), int(offsets[row + 1])
+            values[lo:hi] = top.values[j, : hi - lo].cpu()
+            indices[lo:hi] = top.indices[j, : hi - lo].to(torch.int32).cpu()
+
     collate = LMDataCollator(pad_token_id=pad_id)
-    view = dataset.select_columns(["input_ids", "attention_mask"]).with_format(None)
-    try:
-        device = next(teacher.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
-    was_training = teacher.training
-    teacher.eval()
-    try:
-        with torch.inference_mode():
-            for start in tqdm(range(0, len(dataset), batch_size), desc="teacher top-k", unit="batch"):
-                rows = [view[i] for i in range(start, min(start + batch_size, len(dataset)))]
-                batch = collate(rows)
-                logits = teacher(
-                    input_ids=batch["input_ids"].to(device),
-                    attention_mask=batch["attention_mask"].to(device),
-                    use_cache=False,
-                ).logits
-                # topk in float32: bf16 logits tie often, and the stored values are float32 anyway.
-                top = logits.float().topk(k, dim=-1)
-                for j in range(len(rows)):
-                    row = start + j
-                    lo, hi = int(offsets[row]), int(offsets[row + 1])
-                    n = hi - lo
-                    values[lo:hi] = top.values[j, :n].cpu()
-                    indices[lo:hi] = top.indices[j, :n].to(torch.int32).cpu()
-    finally:
-        teacher.train(was_training)
+    forward_batches(teacher, dataset, columns, collate, keep, batch_size, "teacher top-k", use_cache=False)
     return TeacherTopK(values, indices, lengths)
 
 
@@ -174,10 +142,10 @@ def teacher_topk_logits(
     columns = input_columns(teacher, dataset)
     if len(dataset) == 0:
         raise ValueError("teacher_topk_logits needs a non-empty dataset.")
-    lengths = _row_lengths(dataset)
+    lengths = _lengths(dataset)
     pad_id = pad_token_id if pad_token_id is not None else lm_pad_token_id(None, teacher.config)
 
-    path = key = parts = None
+    path = parts = None
     if cache_dir is not None:
         parts = {
             **key_parts(teacher, dataset, columns),
@@ -185,25 +153,25 @@ def teacher_topk_logits(
             "topk": str(k),
             "vocab_size": str(vocab),
         }
-        key = cache_key(parts)
-        path = topk_cache_path(cache_dir, key)
-        cached = _load(path, key, parts, lengths, vocab)
+        path = topk_cache_path(cache_dir, cache_key(parts))
+        cached = load_checked(path, parts, "teacher top-k cache", _check(lengths, k, vocab))
         if cached is not None:
+            topk = TeacherTopK(*(cached[n] for n in _TENSORS))
             logger.info(
-                "teacher top-k cache hit: loaded %d tokens x top-%d from %s", len(cached.values), k, path
+                "teacher top-k cache hit: loaded %d tokens x top-%d from %s", len(topk.values), k, path
             )
-            return cached
+            return topk
 
-    topk = _compute(teacher, dataset, k, lengths, pad_id, batch_size)
+    topk = _compute(teacher, dataset, columns, k, lengths, pad_id, batch_size)
     if path is not None:
-        save_atomic(path, topk._asdict(), {**parts, "key": key})
+        save_cache(path, topk._asdict(), parts)
         logger.info("teacher top-k cache built: saved %d tokens x top-%d to %s", len(topk.values), k, path)
     return topk
 
 
 def add_teacher_topk(dataset: Dataset, topk: TeacherTopK) -> Dataset:
     """Return the dataset with per-token columns teacher_topk_values / teacher_topk_indices ((L, k) per row)."""
-    lengths = _row_lengths(dataset)
+    lengths = _lengths(dataset)
     if not torch.equal(lengths, topk.lengths.to(torch.int64)):
         raise ValueError(
             f"the top-k logits cover {len(topk.lengths)} rows / {int(topk.lengths.sum())} tokens but the dataset has "

@@ -1,4 +1,4 @@
-"""What every teacher-output cache shares: the cache key, atomic safetensors writes.
+"""What every teacher-output cache shares: the cache key, atomic safetensors writes, the checked load.
 
 Cache key (sha256, hex) over, in order:
 
@@ -17,8 +17,9 @@ Cache key (sha256, hex) over, in order:
   logits differ from a float32 pass in the last digits, so the two never stand in for each other. A float32
   pass keeps the key it always had.
 
-Every key part is stored as a string in the safetensors metadata and re-checked, together with the tensor
-shape and dtype, on load: a corrupt or edited file is logged and rebuilt, never trusted.
+Every key part is stored as a string in the safetensors metadata and re-checked on load (`load_checked`),
+together with what the cache kind checks (shapes, dtypes, ...) and finiteness: a corrupt or edited file is
+logged and rebuilt, never trusted.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow.compute as pc
 import torch
 from datasets import Dataset
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 logger = logging.getLogger(__name__)
@@ -141,3 +144,46 @@ def save_atomic(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str,
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def cache_file(cache_dir: str, prefix: str, key: str) -> str:
+    """The path of the cache file for a key: ``<cache_dir>/<prefix><key>.safetensors``."""
+    return os.path.join(cache_dir, f"{prefix}{key}.safetensors")
+
+
+def save_cache(path: str, tensors: dict[str, torch.Tensor], parts: dict[str, str], **extra: str) -> None:
+    """Atomically write the tensors with every key part, the key and `extra` in the file's metadata."""
+    save_atomic(path, tensors, {**parts, **extra, "key": cache_key(parts)})
+
+
+def load_checked(
+    path: str,
+    parts: dict[str, str],
+    what: str,
+    check: Callable[[dict[str, torch.Tensor], dict[str, str]], list[str]],
+) -> dict[str, torch.Tensor] | None:
+    """The cached tensors, or None (logged) when the file is absent, unreadable or not what the key describes.
+
+    `check(tensors, metadata)` lists what the cache kind finds wrong (names, shapes, dtypes, ...); every
+    floating tensor must also be finite.
+    """
+    if not os.path.exists(path):
+        return None
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
+    except Exception as err:  # safetensors raises several error types for truncated/garbage files
+        logger.warning("%s %s is unreadable (%s); rebuilding it.", what, path, err)
+        return None
+    problems = [f"{k}: stored {meta.get(k)!r}, expected {v!r}" for k, v in parts.items() if meta.get(k) != v]
+    key = cache_key(parts)
+    if meta.get("key") != key:
+        problems.append(f"key: stored {meta.get('key')!r}, expected {key!r}")
+    problems += check(tensors, meta)
+    if not problems and not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+        problems.append("non-finite values")
+    if problems:
+        logger.warning("%s %s does not match (%s); rebuilding it.", what, path, "; ".join(problems))
+        return None
+    return tensors

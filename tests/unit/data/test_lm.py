@@ -25,6 +25,7 @@ from hfkit.data.lm import (
     load_lm_data,
     split_lm_dataset,
 )
+from hfkit.data.sources import load_raw_datasets
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|end|>"]
 WORDS = [f"w{i}" for i in range(40)] + [
@@ -148,9 +149,9 @@ def test_txt_file_is_one_document_by_default_and_paragraphs_on_request(tmp_path,
 
 
 def load_lm_data_raw(path, sample_by: str):
-    from hfkit.data.lm import load_lm_raw
-
-    return load_lm_raw(args(train_file=str(path), text_sample_by=sample_by))["train"]
+    return load_raw_datasets(args(train_file=str(path), text_sample_by=sample_by), text_sample_by=sample_by)[
+        "train"
+    ]
 
 
 # ---- prompt / response and chat ---------------------------------------------------------------------------
