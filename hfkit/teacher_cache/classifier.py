@@ -20,13 +20,26 @@ from transformers import DataCollatorWithPadding
 
 from ..data.classification import tokenize_dataset
 from .forward import forward_batches
-from .store import cache_file, cache_key, input_columns, key_parts, load_checked, save_cache
+from .store import (
+    cache_file,
+    cache_key,
+    check_cache_dir,
+    check_finite,
+    input_columns,
+    key_parts,
+    load_checked,
+    save_cache,
+)
 
 logger = logging.getLogger(__name__)
 
 TEACHER_LOGITS_COLUMN = "teacher_logits"
 _TENSOR_NAME = "logits"
 _FILE_PREFIX = "teacher-logits-"
+_NON_FINITE_FIX = (
+    "Check the teacher's weights (e.g. reload its checkpoint); with autocast_dtype float16, use bfloat16 or "
+    "float32 (float16 overflows)."
+)
 
 
 def cache_path(cache_dir: str, key: str) -> str:
@@ -110,6 +123,7 @@ def compute_teacher_logits(
 
     path = parts = None
     if cache_dir is not None:
+        check_cache_dir(cache_dir)
         parts = key_parts(teacher, dataset, columns, autocast_dtype)
         path = cache_path(cache_dir, cache_key(parts))
         cached = load_checked(path, parts, "teacher-logit cache", _check(len(dataset), num_labels))
@@ -123,6 +137,7 @@ def compute_teacher_logits(
         raise ValueError(
             f"teacher returned {logits.shape[1]} logits per row but its config has {num_labels} labels."
         )
+    check_finite(logits, "logits", _NON_FINITE_FIX)
     if path is not None:
         save_cache(
             path,

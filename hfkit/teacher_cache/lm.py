@@ -28,7 +28,16 @@ from datasets.table import InMemoryTable
 from ..data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
 from ..data.sources import row_lengths
 from .forward import forward_batches
-from .store import cache_file, cache_key, input_columns, key_parts, load_checked, save_cache
+from .store import (
+    cache_file,
+    cache_key,
+    check_cache_dir,
+    check_finite,
+    input_columns,
+    key_parts,
+    load_checked,
+    save_cache,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +156,7 @@ def teacher_topk_logits(
 
     path = parts = None
     if cache_dir is not None:
+        check_cache_dir(cache_dir)
         parts = {
             **key_parts(teacher, dataset, columns),
             "cache_kind": LM_CACHE_KIND,
@@ -163,6 +173,7 @@ def teacher_topk_logits(
             return topk
 
     topk = _compute(teacher, dataset, columns, k, lengths, pad_id, batch_size)
+    check_finite(topk.values, "top-k logits", "Check the teacher's weights (e.g. reload its checkpoint).")
     if path is not None:
         save_cache(path, topk._asdict(), parts)
         logger.info("teacher top-k cache built: saved %d tokens x top-%d to %s", len(topk.values), k, path)

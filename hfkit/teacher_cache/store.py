@@ -18,8 +18,10 @@ Cache key (sha256, hex) over, in order:
   pass keeps the key it always had.
 
 Every key part is stored as a string in the safetensors metadata and re-checked on load (`load_checked`),
-together with what the cache kind checks (shapes, dtypes, ...) and finiteness: a corrupt or edited file is
-logged and rebuilt, never trusted.
+together with what the cache kind checks (shapes, dtypes, ...), a sha256 of the tensor bytes
+(``tensors_sha256``, so bytes overwritten under an intact header are caught) and finiteness: a corrupt or
+edited file is logged and rebuilt, never trusted. Freshly computed outputs with NaN/inf are an error, never
+cached.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import torch
 from datasets import Dataset
 from safetensors import safe_open
 from safetensors.torch import save_file
+
+from ..errors import UserInputError
 
 logger = logging.getLogger(__name__)
 
@@ -151,9 +155,40 @@ def cache_file(cache_dir: str, prefix: str, key: str) -> str:
     return os.path.join(cache_dir, f"{prefix}{key}.safetensors")
 
 
+def check_cache_dir(cache_dir: str) -> None:
+    """Raise one clear error when the cache folder the user named is an existing file."""
+    if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        raise UserInputError(
+            f"teacher_logits_cache {cache_dir!r} is a file, not a folder: point it at a folder (created if "
+            "missing; cache files are named after their key inside it), or move the file away."
+        )
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and raw bytes, in name order."""
+    hasher = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous().cpu()
+        hasher.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        hasher.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+    return hasher.hexdigest()
+
+
+def check_finite(tensor: torch.Tensor, what: str, fix: str) -> None:
+    """Raise when freshly computed teacher outputs hold NaN/inf: a cache of them would only poison training."""
+    bad_rows = (~torch.isfinite(tensor)).reshape(len(tensor), -1).any(dim=1)
+    if bad_rows.any():
+        first = int(bad_rows.nonzero()[0])
+        raise UserInputError(
+            f"the teacher produced non-finite {what} (NaN or inf) in {int(bad_rows.sum())} of {len(tensor)} rows "
+            f"(first: row {first}); they were not cached. {fix}"
+        )
+
+
 def save_cache(path: str, tensors: dict[str, torch.Tensor], parts: dict[str, str], **extra: str) -> None:
-    """Atomically write the tensors with every key part, the key and `extra` in the file's metadata."""
-    save_atomic(path, tensors, {**parts, **extra, "key": cache_key(parts)})
+    """Atomically write the tensors with every key part, the key, their digest and `extra` as metadata."""
+    metadata = {**parts, **extra, "key": cache_key(parts), "tensors_sha256": tensors_digest(tensors)}
+    save_atomic(path, tensors, metadata)
 
 
 def load_checked(
@@ -181,8 +216,15 @@ def load_checked(
     if meta.get("key") != key:
         problems.append(f"key: stored {meta.get('key')!r}, expected {key!r}")
     problems += check(tensors, meta)
-    if not problems and not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
-        problems.append("non-finite values")
+    if not problems:
+        # Right names, shapes and key, yet bytes changed since the write (disk damage, a hand edit).
+        digest = tensors_digest(tensors)
+        if meta.get("tensors_sha256") != digest:
+            problems.append(
+                f"tensors_sha256: stored {meta.get('tensors_sha256')!r}, the tensors give {digest!r}"
+            )
+        if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+            problems.append("non-finite values")
     if problems:
         logger.warning("%s %s does not match (%s); rebuilding it.", what, path, "; ".join(problems))
         return None

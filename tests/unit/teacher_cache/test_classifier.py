@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from hfkit.data import tokenize_dataset
+from hfkit.errors import UserInputError
 from hfkit.teacher_cache import (
     TEACHER_LOGITS_COLUMN,
     add_teacher_logits,
@@ -198,7 +200,18 @@ def test_teacher_fingerprint_tracks_weights_not_object_identity():
     assert teacher_fingerprint(make_teacher(0)) != teacher_fingerprint(make_teacher(1))
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_shape", "wrong_metadata"])
+def overwrite_tensor_bytes(path, tensor: torch.Tensor) -> None:
+    """Replace the raw tensor bytes of a one-tensor safetensors file, header (and metadata) intact."""
+    data = path.read_bytes()
+    start = 8 + struct.unpack("<Q", data[:8])[0]
+    raw = tensor.contiguous().numpy().tobytes()
+    assert len(raw) == len(data) - start
+    path.write_bytes(data[:start] + raw)
+
+
+@pytest.mark.parametrize(
+    "damage", ["garbage", "truncated", "wrong_shape", "wrong_metadata", "overwritten_bytes", "nan"]
+)
 def test_corrupt_or_edited_cache_is_detected_and_rebuilt(
     damage, teacher, tokenized, tokenizer, tmp_path, caplog
 ):
@@ -207,6 +220,10 @@ def test_corrupt_or_edited_cache_is_detected_and_rebuilt(
     path = tmp_path / name
     if damage == "garbage":
         path.write_bytes(b"not a safetensors file at all")
+    elif damage == "overwritten_bytes":  # finite, right shape and dtype, key intact: only a digest can tell
+        overwrite_tensor_bytes(path, good + 1.0)
+    elif damage == "nan":
+        overwrite_tensor_bytes(path, torch.full_like(good, float("nan")))
     elif damage == "truncated":
         path.write_bytes(path.read_bytes()[:-7])
     else:
@@ -221,8 +238,26 @@ def test_corrupt_or_edited_cache_is_detected_and_rebuilt(
     with caplog.at_level(logging.WARNING, logger="hfkit.teacher_cache.classifier"):
         rebuilt = compute_teacher_logits(teacher, tokenized, tokenizer, str(tmp_path))
     assert calls[0] == 1 and "rebuilding" in caplog.text
+    if damage == "nan":
+        assert "non-finite values" in caplog.text  # reported as a bad cache, not left to the loss
     torch.testing.assert_close(rebuilt, good, atol=1e-6, rtol=0)
     torch.testing.assert_close(load_file(str(path))["logits"], good, atol=1e-6, rtol=0)  # file repaired
+
+
+def test_teacher_with_non_finite_logits_is_an_error_and_not_cached(tokenized, tokenizer, tmp_path):
+    broken = make_teacher()
+    with torch.no_grad():
+        broken.classifier.bias[1] = float("nan")
+    with pytest.raises(UserInputError, match=r"non-finite logits .* 7 of 7 rows"):
+        compute_teacher_logits(broken, tokenized, tokenizer, str(tmp_path))
+    assert cache_files(tmp_path) == []
+
+
+def test_cache_dir_that_is_a_file_is_one_clear_error(teacher, tokenized, tokenizer, tmp_path):
+    not_a_folder = tmp_path / "cache.safetensors"
+    not_a_folder.write_text("x")
+    with pytest.raises(UserInputError, match=r"teacher_logits_cache .*cache.safetensors.* is a file"):
+        compute_teacher_logits(teacher, tokenized, tokenizer, str(not_a_folder))
 
 
 def test_cache_file_is_plain_safetensors_without_pickle(teacher, tokenized, tokenizer, tmp_path):
@@ -240,6 +275,9 @@ def test_cache_file_is_plain_safetensors_without_pickle(teacher, tokenized, toke
     meta = header["__metadata__"]
     assert meta["num_rows"] == str(len(TEXTS)) and meta["num_labels"] == str(NUM_LABELS)
     assert meta["dataset_fingerprint"] == tokenized._fingerprint
+    # The digest covers name, dtype, shape and every byte of the tensor.
+    described = f"logits|torch.float32|({len(TEXTS)}, {NUM_LABELS})".encode()
+    assert meta["tensors_sha256"] == hashlib.sha256(described + data[8 + header_len :]).hexdigest()
     assert name == f"teacher-logits-{meta['key']}.safetensors"
 
 

@@ -11,6 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hfkit.data.lm import TOPK_INDICES, TOPK_VALUES, LMDataArguments, build_lm_dataset
+from hfkit.errors import UserInputError
 from hfkit.teacher_cache.lm import add_teacher_topk, teacher_topk_logits
 from tests.unit.data.test_lm import tiny_llama, word_tokenizer
 
@@ -95,6 +96,27 @@ def test_edited_file_is_rebuilt_not_trusted(tmp_path, data, teacher, caplog):
     with caplog.at_level(logging.WARNING, logger="hfkit.teacher_cache.lm"):
         again = teacher_topk_logits(teacher, data, K, cache_dir=str(tmp_path))
     assert "unreadable" in caplog.text and torch.equal(again.values, good.values)
+
+
+def test_overwritten_values_are_caught_by_the_digest(tmp_path, data, teacher, caplog):
+    good = teacher_topk_logits(teacher, data, K, cache_dir=str(tmp_path))
+    (path,) = cache_files(tmp_path)
+    raw = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(raw[:8], "little")
+    values = good.values.numpy().tobytes()
+    at = bytes(raw).index(values, header)  # the values tensor's bytes; header and metadata stay as they are
+    raw[at : at + 4] = torch.tensor([123.0]).numpy().tobytes()
+    path.write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="hfkit.teacher_cache.lm"):
+        rebuilt = teacher_topk_logits(teacher, data, K, cache_dir=str(tmp_path))
+    assert "tensors_sha256" in caplog.text and "rebuilding" in caplog.text
+    assert torch.equal(rebuilt.values, good.values)
+
+
+def test_cache_dir_that_is_a_file_is_one_clear_error(tmp_path, data, teacher):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserInputError, match="is a file"):
+        teacher_topk_logits(teacher, data, K, cache_dir=str(tmp_path / "f"))
 
 
 def test_add_teacher_topk_aligns_rows_and_rejects_other_rows(data, teacher):
