@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from datasets import ClassLabel, Dataset, DatasetDict
+from datasets import ClassLabel, Dataset, DatasetDict, Value
 
-from .sources import DataSourceArguments, check_positive, load_raw_datasets, subsample
+from ..errors import UserInputError
+from .sources import DataSourceArguments, check_positive, load_raw_datasets, split_source, subsample
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,21 +39,48 @@ class DataArguments(DataSourceArguments):
 def _check_columns(ds: Dataset, split: str, columns: list[str], source: str) -> None:
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
-        raise ValueError(
+        raise UserInputError(
             f"column(s) {missing} not found in the {split} data ({source}); it has columns {ds.column_names}. "
             "Set text_column / text_pair_column / label_column to one of those."
         )
     if len(ds) == 0:
-        raise ValueError(f"the {split} data ({source}) is empty: it has no rows. Point to a file with data.")
+        raise UserInputError(
+            f"the {split} data ({source}) is empty: it has no rows. Point to a file with data."
+        )
 
 
 def _check_text(ds: Dataset, split: str, column: str) -> None:
     for i, value in enumerate(ds[column]):
         if not isinstance(value, str):
-            raise ValueError(
+            raise UserInputError(
                 f"{split} row {i}, column {column!r}: expected text, got {type(value).__name__} {value!r}. "
                 "Fill or drop empty rows, or choose the right text column."
             )
+
+
+def _clean_labels(ds: Dataset, split: str, column: str) -> Dataset:
+    """Strip surrounding whitespace from string labels; make integral float labels (0.0, 1.0) integers."""
+    feature = ds.features[column]
+    if not isinstance(feature, Value):
+        return ds
+    values = ds[column]
+    if feature.dtype in ("string", "large_string"):
+        # 'pos' and 'pos ' (a stray space in some rows) are one class, not two.
+        stripped = sum(isinstance(v, str) and v != v.strip() for v in values)
+        if stripped:
+            logger.warning(
+                "stripped surrounding whitespace from %d %s label(s) (column %r), e.g. %r -> %r.",
+                stripped,
+                split,
+                column,
+                *next((v, v.strip()) for v in values if isinstance(v, str) and v != v.strip()),
+            )
+            strip = [v.strip() if isinstance(v, str) else v for v in values]
+            ds = ds.remove_columns(column).add_column(column, strip, feature=feature)
+    elif feature.dtype.startswith("float") and all(v is not None and float(v).is_integer() for v in values):
+        # Labels written as 0.0 / 1.0 (pandas, JSON from numpy) are class ids, not new names.
+        ds = ds.cast_column(column, Value("int64"))
+    return ds
 
 
 def _label_names(train: Dataset, args: DataArguments) -> list[str]:
@@ -58,10 +89,10 @@ def _label_names(train: Dataset, args: DataArguments) -> list[str]:
         return list(feature.names)
     values = sorted(set(train[args.label_column]), key=lambda v: (str(type(v)), v))
     if any(v is None for v in values):
-        raise ValueError(f"train column {args.label_column!r} has empty labels; every row needs a label.")
+        raise UserInputError(f"train column {args.label_column!r} has empty labels; every row needs a label.")
     if args.class_names is not None:
         if values != list(range(len(args.class_names))):
-            raise ValueError(
+            raise UserInputError(
                 f"class_names gives {len(args.class_names)} names, so labels must be the integers "
                 f"0..{len(args.class_names) - 1}; the training labels are {values[:20]}."
             )
@@ -74,7 +105,7 @@ def _encode_labels(ds: Dataset, split: str, args: DataArguments, names: list[str
     feature = ds.features[args.label_column]
     if isinstance(feature, ClassLabel):
         if list(feature.names) != names:
-            raise ValueError(
+            raise UserInputError(
                 f"{split} labels {feature.names} differ from the training labels {names}; "
                 "both splits must use the same label set."
             )
@@ -87,7 +118,7 @@ def _encode_labels(ds: Dataset, split: str, args: DataArguments, names: list[str
         )
         unseen = sorted({str(v) for v in ds[args.label_column]} - {str(k) for k in lookup})
         if unseen:
-            raise ValueError(
+            raise UserInputError(
                 f"{split} has label(s) {unseen[:10]} never seen in training (training labels: {names}). "
                 "Use the same label set in both files, or add training examples of those labels."
             )
@@ -112,20 +143,17 @@ def load_classification_data(args: DataArguments) -> tuple[DatasetDict, list[str
     Each split keeps its text column(s) and a ClassLabel column named ``labels``.
     """
     raw = load_raw_datasets(args)
-    source = {
-        "train": args.train_file or args.dataset_name,
-        "validation": args.validation_file or args.dataset_name,
-    }
     columns = (
         [args.text_column] + ([args.text_pair_column] if args.text_pair_column else []) + [args.label_column]
     )
     for split, ds in raw.items():
-        _check_columns(ds, split, columns, source[split])
+        _check_columns(ds, split, columns, split_source(args, split))
         for column in columns[:-1]:
             _check_text(ds, split, column)
+    raw = DatasetDict({split: _clean_labels(ds, split, args.label_column) for split, ds in raw.items()})
     names = _label_names(raw["train"], args)
     if len(names) < 2:
-        raise ValueError(
+        raise UserInputError(
             f"the training labels (column {args.label_column!r}) hold a single class {names}; "
             "classification needs at least two."
         )
@@ -141,7 +169,7 @@ def load_classification_data(args: DataArguments) -> tuple[DatasetDict, list[str
                 test_size=n_val, seed=args.split_seed, stratify_by_column="labels"
             )
         except ValueError as err:
-            raise ValueError(
+            raise UserInputError(
                 f"cannot hold out validation_split={args.validation_split} ({n_val} of "
                 f"{len(encoded['train'])} training rows, stratified over {len(names)} labels): {err} "
                 "Give a validation_file, more training data, or another validation_split."

@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from datasets import Dataset, DatasetDict
 
-from .sources import DataSourceArguments, load_raw_datasets, row_lengths, subsample
+from ..errors import UserInputError
+from .sources import DataSourceArguments, load_raw_datasets, row_lengths, split_source, subsample
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +92,12 @@ class LMDataArguments(DataSourceArguments):
     def __post_init__(self):
         super().__post_init__()
         if self.data_format not in DATA_FORMATS:
-            raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {self.data_format!r}.")
+            raise UserInputError(f"data_format must be one of {DATA_FORMATS}, got {self.data_format!r}.")
         if self.text_sample_by not in SAMPLE_BY:
-            raise ValueError(f"text_sample_by must be one of {SAMPLE_BY}, got {self.text_sample_by!r}.")
+            raise UserInputError(f"text_sample_by must be one of {SAMPLE_BY}, got {self.text_sample_by!r}.")
 
 
-def detect_format(columns: list[str], args: LMDataArguments) -> str:
+def detect_format(columns: list[str], args: LMDataArguments, where: str = "the data") -> str:
     """The data format to use for a dataset with these columns ('text', 'prompt_response' or 'messages')."""
     needs = {
         "messages": [args.messages_column],
@@ -106,16 +107,16 @@ def detect_format(columns: list[str], args: LMDataArguments) -> str:
     if args.data_format != "auto":
         missing = [c for c in needs[args.data_format] if c not in columns]
         if missing:
-            raise ValueError(
-                f"data_format={args.data_format!r} needs column(s) {missing}, but the data has columns {columns}. "
+            raise UserInputError(
+                f"data_format={args.data_format!r} needs column(s) {missing}, but {where} has columns {columns}. "
                 "Set text_column / prompt_column / response_column / messages_column to one of those."
             )
         return args.data_format
     for name in ("messages", "prompt_response", "text"):
         if all(c in columns for c in needs[name]):
             return name
-    raise ValueError(
-        f"cannot tell the data format from columns {columns}: expected a {args.messages_column!r} column "
+    raise UserInputError(
+        f"cannot tell the data format from columns {columns} of {where}: expected a {args.messages_column!r} column "
         f"(chat), {args.prompt_column!r} + {args.response_column!r} columns, or a {args.text_column!r} column. "
         "Set messages_column / prompt_column+response_column / text_column (and data_format) to match."
     )
@@ -127,7 +128,7 @@ def detect_format(columns: list[str], args: LMDataArguments) -> str:
 def _eos_id(tokenizer: Any) -> int:
     eos = getattr(tokenizer, "eos_token_id", None)
     if eos is None:
-        raise ValueError(
+        raise UserInputError(
             f"tokenizer {type(tokenizer).__name__} has no eos_token, which separates documents and ends responses: "
             "set one, e.g. tokenizer.eos_token = '</s>' (a token of its vocabulary)."
         )
@@ -137,7 +138,7 @@ def _eos_id(tokenizer: Any) -> int:
 def _check_strings(values: list, split: str, column: str, start: int) -> None:
     for i, value in enumerate(values):
         if not isinstance(value, str):
-            raise ValueError(
+            raise UserInputError(
                 f"{split} row {start + i}, column {column!r}: expected text, got {type(value).__name__} {value!r}. "
                 "Fill or drop empty rows, or choose the right column."
             )
@@ -182,7 +183,7 @@ def _assistant_spans(tokenizer: Any, messages: list[dict], text: str, row: int) 
         before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
         upto = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
         if not (text.startswith(before) and text.startswith(upto) and len(upto) >= len(before)):
-            raise ValueError(
+            raise UserInputError(
                 f"row {row}: the chat template renders a conversation differently from its beginning (e.g. it "
                 "rewrites earlier turns), so the assistant's tokens cannot be located. Use prompt/response "
                 "columns instead, or set completion_only_loss=false to learn every token."
@@ -193,7 +194,7 @@ def _assistant_spans(tokenizer: Any, messages: list[dict], text: str, row: int) 
 
 def _tokenize_messages(batch, indices, *, tokenizer, column, completion_only_loss, split) -> dict[str, list]:
     if getattr(tokenizer, "chat_template", None) is None:
-        raise ValueError(
+        raise UserInputError(
             f"the {column!r} column holds chat conversations but tokenizer {type(tokenizer).__name__} has no "
             "chat_template: use a tokenizer that has one, or give prompt/response columns instead."
         )
@@ -201,7 +202,7 @@ def _tokenize_messages(batch, indices, *, tokenizer, column, completion_only_los
     for offset, messages in enumerate(batch[column]):
         row = (indices[0] if indices else 0) + offset
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
-            raise ValueError(
+            raise UserInputError(
                 f"{split} row {row}, column {column!r}: expected a list of {{'role': ..., 'content': ...}} messages, "
                 f"got {messages!r}."
             )
@@ -265,13 +266,18 @@ def build_lm_dataset(
     packing: bool = True,
     completion_only_loss: bool = True,
     split: str = "train",
+    source: str | None = None,
 ) -> Dataset:
-    """Tokenize one raw split into input_ids / attention_mask / labels rows (blocks when packing)."""
+    """Tokenize one raw split into input_ids / attention_mask / labels rows (blocks when packing).
+
+    ``source`` (the file or Hub dataset the split came from) is named in error messages.
+    """
     if block_size < 2:
-        raise ValueError(f"block_size must be >= 2 (one token predicts the next), got {block_size}.")
+        raise UserInputError(f"block_size must be >= 2 (one token predicts the next), got {block_size}.")
+    where = f"the {split} data ({source})" if source else f"the {split} data"
     if len(ds) == 0:
-        raise ValueError(f"the {split} data is empty: it has no rows. Point to a file with data.")
-    fmt = detect_format(ds.column_names, args)
+        raise UserInputError(f"{where} is empty: it has no rows. Point to a file with data.")
+    fmt = detect_format(ds.column_names, args, where)
     common = {"batched": True, "with_indices": True, "remove_columns": ds.column_names}
     if fmt == "text":
         # Blank documents (empty lines, trailing whitespace) would only add EOS tokens.
@@ -283,7 +289,7 @@ def build_lm_dataset(
             desc=f"dropping blank {split} documents",
         )
         if len(ds) == 0:
-            raise ValueError(
+            raise UserInputError(
                 f"the {split} data has no text: every document is blank. Point to a file with text."
             )
         fn = functools.partial(_tokenize_documents, tokenizer=tokenizer, column=args.text_column, split=split)
@@ -316,7 +322,7 @@ def build_lm_dataset(
             group_texts, batched=True, fn_kwargs={"block_size": block_size}, desc=f"packing {split}"
         )
         if len(out) == 0:
-            raise ValueError(
+            raise UserInputError(
                 f"the {split} text has {n_tokens} tokens, fewer than one block of block_size={block_size}: "
                 "lower block_size or add text."
             )
@@ -350,7 +356,7 @@ def build_lm_dataset(
                 "dropped %d %s examples with no response token to learn.", before - len(out), split
             )
     if len(out) == 0:
-        raise ValueError(
+        raise UserInputError(
             f"no {split} example has a token to learn (block_size={block_size}): raise block_size or check the "
             "responses / assistant turns."
         )
@@ -362,7 +368,7 @@ def split_lm_dataset(ds: Dataset, validation_split: float, seed: int) -> Dataset
     n = len(ds)
     n_val = max(1, round(validation_split * n))
     if n - n_val < 1:
-        raise ValueError(
+        raise UserInputError(
             f"only {n} example(s) (blocks, when packed): too few to hold out validation_split={validation_split}. "
             "Add text, lower block_size, or give a validation_file."
         )
@@ -381,7 +387,16 @@ def load_lm_data(
     raw = load_raw_datasets(args, text_sample_by=args.text_sample_by)
     built = DatasetDict(
         {
-            split: build_lm_dataset(ds, tokenizer, args, block_size, packing, completion_only_loss, split)
+            split: build_lm_dataset(
+                ds,
+                tokenizer,
+                args,
+                block_size,
+                packing,
+                completion_only_loss,
+                split,
+                split_source(args, split),
+            )
             for split, ds in raw.items()
         }
     )
@@ -405,7 +420,7 @@ def lm_pad_token_id(tokenizer: Any = None, config: Any = None) -> int:
             if value is not None:
                 # Padding positions are masked out (attention 0, label -100), so reusing EOS is harmless.
                 return int(value)
-    raise ValueError(
+    raise UserInputError(
         "no pad or eos token id on the tokenizer or model config to pad batches with: pass processing_class "
         "with a pad_token or eos_token, or set model.config.pad_token_id."
     )

@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict
 
+from ..errors import MissingInputError, UserInputError
+
 # File extension -> `datasets` builder and the extra options it needs.
 _BUILDERS: dict[str, tuple[str, dict[str, Any]]] = {
     ".csv": ("csv", {}),
@@ -64,9 +66,11 @@ class DataSourceArguments:
 
     def __post_init__(self):
         if self.train_file is None and self.dataset_name is None:
-            raise ValueError("No data given: set train_file (a local file) or dataset_name (a Hub dataset).")
+            raise UserInputError(
+                "No data given: set train_file (a local file) or dataset_name (a Hub dataset)."
+            )
         if not 0.0 < self.validation_split < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1), got {self.validation_split}.")
+            raise UserInputError(f"validation_split must be in (0, 1), got {self.validation_split}.")
         for name in ("max_train_samples", "max_eval_samples"):
             check_positive(self, name)
 
@@ -75,7 +79,7 @@ def check_positive(args: Any, name: str) -> None:
     """Raise when the optional integer field `name` of `args` is set but not positive."""
     value = getattr(args, name)
     if value is not None and value <= 0:
-        raise ValueError(f"{name} must be a positive integer or None, got {value}.")
+        raise UserInputError(f"{name} must be a positive integer or None, got {value}.")
 
 
 def load_data_file(path: str, what: str = "data file", text_sample_by: str | None = None) -> Dataset:
@@ -85,19 +89,19 @@ def load_data_file(path: str, what: str = "data file", text_sample_by: str | Non
     that way instead and keeps its line breaks (documents for causal-LM training).
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{what} not found: {path!r} (absolute: {os.path.abspath(path)}). "
             "Check the path, or pass another one on the command line."
         )
     ext = os.path.splitext(path)[1].lower()
     if ext not in _BUILDERS:
-        raise ValueError(
+        raise UserInputError(
             f"{what} {path!r} has extension {ext!r}; supported: {', '.join(sorted(_BUILDERS))}. "
             "Convert the file or rename it to its real format."
         )
     empty = f"{what} {path!r} is empty: it has no rows. Point to a file with data."
     if os.path.getsize(path) == 0:  # `datasets` fails on these with StopIteration or a pandas parse error
-        raise ValueError(empty)
+        raise UserInputError(empty)
     builder, options = _BUILDERS[ext]
     if ext == ".txt" and text_sample_by is not None:
         # keep_linebreaks: verse and code lose their shape (and the model its newline tokens) without them.
@@ -105,12 +109,12 @@ def load_data_file(path: str, what: str = "data file", text_sample_by: str | Non
     try:
         return datasets.load_dataset(builder, data_files={"train": path}, split="train", **options)
     except datasets.exceptions.DatasetGenerationError as err:
-        raise ValueError(f"could not parse {what} {path!r} as {ext}: {err.__cause__ or err}") from err
+        raise UserInputError(f"could not parse {what} {path!r} as {ext}: {err.__cause__ or err}") from err
     except ValueError as err:
         # A file with a header but no rows: `datasets` says 'Instruction "train" corresponds to no data!'.
         if "corresponds to no data" not in str(err):
             raise
-        raise ValueError(empty) from err
+        raise UserInputError(empty) from err
 
 
 def load_raw_datasets(args: DataSourceArguments, text_sample_by: str | None = None) -> DatasetDict:
@@ -122,12 +126,18 @@ def load_raw_datasets(args: DataSourceArguments, text_sample_by: str | None = No
         return raw
     loaded = datasets.load_dataset(args.dataset_name, args.dataset_config_name)
     if "train" not in loaded:
-        raise ValueError(f"dataset {args.dataset_name!r} has no 'train' split (it has {list(loaded)}).")
+        raise UserInputError(f"dataset {args.dataset_name!r} has no 'train' split (it has {list(loaded)}).")
     raw = DatasetDict({"train": loaded["train"]})
     # Hub datasets such as GLUE ship a test split without labels: use validation only.
     if "validation" in loaded:
         raw["validation"] = loaded["validation"]
     return raw
+
+
+def split_source(args: DataSourceArguments, split: str) -> str:
+    """The file (or Hub dataset) a raw split was read from, for messages that must name it."""
+    path = args.validation_file if split == "validation" else args.train_file
+    return path or args.dataset_name or "?"
 
 
 def subsample(ds: Dataset, n: int | None, seed: int) -> Dataset:

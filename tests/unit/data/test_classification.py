@@ -7,6 +7,7 @@ vocab.txt; the only real data is ../shared/data/sst2/train.tsv, which is loaded 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
 from pathlib import Path
@@ -23,6 +24,7 @@ from hfkit.data import (
     load_raw_datasets,
     tokenize_dataset,
 )
+from hfkit.errors import MissingInputError, UserInputError
 
 SST2_TRAIN = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "sst2" / "train.tsv"
 
@@ -387,7 +389,7 @@ def test_tokenize_keeps_only_labels_and_tokenizer_columns(small_data, tokenizer)
 
 def test_missing_file(tmp_path):
     missing = tmp_path / "nope" / "train.csv"
-    with pytest.raises(FileNotFoundError, match=rf"train_file not found: .*{re.escape(str(missing))}"):
+    with pytest.raises(MissingInputError, match=rf"train_file not found: .*{re.escape(str(missing))}"):
         load_classification_data(DataArguments(train_file=str(missing)))
 
 
@@ -407,7 +409,8 @@ def test_unsupported_extension(tmp_path):
 
 def test_missing_column_lists_existing_columns(tmp_path):
     path = write_csv(tmp_path / "d.csv", ["sentence", "label"], labelled_rows(2, 2))
-    with pytest.raises(ValueError, match=r"\['text'\] not found .* has columns \['sentence', 'label'\]"):
+    named = rf"\['text'\] not found in the train data \({re.escape(path)}\); it has columns \['sentence', 'label'\]"
+    with pytest.raises(UserInputError, match=named):
         load_classification_data(split_args(path))
     with pytest.raises(ValueError, match=r"\['target'\] not found .*\['sentence', 'label'\].*label_column"):
         load_classification_data(split_args(path, text_column="sentence", label_column="target"))
@@ -428,8 +431,44 @@ def test_txt_file_has_no_label_column(tmp_path):
 def test_empty_file(tmp_path, name, content):
     path = tmp_path / name
     path.write_text(content)
-    with pytest.raises(ValueError, match=rf"train_file .*{re.escape(name)}.* is empty: it has no rows"):
+    with pytest.raises(UserInputError, match=rf"train_file .*{re.escape(name)}.* is empty: it has no rows"):
         load_classification_data(split_args(str(path)))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_labels_that_differ_only_by_surrounding_whitespace_are_one_class(tmp_path, caplog):
+    labels = ["pos", "pos ", " neg", "neg", "pos", "neg\t"]
+    train = write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "label": v} for i, v in enumerate(labels)])
+    val = write_jsonl(tmp_path / "v.jsonl", [{"text": "x", "label": " pos"}, {"text": "y", "label": "neg"}])
+    with caplog.at_level(logging.INFO, logger="hfkit.data.classification"):
+        data, names = load_classification_data(DataArguments(train_file=train, validation_file=val))
+    assert names == ["neg", "pos"]
+    assert data["train"]["labels"] == [1, 1, 0, 0, 1, 0] and data["validation"]["labels"] == [1, 0]
+    assert "stripped surrounding whitespace from 3 train label(s)" in caplog.text
+    assert "1 validation label(s)" in caplog.text
+
+
+@pytest.mark.parametrize("class_names", [["neg", "pos"], None])
+def test_integral_float_labels_are_class_ids(tmp_path, class_names):
+    train = write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "label": float(i % 2)} for i in range(6)])
+    val = write_jsonl(tmp_path / "v.jsonl", [{"text": "x", "label": 1.0}, {"text": "y", "label": 0.0}])
+    data, names = load_classification_data(
+        DataArguments(train_file=train, validation_file=val, class_names=class_names)
+    )
+    assert names == (class_names or ["0", "1"])
+    assert data["train"]["labels"] == [0, 1, 0, 1, 0, 1] and data["validation"]["labels"] == [1, 0]
+
+
+def test_fractional_float_labels_with_class_names_say_what_to_change(tmp_path):
+    train = write_jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "label": i * 0.5} for i in range(4)])
+    with pytest.raises(
+        UserInputError, match=r"labels must be the integers 0\.\.1; .*\[0\.0, 0\.5, 1\.0, 1\.5\]"
+    ):
+        load_classification_data(DataArguments(train_file=train, class_names=["neg", "pos"]))
 
 
 def test_validation_label_unseen_in_training(tmp_path):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from hfkit.data.lm import (
     split_lm_dataset,
 )
 from hfkit.data.sources import load_raw_datasets
+from hfkit.errors import MissingInputError, UserInputError
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>", "<|user|>", "<|assistant|>", "<|end|>"]
 WORDS = [f"w{i}" for i in range(40)] + [
@@ -233,6 +235,17 @@ def test_format_detection_and_missing_columns(tokenizer):
         detect_format(["prompt", "response"], args(data_format="prompt_response", response_column="answer"))
 
 
+def test_missing_columns_name_the_file_and_its_columns(tmp_path, tokenizer):
+    train = tmp_path / "train.jsonl"
+    train.write_text(json.dumps({"prompt": "w1 w2", "response": "w3"}) + "\n")
+    val = tmp_path / "val.jsonl"
+    val.write_text(json.dumps({"question": "w1", "answer": "w2"}) + "\n")
+    where = rf"the validation data \({re.escape(str(val))}\) has columns \['question', 'answer'\]"
+    with pytest.raises(UserInputError, match=where):
+        files = args(train_file=str(train), validation_file=str(val), data_format="prompt_response")
+        load_lm_data(files, tokenizer, 8, packing=False)
+
+
 # ---- splits and batching ---------------------------------------------------------------------------------
 
 
@@ -287,10 +300,10 @@ def test_pad_id_falls_back_to_eos(tokenizer):
 
 
 def test_missing_and_empty_files(tmp_path, tokenizer):
-    with pytest.raises(FileNotFoundError, match="train_file not found: .*nope.txt"):
+    with pytest.raises(MissingInputError, match="train_file not found: .*nope.txt"):
         load_lm_data(args(train_file=str(tmp_path / "nope.txt")), tokenizer, 8)
     (tmp_path / "empty.txt").write_text("")
-    with pytest.raises(ValueError, match="is empty"):
+    with pytest.raises(UserInputError, match="is empty"):
         load_lm_data(args(train_file=str(tmp_path / "empty.txt")), tokenizer, 8)
     (tmp_path / "blank.txt").write_text("\n\n  \n")
     with pytest.raises(ValueError, match="every document is blank"):
