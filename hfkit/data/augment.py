@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datasets import ClassLabel, Dataset, Value, concatenate_datasets
 from datasets.fingerprint import Hasher
 
+from ..errors import UserInputError
+
 IGNORE_INDEX = -100
 AUGMENTED_COLUMN = "augmented"
 METHODS = ("dropout", "swap", "mask")
@@ -24,9 +26,9 @@ METHODS = ("dropout", "swap", "mask")
 _ALGORITHM_VERSION = "1"
 
 
-def _check_p(p: float) -> None:
+def _check_p(p: float, name: str = "p") -> None:
     if not 0.0 <= p < 1.0:
-        raise ValueError(f"p must be in [0, 1), got {p}.")
+        raise UserInputError(f"{name} must be in [0, 1), got {p}.")
 
 
 def word_dropout(text: str, rng: random.Random, p: float = 0.1) -> str:
@@ -229,8 +231,8 @@ class AugmentArguments:
 
     def __post_init__(self):
         if self.augment_copies < 0:
-            raise ValueError(f"augment_copies must be >= 0, got {self.augment_copies}.")
+            raise UserInputError(f"augment_copies must be >= 0, got {self.augment_copies}.")
         unknown = [m for m in self.augment_methods if m not in METHODS]
         if unknown or not self.augment_methods:
-            raise ValueError(f"augment_methods {self.augment_methods}: choose one or more of {METHODS}.")
-        _check_p(self.augment_p)
+            raise UserInputError(f"augment_methods {self.augment_methods}: choose one or more of {METHODS}.")
+        _check_p(self.augment_p, "augment_p")

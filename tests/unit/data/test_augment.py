@@ -11,12 +11,14 @@ from datasets import ClassLabel, Dataset, Value
 from hfkit.data.augment import (
     AUGMENTED_COLUMN,
     IGNORE_INDEX,
+    AugmentArguments,
     augment_dataset,
     replace_mask_token,
     word_dropout,
     word_mask,
     word_swap,
 )
+from hfkit.errors import UserInputError
 
 LONG = " ".join(f"w{i}" for i in range(2000))
 SENTENCES = [
@@ -202,3 +204,17 @@ def test_tokenized_or_string_labelled_data_is_rejected():
     strings = Dataset.from_dict({"text": SENTENCES, "labels": ["pos"] * len(SENTENCES)})
     with pytest.raises(ValueError, match="integer class ids"):
         augment_dataset(strings, "text", copies=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"augment_copies": -1}, "augment_copies must be >= 0"),
+        ({"augment_methods": ["dropout", "shuffle"]}, r"choose one or more of \('dropout'"),
+        ({"augment_methods": []}, "choose one or more of"),
+        ({"augment_p": 1.0}, r"augment_p must be in \[0, 1\), got 1.0"),
+    ],
+)
+def test_augment_arguments_are_checked_as_user_input(kwargs, message):
+    with pytest.raises(UserInputError, match=message):
+        AugmentArguments(**kwargs)
