@@ -10,7 +10,11 @@ import torch
 from transformers import TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
+from ..errors import UserInputError
 from .checkpoints import NoTokenOnDisk
+
+# Above this, AdamW fine-tuning does not train: the weights explode within a few steps (seen at 1e6).
+MAX_LEARNING_RATE = 1.0
 
 
 @dataclass
@@ -49,6 +53,7 @@ class BaseConfig(NoTokenOnDisk, TrainingArguments):
     )
 
     def __post_init__(self):
+        self._check_training_values()
         self._check_early_stopping()
         if (
             not self.use_cpu
@@ -59,6 +64,40 @@ class BaseConfig(NoTokenOnDisk, TrainingArguments):
             # own copy (Trainer's parallel_mode stays NOT_PARALLEL); with it they form one gloo DDP group.
             self.use_cpu = True
         super().__post_init__()
+
+    def _check_training_values(self) -> None:
+        """Refuse values with which Trainer would train nothing, crash late, or diverge at once."""
+        if self.num_train_epochs <= 0 and self.max_steps <= 0:
+            raise UserInputError(
+                f"nothing to train: num_train_epochs is {self.num_train_epochs} and max_steps is {self.max_steps}. "
+                "Set num_train_epochs > 0 (e.g. 3) or max_steps > 0 (max_steps wins when both are set)."
+            )
+        for name in (
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+        ):
+            value = getattr(self, name)
+            if value < 1:
+                raise UserInputError(
+                    f"{name} must be >= 1, got {value}. For a larger effective batch without more memory, raise "
+                    "gradient_accumulation_steps; to fit memory, lower the batch size (1 is the minimum)."
+                )
+        if not 0 <= self.learning_rate <= MAX_LEARNING_RATE:
+            raise UserInputError(
+                f"learning_rate {self.learning_rate} is outside [0, {MAX_LEARNING_RATE}]: AdamW fine-tuning uses 1e-5 "
+                "to 5e-4 (5e-5 is the default here); a larger rate makes the weights explode within a few steps. "
+                "Set e.g. learning_rate 5e-5."
+            )
+        if (
+            self.output_dir is not None
+            and os.path.exists(self.output_dir)
+            and not os.path.isdir(self.output_dir)
+        ):
+            raise UserInputError(
+                f"output_dir {self.output_dir!r} is an existing file, not a folder: pass a folder path (it is "
+                "created if missing), or move the file away."
+            )
 
     def _check_early_stopping(self) -> None:
         """Validate early stopping and wire what it needs: evaluations, best-model reload, matching saves."""

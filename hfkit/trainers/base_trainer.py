@@ -16,10 +16,11 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, Trainer
 
+from ..errors import UserInputError
 from ..modeling import count_parameters, resolve_model_path, same_vocabulary
 from .base_config import BaseConfig
-from .callbacks import config_callbacks
-from .checkpoints import AtomicCheckpointMixin, find_resumable_checkpoint
+from .callbacks import DivergenceGuard, config_callbacks
+from .checkpoints import AtomicCheckpointMixin
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,10 @@ class BaseTrainer(AtomicCheckpointMixin, Trainer):
     - Columns in `kept_columns` survive `remove_unused_columns` (e.g. cached teacher logits).
     - Loss components recorded with `_log_loss_part` are averaged since the last log and logged as
       `loss_<name>` next to `loss`, with one collective per log across processes.
-    - A NaN/inf training loss stops the run with a message saying what to change.
+    - A NaN/inf training loss (or NaN/inf weights before a checkpoint) stops the run with a message that
+      names the step, the loss components and the learning rate (`callbacks.DivergenceGuard`), before
+      anything non-finite is checkpointed, without a host sync per step.
+    - A dataset that is not tokenized is refused up front.
     """
 
     config_class: ClassVar[type[BaseConfig]] = BaseConfig
@@ -63,7 +67,12 @@ class BaseTrainer(AtomicCheckpointMixin, Trainer):
         **kwargs,
     ):
         args = self.check_args(args)
-        callbacks = [*(callbacks or []), *config_callbacks(args)]
+        if args.remove_unused_columns:
+            # Only with remove_unused_columns off can a collator see (and tokenize) raw text columns.
+            _check_tokenized(kwargs.get("train_dataset"), "train_dataset")
+            _check_tokenized(kwargs.get("eval_dataset"), "eval_dataset")
+        self.divergence_guard = DivergenceGuard(self)
+        callbacks = [*(callbacks or []), *config_callbacks(args), self.divergence_guard]
         super().__init__(model=model, args=args, callbacks=callbacks, **kwargs)
         self.teacher_processing_class = teacher_processing_class
         self.teacher_model = self._prepare_teacher(teacher_model) if teacher_model is not None else None
@@ -161,25 +170,20 @@ class BaseTrainer(AtomicCheckpointMixin, Trainer):
 
     def _log_loss_part(self, name: str, value: torch.Tensor, weight: torch.Tensor | float = 1.0) -> None:
         """Record one micro-batch's loss component; `log` adds the weighted mean since the last log."""
-        weight = torch.as_tensor(weight, dtype=torch.float32, device=value.device)
+        if isinstance(weight, torch.Tensor):
+            weight = weight.to(device=value.device, dtype=torch.float32)
+        else:  # a fill kernel, not a copy from host memory: no wait for the device
+            weight = torch.full((), float(weight), dtype=torch.float32, device=value.device)
         self._loss_parts[name].append((value.detach().float() * weight, weight))
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        """One optimizer micro-step; stops with a clear error (not a NaN checkpoint) if the loss diverges."""
+        """Trainer's micro-step; its loss goes to the divergence guard (kept on the device, no sync)."""
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if not torch.isfinite(loss).all():
-            out = self.args.output_dir
-            # Only a complete checkpoint with finite weights and losses is worth naming (checkpoints.py).
-            last, _ = find_resumable_checkpoint(out, self.args)
-            raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.state.global_step}: the run diverged. "
-                "Lower learning_rate, keep max_grad_norm (e.g. 1.0), or use bf16 instead of fp16. "
-                + (
-                    f"Resume from the last good checkpoint {last} with --resume_from_checkpoint."
-                    if last
-                    else ""
-                )
-            )
+        # global_step counts finished optimizer steps: this micro-batch belongs to the next one. The lr and
+        # the components are this micro-batch's, kept for the message in case this loss is the first bad one.
+        parts = {name: values[-1] for name, values in self._loss_parts.items() if values}
+        lr = self.lr_scheduler.get_last_lr()[0] if self.lr_scheduler is not None else None
+        self.divergence_guard.observe(loss, self.state.global_step + 1, lr, parts)
         return loss
 
     # ---- logging -------------------------------------------------------------------------------------------
@@ -214,6 +218,23 @@ def has_columns(dataset, names: tuple[str, ...] | list[str]) -> bool | None:
     if columns is None:
         return None
     return all(name in columns for name in names)
+
+
+def _check_tokenized(dataset, name: str) -> None:
+    """Refuse a dataset (or a dict of them) whose known columns hold no input_ids: it was never tokenized."""
+    if isinstance(dataset, dict):
+        for key, value in dataset.items():
+            _check_tokenized(value, f"{name}[{key!r}]")
+        return
+    columns = getattr(dataset, "column_names", None)
+    if not columns or "input_ids" in columns or "inputs_embeds" in columns:
+        return
+    raise UserInputError(
+        f"{name} has columns {list(columns)} but no 'input_ids': it is not tokenized. Tokenize it first, e.g. "
+        "dataset.map(lambda batch: tokenizer(batch['text'], truncation=True), batched=True) (for classification "
+        "data hfkit.tokenize_dataset does it; for causal LMs hfkit.load_lm_data), or pass "
+        "remove_unused_columns=False with a data_collator that tokenizes."
+    )
 
 
 def try_load_tokenizer(path: str):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
+from ..errors import UserInputError
 from ..metrics import compute_classification_metrics, confusion_matrix
 from ..modeling import freeze
 from ..report import format_classification_report
@@ -18,6 +19,32 @@ from .base_trainer import BaseTrainer
 from .classifier_config import ClassifierConfig
 
 logger = logging.getLogger(__name__)
+
+
+def _check_label_ids(model, dataset, name: str) -> None:
+    """Every gold label id must name one of the model's classes (-100: a row without a gold label)."""
+    if isinstance(dataset, dict):
+        for key, value in dataset.items():
+            _check_label_ids(model, value, f"{name}[{key!r}]")
+        return
+    if "labels" not in (getattr(dataset, "column_names", None) or []) or not hasattr(dataset, "unique"):
+        return
+    num_labels = model.config.num_labels
+    feature = dataset.features.get("labels")
+    classes = getattr(feature, "names", None)
+    ids = [i for i in dataset.unique("labels") if i is not None and i != -100]
+    bad = sorted(i for i in ids if not (isinstance(i, int) and 0 <= i < num_labels))
+    if not bad and (classes is None or len(classes) <= num_labels):
+        return
+    wanted = len(classes) if classes is not None else max(max(bad) + 1, num_labels) if bad else num_labels
+    found = f"label ids {bad[:5]}" if bad else f"{len(classes)} classes"
+    named = f" ({classes})" if classes is not None else ""
+    raise UserInputError(
+        f"{name} has {found}{named} but the model has num_labels={num_labels} (ids 0..{num_labels - 1}; -100 marks "
+        f"a row without a gold label). Load the model with the data's label set, e.g. "
+        f"AutoModelForSequenceClassification.from_pretrained(path, num_labels={wanted}) or "
+        "hfkit.load_classifier(model_args, labels), or map the labels to the model's ids."
+    )
 
 
 class ClassifierTrainer(BaseTrainer):
@@ -38,6 +65,8 @@ class ClassifierTrainer(BaseTrainer):
     ):
         args = self.check_args(args)
         if model is not None:
+            for name in ("train_dataset", "eval_dataset"):
+                _check_label_ids(model, kwargs.get(name), name)
             freeze(model, embeddings=args.freeze_embeddings, num_layers=args.freeze_layers)
         super().__init__(
             model=model,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
-from transformers import EarlyStoppingCallback, TrainingArguments
+from datasets import ClassLabel, Dataset, Value
+from transformers import EarlyStoppingCallback, TrainerCallback, TrainingArguments
 
 from hfkit import ClassifierConfig, ClassifierTrainer, CLMConfig, CLMTrainer, DistillConfig, DistillTrainer
+from hfkit.errors import UserInputError
 from hfkit.trainers.base_config import BaseConfig
 from hfkit.trainers.base_trainer import BaseTrainer
+from hfkit.trainers.callbacks import DivergenceError
 from tests.conftest import toy_dataset
 
 
@@ -61,3 +66,195 @@ def test_loss_parts_are_weighted_means_since_the_last_log(tmp_path, tiny_bert, t
     # (1 * 1 + 3 * 3) / 4; a component whose weights sum to 0 is left out.
     assert logs["loss_soft"] == pytest.approx(2.5) and "loss_hard" not in logs
     assert not trainer._loss_parts
+
+
+# ---- config values that would train nothing, crash late or diverge at once (issue 12) ---------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"num_train_epochs": -1, "max_steps": -1},
+            "nothing to train: num_train_epochs is -1 and max_steps is -1",
+        ),
+        ({"num_train_epochs": 0}, "Set num_train_epochs > 0"),
+        ({"per_device_train_batch_size": 0}, "per_device_train_batch_size must be >= 1, got 0"),
+        ({"per_device_eval_batch_size": 0}, "per_device_eval_batch_size must be >= 1"),
+        ({"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be >= 1"),
+        ({"learning_rate": 1e6}, "learning_rate 1000000.0 is outside .*Set e.g. learning_rate 5e-5"),
+        ({"learning_rate": -1e-5}, "learning_rate -1e-05 is outside"),
+    ],
+)
+@pytest.mark.parametrize("config", [ClassifierConfig, DistillConfig, CLMConfig])
+def test_config_refuses_values_that_cannot_train(config, overrides, message, tmp_path):
+    with pytest.raises(UserInputError, match=message):
+        config(output_dir=str(tmp_path), **overrides)
+
+
+def test_config_still_trains_by_steps_alone(tmp_path):
+    assert ClassifierConfig(output_dir=str(tmp_path), num_train_epochs=0, max_steps=5).max_steps == 5
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "results.txt"
+    path.write_text("not a folder")
+    with pytest.raises(UserInputError, match="output_dir .*results.txt' is an existing file"):
+        ClassifierConfig(output_dir=str(path))
+
+
+# ---- data the trainer cannot use (issue 12) ----------------------------------------------------------------
+
+
+def test_untokenized_dataset_is_one_clear_error(tmp_path, tiny_bert):
+    raw = Dataset.from_dict({"text": ["good w1", "bad w2"], "labels": [1, 0]})
+    args = ClassifierConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", eval_strategy="no")
+    with pytest.raises(
+        UserInputError, match=r"train_dataset has columns \['text', 'labels'\] but no 'input_ids'"
+    ):
+        ClassifierTrainer(model=tiny_bert, args=args, train_dataset=raw)
+    with pytest.raises(UserInputError, match="eval_dataset.*not tokenized"):
+        CLMTrainer(
+            model=tiny_bert, args=CLMConfig(output_dir=str(tmp_path), report_to="none"), eval_dataset=raw
+        )
+
+
+def test_more_classes_than_the_model_has_labels_is_one_clear_error(tmp_path, tiny_bert, tiny_tokenizer):
+    data = toy_dataset(tiny_tokenizer, 12).cast_column("labels", Value("int64"))
+    data = data.map(lambda row, i: {"labels": i % 3}, with_indices=True)  # ids 0, 1, 2 for a 2-label model
+    args = ClassifierConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", eval_strategy="no")
+    with pytest.raises(UserInputError, match=r"train_dataset has label ids \[2\] .*num_labels=3"):
+        ClassifierTrainer(model=tiny_bert, args=args, train_dataset=data)
+    named = toy_dataset(tiny_tokenizer, 12).cast_column("labels", ClassLabel(names=["bad", "good", "meh"]))
+    with pytest.raises(UserInputError, match=r"eval_dataset has 3 classes \(\['bad', 'good', 'meh'\]\)"):
+        ClassifierTrainer(
+            model=tiny_bert, args=args, train_dataset=toy_dataset(tiny_tokenizer, 8), eval_dataset=named
+        )
+    # Rows without a gold label (-100, e.g. augmented copies) are fine.
+    unlabeled = data.map(lambda row: {"labels": -100 if row["labels"] == 2 else row["labels"]})
+    ClassifierTrainer(model=tiny_bert, args=args, train_dataset=unlabeled)
+
+
+# ---- divergence (issue 12 item 3, issue 14: no host sync per step) -----------------------------------------
+
+
+class NaNFromStep(ClassifierTrainer):
+    """A classifier whose loss turns NaN from optimizer step `bad_step` on (1-based, as logged)."""
+
+    bad_step = 3
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if model.training and self.state.global_step + 1 >= self.bad_step:
+            loss = loss * float("nan")
+        return loss
+
+
+def guard_args(tmp_path, **overrides) -> ClassifierConfig:
+    values = dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        report_to="none",
+        disable_tqdm=True,
+        learning_rate=1e-3,
+        per_device_train_batch_size=4,
+        max_steps=6,
+        logging_steps=1,
+        eval_strategy="no",
+        save_strategy="steps",
+        save_steps=1,
+        save_total_limit=None,
+        seed=0,
+    )
+    values.update(overrides)
+    return ClassifierConfig(**values)
+
+
+def test_nan_loss_stops_before_a_checkpoint_and_names_step_and_learning_rate(
+    tmp_path, tiny_bert, tiny_tokenizer
+):
+    trainer = NaNFromStep(
+        model=tiny_bert,
+        args=guard_args(tmp_path),
+        train_dataset=toy_dataset(tiny_tokenizer, 32),
+        processing_class=tiny_tokenizer,
+    )
+    with pytest.raises(DivergenceError) as caught:
+        trainer.train()
+    message = str(caught.value)
+    assert "the training loss is nan at step 3" in message and "learning rate" in message
+    assert "checkpoint-2 (last logged loss" in message and "last good" not in message
+    saved = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("checkpoint-"))
+    assert saved == ["checkpoint-1", "checkpoint-2"]  # nothing saved from the diverged step on
+    assert isinstance(caught.value, FloatingPointError)  # what callers caught before
+
+
+def test_nan_component_is_named(tmp_path, tiny_bert, tiny_tokenizer):
+    data = toy_dataset(tiny_tokenizer, 16)
+    logits = [[float("nan"), 0.0] if i == 5 else [1.0, -1.0] for i in range(len(data))]
+    data = data.add_column("teacher_logits", logits)
+    args = DistillConfig(**{**guard_args(tmp_path).to_dict(), "save_strategy": "no", "logging_steps": 100})
+    trainer = DistillTrainer(model=tiny_bert, args=args, train_dataset=data, processing_class=tiny_tokenizer)
+    with pytest.raises(DivergenceError, match=r"\(loss_hard=[0-9.]+, loss_soft=nan, learning rate"):
+        trainer.train()
+
+
+def test_weights_that_turned_nan_are_never_checkpointed(tmp_path, tiny_bert, tiny_tokenizer):
+    class PoisonAtStep2(TrainerCallback):
+        def on_optimizer_step(self, args, state, control, **kwargs):
+            if state.global_step == 1:  # during step 2: its loss was finite, its update is not
+                with torch.no_grad():
+                    tiny_bert.classifier.bias.fill_(float("inf"))
+
+    trainer = ClassifierTrainer(
+        model=tiny_bert,
+        args=guard_args(tmp_path, logging_steps=100),
+        train_dataset=toy_dataset(tiny_tokenizer, 32),
+        processing_class=tiny_tokenizer,
+        callbacks=[PoisonAtStep2()],
+    )
+    with pytest.raises(
+        DivergenceError, match=r"the weights became NaN/inf \(1 tensors, e.g. classifier.bias\) at step 2"
+    ):
+        trainer.train()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("checkpoint-")) == [
+        "checkpoint-1"
+    ]
+
+
+def test_guard_adds_no_host_sync_per_step(tmp_path, tiny_bert, tiny_tokenizer, monkeypatch):
+    """hfkit's own host reads (.item(), bool of a tensor) do not grow with the number of steps."""
+
+    def reads(max_steps: int) -> int:
+        count = 0
+        item, as_bool = torch.Tensor.item, torch.Tensor.__bool__
+
+        def counted(original):
+            def read(self):
+                nonlocal count
+                # Only reads made by hfkit's code: the model's own (e.g. SDPA mask checks) are not ours.
+                count += "/hfkit/" in sys._getframe(1).f_code.co_filename
+                return original(self)
+
+            return read
+
+        args = guard_args(
+            tmp_path,
+            max_steps=max_steps,
+            logging_steps=1000,
+            save_strategy="no",
+            logging_nan_inf_filter=False,
+        )
+        trainer = ClassifierTrainer(
+            model=tiny_bert,
+            args=args,
+            train_dataset=toy_dataset(tiny_tokenizer, 64),
+            processing_class=tiny_tokenizer,
+        )
+        with monkeypatch.context() as patch:
+            patch.setattr(torch.Tensor, "item", counted(item))
+            patch.setattr(torch.Tensor, "__bool__", counted(as_bool))
+            trainer.train()
+        return count
+
+    assert reads(8) == reads(4) > 0  # > 0: the end-of-training check did read
