@@ -52,6 +52,14 @@ class BaseConfig(NoTokenOnDisk, TrainingArguments):
         default=0.0, metadata={"help": "Minimum improvement that counts as one, for early stopping."}
     )
 
+    plot_curves: bool = field(
+        default=True,
+        metadata={
+            "help": "At the end of training, write training_curves.png to output_dir: the training loss (and each "
+            "loss component) and the validation metrics per evaluation."
+        },
+    )
+
     def __post_init__(self):
         self._check_training_values()
         self._check_early_stopping()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from transformers import EarlyStoppingCallback, TrainerCallback
 
 from ..errors import UserInputError
@@ -18,7 +21,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DivergenceError", "DivergenceGuard", "config_callbacks"]
+__all__ = [
+    "CURVES_FILE",
+    "DivergenceError",
+    "DivergenceGuard",
+    "TrainingCurvesCallback",
+    "config_callbacks",
+    "curve_series",
+    "plot_training_curves",
+]
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -28,8 +39,8 @@ class DivergenceError(UserInputError, FloatingPointError):
 
 
 def config_callbacks(args: BaseConfig) -> list[TrainerCallback]:
-    """The callbacks the config asks for: early stopping when early_stopping_patience is set."""
-    callbacks: list[TrainerCallback] = []
+    """The callbacks the config asks for: training curves, and early stopping when early_stopping_patience is set."""
+    callbacks: list[TrainerCallback] = [TrainingCurvesCallback()] if args.plot_curves else []
     if args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold))
     return callbacks
@@ -101,13 +112,22 @@ class DivergenceGuard(TrainerCallback):
             if bad:
                 step, *values = bad[0]
                 found = dict(zip(names, values, strict=True))
-                raise DivergenceError(
+                self._stop(
                     self._message(
                         f"the training loss is {found.pop('loss')} at step {int(step)}", int(step), found
                     )
                 )
         if model is not None:
             self._check_weights(model)
+
+    def _stop(self, message: str) -> NoReturn:
+        """Write the curves so far (where the loss went is the first thing to look at), then raise."""
+        trainer = self.trainer
+        if getattr(trainer.args, "plot_curves", False) and trainer.is_world_process_zero():
+            plot_training_curves(
+                trainer.state.log_history, os.path.join(trainer.args.output_dir, CURVES_FILE)
+            )
+        raise DivergenceError(message)
 
     def _gather(self, tensor: torch.Tensor) -> torch.Tensor:
         accelerator = getattr(self.trainer, "accelerator", None)
@@ -129,7 +149,7 @@ class DivergenceGuard(TrainerCallback):
         found = {}
         if getattr(self.trainer, "lr_scheduler", None) is not None:
             found["learning rate"] = self.trainer._get_learning_rate()
-        raise DivergenceError(self._message(f"the weights became NaN/inf{where} at step {step}", step, found))
+        self._stop(self._message(f"the weights became NaN/inf{where} at step {step}", step, found))
 
     def _message(self, what: str, step: int, found: dict[str, float]) -> str:
         """What diverged, the loss components and learning rate, what to change, and what is on disk."""
@@ -172,3 +192,64 @@ def _checkpoints_with_losses(trainer) -> list[tuple[str, float]]:
         losses = [e["loss"] for e in history if e["step"] <= step]
         found.append((f"checkpoint-{step}", losses[-1] if losses else float("nan")))
     return found
+
+
+# ---- training curves -------------------------------------------------------------------------------------
+
+CURVES_FILE = "training_curves.png"
+# Evaluation log entries that are timings or counts, not metrics of the model.
+_NOT_METRICS = ("runtime", "samples_per_second", "steps_per_second", "tokens", "epoch")
+
+
+class TrainingCurvesCallback(TrainerCallback):
+    """At the end of every run, write `training_curves.png` to output_dir from the Trainer's log history."""
+
+    def on_train_end(self, args, state, control, **kwargs):
+        """Main process only: one PNG of the training losses and the validation metrics per evaluation."""
+        if state.is_world_process_zero and args.output_dir:
+            path = plot_training_curves(state.log_history, os.path.join(args.output_dir, CURVES_FILE))
+            if path is not None:
+                logger.info("training curves: %s", path)
+
+
+def curve_series(log_history: list[dict]) -> tuple[dict, dict]:
+    """(losses, metrics) from a Trainer log history: name -> [(step, value)], losses with loss_* and eval_loss."""
+    losses: dict[str, list[tuple[int, float]]] = {}
+    metrics: dict[str, list[tuple[int, float]]] = {}
+    for entry in log_history:
+        step = entry.get("step")
+        if step is None:
+            continue
+        for key, value in entry.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            if key == "loss" or key.startswith("loss_") or key == "eval_loss":
+                losses.setdefault(key, []).append((step, value))
+            elif key.startswith("eval_") and not key.endswith(_NOT_METRICS):
+                metrics.setdefault(key.removeprefix("eval_"), []).append((step, value))
+    return losses, metrics
+
+
+def plot_training_curves(log_history: list[dict], path: str) -> str | None:
+    """Plot training loss (+ each loss_<component>) and the eval metrics per step into a PNG; None if no logs."""
+    losses, metrics = curve_series(log_history)
+    if not losses and not metrics:
+        return None
+    panels = [(title, series) for title, series in (("loss", losses), ("validation", metrics)) if series]
+    figure = Figure(figsize=(6 * len(panels), 4), layout="constrained")
+    FigureCanvasAgg(figure)  # Agg: renders to a file with no display and no global pyplot state
+    for axis, (title, series) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        for name, points in series.items():
+            steps, values = zip(*points, strict=True)
+            # One evaluation is a point, not a line: mark every point so single evaluations show.
+            axis.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=name)
+        finite = [v for points in series.values() for _, v in points if math.isfinite(v)]
+        if title == "validation" and finite and max(finite) > 1 and min(finite) > 0:
+            axis.set_yscale("log")  # e.g. perplexity next to (or instead of) metrics in [0, 1]
+        axis.set_title("training loss" if title == "loss" else "validation metrics")
+        axis.set_xlabel("optimizer step")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
