@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel
 
+from .errors import UserInputError
 from .modeling import count_parameters, find_layers
 
 logger = logging.getLogger(__name__)
@@ -43,18 +44,18 @@ def _validate_keep_layers(keep_layers: Sequence[int], num_layers: int) -> list[i
     """Return keep_layers as a list of ints, or raise a ValueError saying what to change."""
     keep = list(keep_layers)
     if not keep:
-        raise ValueError(
+        raise UserInputError(
             f"keep_layers is empty: pass at least one teacher layer index in 0..{num_layers - 1}."
         )
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in keep):
-        raise ValueError(f"keep_layers must be integers, got {keep}.")
+        raise UserInputError(f"keep_layers must be integers, got {keep}.")
     if len(set(keep)) != len(keep):
-        raise ValueError(f"keep_layers has duplicates: {keep}; each teacher layer can be kept once.")
+        raise UserInputError(f"keep_layers has duplicates: {keep}; each teacher layer can be kept once.")
     if keep != sorted(keep):
-        raise ValueError(f"keep_layers must be sorted ascending, got {keep}; pass {sorted(keep)}.")
+        raise UserInputError(f"keep_layers must be sorted ascending, got {keep}; pass {sorted(keep)}.")
     out_of_range = [i for i in keep if not 0 <= i < num_layers]
     if out_of_range:
-        raise ValueError(
+        raise UserInputError(
             f"keep_layers {out_of_range} out of range: the teacher has {num_layers} layers (indices 0..{num_layers - 1})."
         )
     return keep
@@ -68,7 +69,7 @@ def _student_config(teacher: PreTrainedModel, keep: list[int]):
         value = getattr(config, field, None)
         if isinstance(value, (list, tuple)):
             if len(value) != num_layers:
-                raise ValueError(
+                raise UserInputError(
                     f"config.{field} has {len(value)} entries but the teacher has {num_layers} layers; "
                     "cannot tell which entries belong to the kept layers."
                 )

@@ -112,15 +112,17 @@ class BaseConfig(NoTokenOnDisk, TrainingArguments):
         if self.early_stopping_patience is None:
             return
         if self.early_stopping_patience < 1:
-            raise ValueError(
+            raise UserInputError(
                 f"early_stopping_patience must be >= 1 (or None to disable), got {self.early_stopping_patience}."
             )
         if str(self.eval_strategy) == "no":
-            raise ValueError(
+            raise UserInputError(
                 "early_stopping_patience needs evaluations to watch: set eval_strategy to 'epoch' or 'steps'."
             )
         if self.early_stopping_threshold < 0:
-            raise ValueError(f"early_stopping_threshold must be >= 0, got {self.early_stopping_threshold}.")
+            raise UserInputError(
+                f"early_stopping_threshold must be >= 0, got {self.early_stopping_threshold}."
+            )
         # Early stopping is only useful if the best checkpoint comes back at the end.
         self.load_best_model_at_end = True
         if self.metric_for_best_model is None:
@@ -134,10 +136,10 @@ class BaseConfig(NoTokenOnDisk, TrainingArguments):
 def check_temperature(value: float, typical: str) -> None:
     """A distillation temperature must be > 0; `typical` names the usual range."""
     if not value > 0:
-        raise ValueError(f"temperature must be > 0, got {value}; typical values are {typical}.")
+        raise UserInputError(f"temperature must be > 0, got {value}; typical values are {typical}.")
 
 
 def check_unit_interval(name: str, value: float, meaning: str) -> None:
     """`name` must lie in [0, 1]; `meaning` says what the value weighs."""
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1] ({meaning}), got {value}.")
+        raise UserInputError(f"{name} must be in [0, 1] ({meaning}), got {value}.")

@@ -132,7 +132,7 @@ class BaseTrainer(AtomicCheckpointMixin, Trainer):
         """Freeze the teacher and let the accelerator place it: eval mode, no gradients, never wrapped in DDP."""
         shared = {id(p) for p in teacher.parameters()} & {id(p) for p in self.model.parameters()}
         if shared:
-            raise ValueError(
+            raise UserInputError(
                 "the teacher shares parameters with the student, so freezing the teacher would freeze them in "
                 "the student too; build the student as an independent copy (e.g. hfkit.student_from_teacher)."
             )
@@ -140,7 +140,7 @@ class BaseTrainer(AtomicCheckpointMixin, Trainer):
         teacher.eval()
         teacher.requires_grad_(False)
         if self.is_deepspeed_enabled:
-            raise ValueError(
+            raise UserInputError(
                 f"{type(self).__name__} does not place an online teacher under DeepSpeed; use DDP/FSDP, or "
                 f"{self.cached_teacher_hint}."
             )
@@ -251,7 +251,7 @@ def check_same_vocabulary(student, teacher, tokenizer, teacher_tokenizer, fix: s
         if not same_vocabulary(tokenizer, teacher_tokenizer):
             s_vocab, t_vocab = tokenizer.get_vocab(), teacher_tokenizer.get_vocab()
             differ = sorted(set(s_vocab.items()) ^ set(t_vocab.items()), key=str)[:5]
-            raise ValueError(
+            raise UserInputError(
                 f"tokenizers differ: student vocab has {len(s_vocab)} tokens, teacher vocab {len(t_vocab)} "
                 f"(e.g. {differ} are not shared). {fix}"
             )
@@ -265,7 +265,7 @@ def check_same_vocabulary(student, teacher, tokenizer, teacher_tokenizer, fix: s
         if s_id != t_id:
             mismatches.append(f"{name} {s_id} vs {t_id}")
     if mismatches:
-        raise ValueError(
+        raise UserInputError(
             f"tokenizers differ (student vs teacher config): {', '.join(mismatches)}. {fix} If the tokenizers "
             "are in fact the same, pass processing_class and teacher_processing_class so their vocabularies are "
             "compared instead of the configs."

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
+from ..errors import UserInputError
 from .base_config import BaseConfig
 
 
@@ -60,9 +61,9 @@ class ClassifierConfig(BaseConfig):
     def __post_init__(self):
         if self.class_weights is not None:
             if self.balance_classes:
-                raise ValueError("set either class_weights or balance_classes, not both.")
+                raise UserInputError("set either class_weights or balance_classes, not both.")
             if any(w <= 0 for w in self.class_weights):
-                raise ValueError(f"class_weights must all be > 0, got {self.class_weights}.")
+                raise UserInputError(f"class_weights must all be > 0, got {self.class_weights}.")
         if self.freeze_layers < 0:
-            raise ValueError(f"freeze_layers must be >= 0, got {self.freeze_layers}.")
+            raise UserInputError(f"freeze_layers must be >= 0, got {self.freeze_layers}.")
         super().__post_init__()

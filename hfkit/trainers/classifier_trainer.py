@@ -82,19 +82,21 @@ class ClassifierTrainer(BaseTrainer):
         num_labels = self.model.config.num_labels
         if self.args.class_weights is not None:
             if len(self.args.class_weights) != num_labels:
-                raise ValueError(
+                raise UserInputError(
                     f"class_weights has {len(self.args.class_weights)} values but the model has {num_labels} labels."
                 )
             return torch.tensor(self.args.class_weights, dtype=torch.float32)
         if not self.args.balance_classes:
             return None
         if self.train_dataset is None or "labels" not in getattr(self.train_dataset, "column_names", []):
-            raise ValueError("balance_classes needs a train_dataset with a 'labels' column to count classes.")
+            raise UserInputError(
+                "balance_classes needs a train_dataset with a 'labels' column to count classes."
+            )
         labels = np.asarray(self.train_dataset["labels"])
         # Rows labelled -100 (augmented, no gold label) have no class to count.
         counts = np.bincount(labels[labels >= 0], minlength=num_labels)
         if (counts == 0).any():
-            raise ValueError(
+            raise UserInputError(
                 f"balance_classes: label ids {np.flatnonzero(counts == 0).tolist()} never occur in training."
             )
         return torch.tensor(counts.sum() / (num_labels * counts), dtype=torch.float32)

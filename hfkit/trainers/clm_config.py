@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import UserInputError
 from ..losses import DIVERGENCES
 from .base_config import BaseConfig, check_temperature, check_unit_interval
 
@@ -90,18 +91,20 @@ class CLMConfig(BaseConfig):
 
     def __post_init__(self):
         if self.block_size < 2:
-            raise ValueError(
+            raise UserInputError(
                 f"block_size must be >= 2 (each token predicts the next), got {self.block_size}."
             )
         check_temperature(self.temperature, "0.5 to 2")
         check_unit_interval("alpha", self.alpha, "weight of the distillation term; 1 - alpha weights the CE")
         if self.divergence not in DIVERGENCES:
-            raise ValueError(f"divergence must be one of {DIVERGENCES}, got {self.divergence!r}.")
+            raise UserInputError(f"divergence must be one of {DIVERGENCES}, got {self.divergence!r}.")
         check_unit_interval("jsd_beta", self.jsd_beta, "0 = forward KL, 1 = reverse KL")
         if self.teacher_topk is not None and self.teacher_topk < 1:
-            raise ValueError(f"teacher_topk must be >= 1 (or None for full logits), got {self.teacher_topk}.")
+            raise UserInputError(
+                f"teacher_topk must be >= 1 (or None for full logits), got {self.teacher_topk}."
+            )
         if self.teacher_logits_cache is not None and self.teacher_topk is None:
-            raise ValueError(
+            raise UserInputError(
                 "teacher_logits_cache needs teacher_topk: full-vocabulary logits are too large to cache (one float "
                 "per vocabulary entry per token). Set teacher_topk (e.g. 32), or drop teacher_logits_cache."
             )

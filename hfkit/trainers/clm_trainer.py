@@ -10,6 +10,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from ..data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
+from ..errors import UserInputError
 from ..losses import hard_label_ce, token_divergence
 from ..metrics import perplexity
 from .base_trainer import BaseTrainer, check_same_vocabulary, has_columns
@@ -56,7 +57,7 @@ class CLMTrainer(BaseTrainer):
     ):
         args = self.check_args(args)
         if model is None:
-            raise ValueError(
+            raise UserInputError(
                 "CLMTrainer needs the model to train: pass model=AutoModelForCausalLM.from_pretrained(path)."
             )
         if not isinstance(model, nn.Module):
@@ -105,12 +106,12 @@ class CLMTrainer(BaseTrainer):
     ) -> None:
         """A teacher model XOR cached top-k columns (or neither, for plain fine-tuning), consistent with args."""
         if teacher is not None and cached:
-            raise ValueError(
+            raise UserInputError(
                 f"train_dataset has cached teacher top-k columns ({TOPK_VALUES}, {TOPK_INDICES}) and a teacher_model "
                 "was passed too: train from one of them (drop teacher_model to save its memory, or the columns)."
             )
         if cached and args.teacher_topk is None:
-            raise ValueError(
+            raise UserInputError(
                 f"train_dataset has cached teacher top-k columns ({TOPK_VALUES}) but teacher_topk is not set: set "
                 "teacher_topk to the k they were computed with."
             )
@@ -121,7 +122,7 @@ class CLMTrainer(BaseTrainer):
                 "columns (hfkit.teacher_cache.lm.add_teacher_topk) to train_dataset, or unset teacher_topk."
             )
         if (teacher is not None or cached) and args.alpha == 0:
-            raise ValueError(
+            raise UserInputError(
                 "alpha=0 gives the teacher no weight (the loss would be plain cross-entropy): set alpha > 0, e.g. "
                 "0.5, or train without teacher_model."
             )
@@ -146,7 +147,7 @@ class CLMTrainer(BaseTrainer):
         topk_values, topk_indices = inputs.pop(TOPK_VALUES, None), inputs.pop(TOPK_INDICES, None)
         labels = inputs.pop("labels", None)
         if labels is None:
-            raise ValueError(
+            raise UserInputError(
                 "the batch has no 'labels': build the data with hfkit.data.lm (labels = input_ids, -100 on tokens "
                 "not to learn) and keep the default LMDataCollator."
             )
@@ -189,7 +190,7 @@ class CLMTrainer(BaseTrainer):
                 logits, topk_values[:, :-1], targets, teacher_topk_indices=topk_indices[:, :-1], **common
             )
         if self.teacher_model is None:
-            raise ValueError(
+            raise UserInputError(
                 f"this training batch has no {TOPK_VALUES} column and there is no teacher_model: add the cached "
                 "top-k columns to every training row, or pass teacher_model."
             )
@@ -203,13 +204,13 @@ class CLMTrainer(BaseTrainer):
         """Once, on the first cached batch: k matches teacher_topk and every token id fits the student's vocab."""
         k = indices.shape[-1]
         if k != self.args.teacher_topk:
-            raise ValueError(
+            raise UserInputError(
                 f"the cached teacher top-k has k={k} per token but teacher_topk={self.args.teacher_topk}: set "
                 f"teacher_topk={k}, or recompute the cache with the k you want."
             )
         largest = int(indices.max())
         if largest >= vocab:
-            raise ValueError(
+            raise UserInputError(
                 f"the cached teacher top-k holds token id {largest} but the student's vocabulary has {vocab} entries: "
                 "the cache was computed with another tokenizer/teacher; rebuild it for this student."
             )
@@ -280,7 +281,7 @@ def check_vocabularies(student: nn.Module, teacher: nn.Module, tokenizer, teache
     )
     s_width, t_width = _logit_width(student), _logit_width(teacher)
     if s_width != t_width:
-        raise ValueError(
+        raise UserInputError(
             f"vocabulary sizes differ: student has {s_width} logits per token, teacher {t_width}. {fix}"
         )
     check_same_vocabulary(student, teacher, tokenizer, teacher_tokenizer, fix)
@@ -291,7 +292,7 @@ def _wrap_peft(model: nn.Module, peft_config, args: CLMConfig) -> nn.Module:
     from peft import PeftModel, get_peft_model
 
     if isinstance(model, PeftModel):
-        raise ValueError(
+        raise UserInputError(
             "model is already a PeftModel and peft_config was passed too: pass the base model with peft_config, "
             "or the PeftModel without it."
         )

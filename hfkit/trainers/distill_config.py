@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..errors import UserInputError
 from .base_config import check_temperature, check_unit_interval
 from .classifier_config import ClassifierConfig
 
@@ -25,14 +26,14 @@ def parse_layer_map(spec: str) -> list[tuple[int, int]] | None:
     for item in spec.split(","):
         match = _PAIR.match(item)
         if match is None:
-            raise ValueError(
+            raise UserInputError(
                 f"layer_map {spec!r}: cannot parse {item.strip()!r}. Use 'uniform' or comma-separated "
                 "'teacher:student' pairs of non-negative layer indices in hidden-state indexing "
                 "(0 = embeddings output), e.g. '0:0,2:1,4:2'."
             )
         pairs.append((int(match.group(1)), int(match.group(2))))
     if len(set(pairs)) != len(pairs):
-        raise ValueError(f"layer_map {spec!r} lists a pair twice; list each teacher:student pair once.")
+        raise UserInputError(f"layer_map {spec!r} lists a pair twice; list each teacher:student pair once.")
     return pairs
 
 
@@ -101,17 +102,19 @@ class DistillConfig(ClassifierConfig):
         )
         for name in ("hidden_loss_weight", "attention_loss_weight"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 turns the loss off), got {getattr(self, name)}.")
+                raise UserInputError(
+                    f"{name} must be >= 0 (0 turns the loss off), got {getattr(self, name)}."
+                )
         if self.hidden_loss_type not in HIDDEN_LOSS_TYPES:
-            raise ValueError(
+            raise UserInputError(
                 f"hidden_loss_type must be one of {HIDDEN_LOSS_TYPES}, got {self.hidden_loss_type!r}."
             )
         if self.attention_loss_type not in ATTENTION_LOSS_TYPES:
-            raise ValueError(
+            raise UserInputError(
                 f"attention_loss_type must be one of {ATTENTION_LOSS_TYPES}, got {self.attention_loss_type!r}."
             )
         if self.teacher_logits_dtype not in TEACHER_LOGITS_DTYPES:
-            raise ValueError(
+            raise UserInputError(
                 f"teacher_logits_dtype must be one of {TEACHER_LOGITS_DTYPES}, got {self.teacher_logits_dtype!r}."
             )
         # Parsed form of layer_map (None = uniform, resolved by the trainer once the layer counts are known);

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from ..errors import UserInputError
 from ..losses import (
     attention_loss,
     distillation_loss,
@@ -67,7 +68,7 @@ class DistillTrainer(ClassifierTrainer):
     ):
         args = self.check_args(args)
         if model is None:
-            raise ValueError("DistillTrainer needs the student: pass model=<PreTrainedModel>.")
+            raise UserInputError("DistillTrainer needs the student: pass model=<PreTrainedModel>.")
         teacher_model, teacher_processing_class = self.load_teacher(
             teacher_model, model, teacher_processing_class
         )
@@ -106,12 +107,12 @@ class DistillTrainer(ClassifierTrainer):
     def _check_teacher_source(self, teacher: PreTrainedModel | None, has_cached: bool | None) -> None:
         """Need a teacher model or cached logits; hidden/attention losses need the model itself."""
         if teacher is None and has_cached is False:
-            raise ValueError(
+            raise UserInputError(
                 "no teacher: pass teacher_model=<model or path>, or add a 'teacher_logits' column "
                 "(one row of num_labels floats per example, e.g. from teacher_logits_cache) to train_dataset."
             )
         if teacher is None and (self.use_hidden_loss or self.use_attention_loss):
-            raise ValueError(
+            raise UserInputError(
                 "hidden_loss_weight / attention_loss_weight need the teacher's hidden states, which cached "
                 "teacher_logits do not hold: pass teacher_model, or set hidden_loss_weight=0 and "
                 "attention_loss_weight=0 for logit-only distillation from the cache."
@@ -128,7 +129,7 @@ class DistillTrainer(ClassifierTrainer):
             # Generic LABEL_i names carry no meaning, so only two sets of real names can disagree in order.
             named_both = not (_generic_names(s_names) or _generic_names(t_names))
             if s_config.num_labels != t_config.num_labels or (named_both and s_names != t_names):
-                raise ValueError(
+                raise UserInputError(
                     f"label sets differ: teacher has {t_config.num_labels} labels {t_names}, student has "
                     f"{s_config.num_labels} labels {s_names}. Fine-tune the teacher on the same labels (same "
                     "order) as the student, or build the student with the teacher's id2label/label2id."
@@ -139,7 +140,7 @@ class DistillTrainer(ClassifierTrainer):
             except (TypeError, KeyError, IndexError):
                 return
             if width != s_config.num_labels:
-                raise ValueError(
+                raise UserInputError(
                     f"label sets differ: the teacher_logits column has {width} values per row but the student "
                     f"has {s_config.num_labels} labels. Cache logits of a teacher fine-tuned on the same labels."
                 )
@@ -152,7 +153,7 @@ class DistillTrainer(ClassifierTrainer):
         pairs = args.layer_pairs or uniform_layer_map(n_teacher, n_student)
         bad = [(t, s) for t, s in pairs if not (0 <= t <= n_teacher and 0 <= s <= n_student)]
         if bad:
-            raise ValueError(
+            raise UserInputError(
                 f"layer_map {args.layer_map!r}: pairs {bad} are out of range; in hidden-state indexing the teacher "
                 f"has indices 0..{n_teacher} and the student 0..{n_student} (0 = embeddings). Fix layer_map or "
                 "use layer_map='uniform'."
@@ -162,12 +163,12 @@ class DistillTrainer(ClassifierTrainer):
             try:
                 attention_pairs = hidden_to_attention_map(pairs)
             except ValueError as err:
-                raise ValueError(
+                raise UserInputError(
                     f"layer_map {args.layer_map!r} cannot be used for the attention loss: {err}. Pair the "
                     "embeddings only with each other (0:0) or use layer_map='uniform'."
                 ) from err
             if not attention_pairs:
-                raise ValueError(
+                raise UserInputError(
                     f"layer_map {args.layer_map!r} has no transformer-layer pair for the attention loss "
                     "(only 0:0); add pairs such as '4:2' or use layer_map='uniform'."
                 )
@@ -189,7 +190,7 @@ class DistillTrainer(ClassifierTrainer):
         if existing is not None:
             # A student reused across trainers already carries projections: keep (and keep training) them.
             if len(existing) != len(self.hidden_layer_map):
-                raise ValueError(
+                raise UserInputError(
                     f"the student already has {len(existing)} {PROJECTIONS_NAME} but the layer map has "
                     f"{len(self.hidden_layer_map)} pairs; delete them (del student.{PROJECTIONS_NAME})."
                 )
@@ -238,7 +239,7 @@ class DistillTrainer(ClassifierTrainer):
             teacher_outputs = self._teacher_forward(inputs, **extra)
             teacher_logits = teacher_outputs.logits
         else:
-            raise ValueError(
+            raise UserInputError(
                 f"the training batch has no '{TEACHER_LOGITS}' and there is no teacher_model: add the column to "
                 "every training example or pass teacher_model."
             )
@@ -279,7 +280,7 @@ class DistillTrainer(ClassifierTrainer):
     def _check_teacher_logits(self, teacher_logits: torch.Tensor, student_logits: torch.Tensor) -> None:
         """Cached teacher logits must have the student's shape: one row of num_labels floats per example."""
         if teacher_logits.shape != student_logits.shape:
-            raise ValueError(
+            raise UserInputError(
                 f"teacher_logits batch has shape {tuple(teacher_logits.shape)} but the student's logits have "
                 f"{tuple(student_logits.shape)}: the column needs num_labels floats per row."
             )
@@ -386,7 +387,7 @@ def _use_eager_attention(model: PreTrainedModel) -> None:
     if model.config._attn_implementation != "eager":
         model.set_attn_implementation("eager")
     if model.config._attn_implementation != "eager":
-        raise ValueError(
+        raise UserInputError(
             f"{type(model).__name__} cannot switch to attn_implementation='eager', which the attention loss needs "
             "(other kernels return no attention maps); set attention_loss_weight=0."
         )
