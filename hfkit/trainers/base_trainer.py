@@ -99,7 +99,8 @@ class BaseTrainer(AtomicCheckpointMixin, Trainer):
             return config(output_dir=cls.default_output_dir)
         if not isinstance(args, config):
             raise TypeError(
-                f"args must be a {config.__name__}, got {type(args).__name__}: "
+                f"args must be {'an' if config.__name__[0] in 'AEIOU' else 'a'} {config.__name__}, got "
+                f"{type(args).__name__}: "
                 f"build {config.__name__}(...) with the same fields instead of {type(args).__name__}(...)."
             )
         return args

@@ -89,6 +89,7 @@ class IncrementalTrainer(DistillTrainer):
     distillation from the previous model while learning the new data. Evaluation is the plain classifier's.
     """
 
+    # BaseTrainer.check_args refuses any other config (a DistillConfig too) with the fix.
     config_class = IncrementalConfig
     default_output_dir = "incremental_output"
 
@@ -119,7 +120,7 @@ class IncrementalTrainer(DistillTrainer):
             teacher_logits.shape[0] != student_logits.shape[0]
             or teacher_logits.shape[-1] > student_logits.shape[-1]
         ):
-            raise ValueError(
+            raise UserInputError(
                 f"teacher_logits batch has shape {tuple(teacher_logits.shape)} for student logits of shape "
                 f"{tuple(student_logits.shape)}: the column needs one value per old class and row."
             )

@@ -258,3 +258,10 @@ def test_guard_adds_no_host_sync_per_step(tmp_path, tiny_bert, tiny_tokenizer, m
         return count
 
     assert reads(8) == reads(4) > 0  # > 0: the end-of-training check did read
+
+
+def test_incremental_trainer_takes_only_its_own_config(tmp_path, tiny_bert):
+    from hfkit.trainers.incremental_trainer import IncrementalTrainer
+
+    with pytest.raises(TypeError, match="args must be an IncrementalConfig, got DistillConfig"):
+        IncrementalTrainer(model=tiny_bert, args=DistillConfig(output_dir=str(tmp_path)))
