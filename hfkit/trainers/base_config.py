@@ -103,7 +103,7 @@ class BaseConfig(NoTokenOnDisk, TrainingArguments):
             and not os.path.isdir(self.output_dir)
         ):
             raise UserInputError(
-                f"output_dir {self.output_dir!r} is an existing file, not a folder: pass a folder path (it is "
+                f"output_dir {self.output_dir!r} is a file, not a folder: pass a folder path (it is "
                 "created if missing), or move the file away."
             )
 

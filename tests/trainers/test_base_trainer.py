@@ -99,7 +99,7 @@ def test_config_still_trains_by_steps_alone(tmp_path):
 def test_output_dir_that_is_a_file_is_refused(tmp_path):
     path = tmp_path / "results.txt"
     path.write_text("not a folder")
-    with pytest.raises(UserInputError, match="output_dir .*results.txt' is an existing file"):
+    with pytest.raises(UserInputError, match="output_dir .*results.txt' is a file, not a folder"):
         ClassifierConfig(output_dir=str(path))
 
 
