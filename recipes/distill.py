@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         with open(os.path.join(config.output_dir, "distill_report.json"), "w") as f:
             report = {
                 "validation_examples": len(raw["validation"]),
-                "teacher": model_args.teacher_name_or_path,  # read by hfkit.export for the model card
+                "teacher": model_args.teacher_name_or_path,  # read by hfkit.hub.card for the model card
                 "temperature": config.temperature,
                 "alpha": config.alpha,
                 "models": rows_json,
