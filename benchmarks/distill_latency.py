@@ -3,7 +3,8 @@
     python benchmarks/distill_latency.py --teacher outputs/classify/minilm_sst2 \
         --student outputs/distill/minilm_l3_sst2 --batch_sizes 1 32
 
-Prints ms per batch (median of --repeats after warm-up) and the student's speed-up over the teacher.
+Prints ms per batch (median of --repeats rounds, both models timed round-robin in each round) and the
+student's speed-up over the teacher.
 """
 
 import argparse
@@ -13,7 +14,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfkit.data import load_data_file
-from hfkit.evaluation import measure_latency_ms
+from hfkit.reports import measure_latencies_together
 
 
 def main() -> None:
@@ -36,10 +37,7 @@ def main() -> None:
     print(f"CPU: {platform.processor() or platform.machine()}, torch threads: {torch.get_num_threads()}")
     print("batch  teacher ms  student ms  speed-up")
     for bs in args.batch_sizes:
-        ms = {
-            n: measure_latency_ms(m, t, texts, batch_size=bs, repeats=args.repeats)
-            for n, (m, t) in models.items()
-        }
+        ms = measure_latencies_together(models, texts, batch_size=bs, rounds=args.repeats)
         print(
             f"{bs:>5}  {ms['teacher']:>10.1f}  {ms['student']:>10.1f}  {ms['teacher'] / ms['student']:>7.2f}x"
         )

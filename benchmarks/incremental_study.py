@@ -115,8 +115,8 @@ def scores(out: str, validation: str, old: list[str]) -> dict[str, float]:
     from datasets import Dataset
 
     from hfkit.data import load_data_file, tokenize_dataset
-    from hfkit.evaluation import predict_logits
     from hfkit.io import load_model
+    from hfkit.reports import predict_logits
 
     raw = load_data_file(os.path.join(REPO, validation))
     model, tokenizer = load_model(out, task="text-classification")

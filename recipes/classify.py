@@ -23,6 +23,7 @@ from hfkit.compress.lora import (
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.modeling import ModelArguments, load_classifier, load_tokenizer
 from hfkit.parsing import parse_args
+from hfkit.reports import validation_source
 from hfkit.runtime import RunArguments, finish_run, run_recipe, setup_logging, start_run
 from hfkit.student import student_from_teacher
 
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
         train_dataset=data["train"],
         eval_dataset=data["validation"],
         processing_class=tokenizer,
+        eval_data_name=validation_source(data_args),
     )
     trainer.train(resume_from_checkpoint=run.resume_from)
     if lora_args.use_lora:

@@ -6,7 +6,6 @@ Order: args -> seed -> tokenizer -> data -> teacher -> model or student (+ LoRA)
 -> perplexity before -> train -> perplexity after -> save -> report (printed and written to clm_report.json).
 """
 
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -18,7 +17,7 @@ from hfkit.data.lm import LMDataArguments, load_lm_data
 from hfkit.errors import UserInputError
 from hfkit.modeling import count_parameters, resolve_model_path
 from hfkit.parsing import parse_args
-from hfkit.report import format_table
+from hfkit.reports import clm_report, validation_source
 from hfkit.runtime import RunArguments, finish_run, run_recipe, setup_logging, start_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache.lm import add_teacher_topk, teacher_topk_logits
@@ -176,50 +175,42 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
     trainer.save_state()
 
     if trainer.is_world_process_zero():
-        report = {
-            "model": base_path,
-            "teacher": model_args.teacher_name_or_path,
-            "student_layers": model_args.student_layers,
-            "lora": lora_args.use_lora,
-            "parameters": trainer.param_counts,
-            "teacher_parameters": count_parameters(teacher)[0] if teacher is not None else None,
-            "block_size": config.block_size,
-            "train_examples": len(train),
-            "eval_examples": len(validation),
-            "eval_tokens": after.get("eval_tokens"),
-            "distillation": (
-                {
-                    k: getattr(config, k)
-                    for k in ("divergence", "alpha", "temperature", "jsd_beta", "teacher_topk")
-                }
-                if teacher is not None
+        report = clm_report(
+            model=config.output_dir,
+            base_model=base_path,
+            data=validation_source(data_args),
+            eval_examples=len(validation),
+            eval_tokens=after.get("eval_tokens"),
+            before={"loss": before["before_loss"], "perplexity": before["before_perplexity"]},
+            after={"loss": after["eval_loss"], "perplexity": after["eval_perplexity"]},
+            teacher=(
+                {"loss": teacher_metrics["teacher_loss"], "perplexity": teacher_metrics["teacher_perplexity"]}
+                if teacher_metrics
                 else None
             ),
-            "train_steps": trainer.state.global_step,
-            "train_loss": result.training_loss,
-            "train_runtime_s": result.metrics.get("train_runtime"),
-            "eval_loss": {"before": before["before_loss"], "after": after["eval_loss"]},
-            "perplexity": {
-                "teacher": teacher_metrics["teacher_perplexity"] if teacher_metrics else None,
-                "before": before["before_perplexity"],
-                "after": after["eval_perplexity"],
+            details={
+                "teacher": model_args.teacher_name_or_path,
+                "student_layers": model_args.student_layers,
+                "lora": lora_args.use_lora,
+                "parameters": trainer.param_counts,
+                "teacher_parameters": count_parameters(teacher)[0] if teacher is not None else None,
+                "block_size": config.block_size,
+                "train_examples": len(train),
+                "distillation": (
+                    {
+                        k: getattr(config, k)
+                        for k in ("divergence", "alpha", "temperature", "jsd_beta", "teacher_topk")
+                    }
+                    if teacher is not None
+                    else None
+                ),
+                "train_steps": trainer.state.global_step,
+                "train_loss": result.training_loss,
+                "train_runtime_s": result.metrics.get("train_runtime"),
             },
-        }
-        os.makedirs(config.output_dir, exist_ok=True)
-        with open(os.path.join(config.output_dir, "clm_report.json"), "w") as f:
-            json.dump(report, f, indent=2)
-        rows = [
-            ["model before training", before["before_loss"], before["before_perplexity"]],
-            ["model after training", after["eval_loss"], after["eval_perplexity"]],
-        ]
-        if teacher_metrics:
-            rows.insert(
-                0, ["teacher", teacher_metrics["teacher_loss"], teacher_metrics["teacher_perplexity"]]
-            )
-        print(
-            f"\nHeld-out perplexity on {len(validation):,} examples ({after.get('eval_tokens', 0):,} tokens):"
         )
-        print(format_table(rows, header=["", "loss", "perplexity"]))
+        report.save(config.output_dir)
+        print("\n" + report.text())
     if config.push_to_hub:
         trainer.push_to_hub()
     finish_run(config)

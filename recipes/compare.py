@@ -10,19 +10,17 @@ whether a 0.2-point gap is a real difference or the luck of these rows (it canno
 seed-to-seed variation: train more seeds for that).
 """
 
-import json
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
-from hfkit.evaluation import predict_logits
 from hfkit.io import load_model
 from hfkit.metrics import classification_metrics, mcnemar
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
-from hfkit.report import format_table
+from hfkit.reports import compare_report, predict_logits, report_stem, validation_source
 from hfkit.runtime import run_recipe
 
 
@@ -37,7 +35,8 @@ class CompareArguments:
     )
     batch_size: int = field(default=128, metadata={"help": "Rows per forward pass."})
     output_file: str | None = field(
-        default=None, metadata={"help": "Also write the comparison as JSON here."}
+        default=None,
+        metadata={"help": "Also write the comparison as JSON here (and as Markdown, same name with .md)."},
     )
 
     def __post_init__(self):
@@ -77,25 +76,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row.update(baseline_only=test["a_only"], model_only=test["b_only"], p_value=test["p_value"])
         rows.append(row)
 
-    table = format_table(
-        [
-            [
-                r["name"],
-                f"{100 * r['accuracy']:.2f}%",
-                r["f1"],
-                r.get("baseline_only", "-"),
-                r.get("model_only", "-"),
-                f"{r['p_value']:.2g}" if "p_value" in r else "-",
-            ]
-            for r in rows
-        ],
-        header=["model", "accuracy", "macro F1", f"only {names[0]} right", "only this right", "p (McNemar)"],
-    )
-    print(f"\n{len(validation):,} validation rows; baseline: {names[0]}\n{table}")
-    if args.output_file:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output_file)), exist_ok=True)
-        with open(args.output_file, "w") as f:
-            json.dump({"validation_rows": len(validation), "models": rows}, f, indent=2)
+    report = compare_report(rows, validation_source(data_args), len(validation))
+    print("\n" + report.text())
+    if args.output_file:  # the JSON there, and its Markdown copy next to it
+        report.name = report_stem(args.output_file)
+        report.save(os.path.dirname(os.path.abspath(args.output_file)))
     return rows
 
 

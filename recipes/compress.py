@@ -35,6 +35,7 @@ from hfkit.compress.trim_vocab import TrimVocabArguments
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
+from hfkit.reports import validation_source
 from hfkit.runtime import run_recipe, setup_logging
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 
@@ -147,9 +148,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     time_all(results, raw["validation"][text][: args.latency_batch_size], args, max_length or 128)
     rows = report_rows(results)
     settings = settings_dict(args, prune_args, lowrank_args, quant_args, trim_args)
-    paths = write_report(rows, config.output_dir, settings, len(raw["validation"]))
-    print(f"\nCompression report on {len(raw['validation']):,} validation examples "
-          f"(CPU latency per batch of {args.latency_batch_size}):")  # fmt: skip
+    paths = write_report(
+        rows, config.output_dir, settings, len(raw["validation"]), student_path,
+        validation_source(data_args),
+    )  # fmt: skip
+    print(f"\nCompression report: {student_path} on {len(raw['validation']):,} validation examples "
+          f"(median ms per batch of {args.latency_batch_size}, every model timed round-robin):")  # fmt: skip
     print(format_report(rows))
     print(f"\nwritten: {', '.join(paths.values())}")
     return rows

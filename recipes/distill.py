@@ -6,15 +6,11 @@ Order: args -> seed -> data -> teacher -> student -> augment -> tokenize -> teac
 -> train -> save -> side-by-side report (parameters, size, accuracy/F1, CPU latency, speed-up).
 """
 
-import json
-import os
-
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from hfkit import DistillConfig, DistillTrainer
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.data.augment import AugmentArguments, augment_dataset, replace_mask_token
-from hfkit.evaluation import comparison_report, measure_model
 from hfkit.modeling import (
     DistillModelArguments,
     ModelArguments,
@@ -25,6 +21,7 @@ from hfkit.modeling import (
     same_vocabulary,
 )
 from hfkit.parsing import parse_args
+from hfkit.reports import distill_report, measure_classifiers, validation_source
 from hfkit.runtime import RunArguments, finish_run, run_recipe, setup_logging, start_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits, teacher_logits_for_texts
@@ -108,32 +105,28 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         eval_dataset=validation,
         processing_class=tokenizer,
         teacher_processing_class=teacher_tokenizer,
+        eval_data_name=validation_source(data_args),
     )
     trainer.train(resume_from_checkpoint=run.resume_from)
     trainer.save_model()
     trainer.save_state()
 
     if trainer.is_world_process_zero():
-        rows = [
-            measure_model("teacher", teacher, teacher_tokenizer, teacher_path, raw["validation"], text, pair,
-                          data_args.max_length),
-            measure_model("student", trainer.model, tokenizer, config.output_dir, raw["validation"], text, pair,
-                          data_args.max_length),
-        ]  # fmt: skip
-        rows_json, table = comparison_report(rows)
-        with open(os.path.join(config.output_dir, "distill_report.json"), "w") as f:
-            report = {
-                "validation_examples": len(raw["validation"]),
-                "teacher": model_args.teacher_name_or_path,  # read by hfkit.hub.card for the model card
-                "temperature": config.temperature,
-                "alpha": config.alpha,
-                "models": rows_json,
-            }
-            json.dump(report, f, indent=2)
-        print(
-            f"\nTeacher vs student on {len(raw['validation']):,} validation examples (CPU latency, batch 32):"
-        )
-        print(table)
+        # The student's metrics come from the trainer's final evaluation: the validation set is scored once
+        # per model. Both models are then timed together, round-robin.
+        student_metrics = trainer.report["metrics"] if trainer.report else None
+        rows = measure_classifiers(
+            {"teacher": (teacher, teacher_tokenizer, teacher_path),
+             "student": (trainer.model, tokenizer, config.output_dir)},
+            raw["validation"], text, pair, data_args.max_length, known_metrics={"student": student_metrics},
+        )  # fmt: skip
+        report = distill_report(
+            rows, config.output_dir, model_args.teacher_name_or_path,
+            validation_source(data_args), len(raw["validation"]),
+            config.temperature, config.alpha,
+        )  # fmt: skip
+        report.save(config.output_dir)
+        print("\n" + report.text())
     if config.push_to_hub:
         trainer.push_to_hub()
     finish_run(config)

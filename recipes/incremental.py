@@ -24,10 +24,9 @@ from hfkit.data.incremental import (
     resolve_new_labels,
 )
 from hfkit.errors import UserInputError
-from hfkit.evaluation import predict_logits
 from hfkit.modeling import resolve_model_path
 from hfkit.parsing import parse_args
-from hfkit.report import format_table
+from hfkit.reports import format_table, predict_logits
 from hfkit.runtime import checkpoint_to_resume, run_recipe, setup_logging
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 from hfkit.trainers.classifier_trainer import ClassifierTrainer

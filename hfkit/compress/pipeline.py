@@ -12,7 +12,6 @@ size on disk, memory, CPU latency per batch, accuracy and F1 on the validation s
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -27,9 +26,16 @@ from torch.nn.utils import prune as torch_prune
 from transformers import PreTrainedModel
 
 from ..errors import UserInputError
-from ..evaluation import evaluate_classifier, measure_latencies_together, size_on_disk_mb
 from ..io import TaskKind, load_model
-from ..report import format_table
+from ..reports import (
+    compression_report,
+    compression_table,
+    evaluate_classifier,
+    format_compression_table,
+    markdown_table,
+    measure_latencies_together,
+    size_on_disk_mb,
+)
 from .lowrank import LowRankArguments, factorize_model, save_lowrank
 from .prune import PruneArguments, prunable_linears, prune
 from .quantize import (
@@ -365,10 +371,6 @@ def run_chains(
     return results
 
 
-def _fmt_mb(value: float) -> str:
-    return f"{value:.1f}"
-
-
 def report_rows(results: list[VariantResult], reference: str = "student") -> list[dict[str, Any]]:
     """Results as dicts with speed-up and accuracy change relative to the `reference` row."""
     ref = next((r for r in results if r.name == reference), results[0])
@@ -382,41 +384,15 @@ def report_rows(results: list[VariantResult], reference: str = "student") -> lis
     return rows
 
 
-REPORT_HEADER = [
-    "model", "chain", "parameters", "non-zero", "disk MB", "memory MB", "accuracy %", "vs student (points)",
-    "F1 %", "ms/batch", "speed-up",
-]  # fmt: skip
-
-
-def _report_cells(r: dict[str, Any]) -> list[str]:
-    return [
-        r["name"],
-        r["chain"] or "-",
-        f"{r['parameters']:,}",
-        f"{r['nonzero_parameters']:,}",
-        _fmt_mb(r["size_mb"]),
-        _fmt_mb(r["memory_mb"]),
-        f"{100 * r['accuracy']:.2f}",
-        f"{r['accuracy_delta_points']:+.2f}",
-        f"{100 * r['f1']:.2f}",
-        f"{r['latency_ms']:.1f}",
-        f"{r['speedup']:.2f}x",
-    ]
-
-
 def format_report(rows: list[dict[str, Any]]) -> str:
-    """The report rows as a plain-text table for the terminal."""
-    return format_table(
-        [_report_cells(r)[:1] + _report_cells(r)[2:] for r in rows],
-        header=REPORT_HEADER[:1] + REPORT_HEADER[2:],
-    )
+    """The report rows as a plain-text table for the terminal (hfkit.reports renders every report)."""
+    return format_compression_table(rows)
 
 
 def markdown_report(rows: list[dict[str, Any]]) -> str:
     """The report rows as a Markdown table."""
-    lines = ["| " + " | ".join(REPORT_HEADER) + " |", "|" + "---|" * len(REPORT_HEADER)]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in _report_cells(r)) + " |" for r in rows]
-    return "\n".join(lines)
+    table = compression_table(rows)
+    return markdown_table(table.rows, table.header)
 
 
 def plot_report(rows: list[dict[str, Any]], path: str) -> None:
@@ -447,36 +423,23 @@ def plot_report(rows: list[dict[str, Any]], path: str) -> None:
 
 
 def write_report(
-    rows: list[dict[str, Any]], output_dir: str, settings: dict[str, Any], validation_examples: int
+    rows: list[dict[str, Any]],
+    output_dir: str,
+    settings: dict[str, Any],
+    validation_examples: int,
+    model: str = "",
+    data: str | None = None,
 ) -> dict[str, str]:
-    """Write report.json, report.md and report.png to output_dir; return their paths."""
+    """Write compression_report.{json,md,png} to output_dir; return their paths."""
     os.makedirs(output_dir, exist_ok=True)
-    paths = {k: os.path.join(output_dir, f"compression_report.{k}") for k in ("json", "md", "png")}
-    with open(paths["json"], "w") as f:
-        json.dump(
-            {"validation_examples": validation_examples, "settings": settings, "models": rows}, f, indent=2
-        )
-    plot_report(rows, paths["png"])
-    lines = [
-        "# Compression report",
-        "",
-        f"Validation examples: {validation_examples:,}. Latency: median CPU wall time of one forward pass "
-        "over a batch (see settings). Speed-up and accuracy change are relative to the student.",
-        "",
-        markdown_report(rows),
-        "",
-        f"![chart]({os.path.basename(paths['png'])})",
-        "",
-        "## Settings",
-        "",
-        "```json",
-        json.dumps(settings, indent=2, default=str),
-        "```",
-        "",
-    ]
-    with open(paths["md"], "w") as f:
-        f.write("\n".join(lines))
-    return paths
+    png = os.path.join(output_dir, "compression_report.png")
+    plot_report(rows, png)
+    latency = settings.get("CompressArguments", {})
+    report = compression_report(
+        rows, model or settings.get("CompressArguments", {}).get("model_name_or_path", ""), data,
+        validation_examples, settings, latency.get("latency_batch_size", 0), latency.get("latency_repeats", 0), png,
+    )  # fmt: skip
+    return {**report.save(output_dir), "png": png}
 
 
 def settings_dict(*dataclass_objects: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from torch.nn.utils import prune as torch_prune
 from transformers import PreTrainedModel
 
 from ..modeling import count_parameters, find_layers
-from ..report import format_table
+from ..reports import format_table, percent
 
 logger = logging.getLogger(__name__)
 
@@ -177,8 +177,8 @@ class SparsityReport:
 
     def format(self) -> str:
         """A plain-text table: one row per layer, then the overall sparsity."""
-        rows = [[name, value] for name, value in self.per_layer.items()]
-        rows.append(["overall", self.overall])
+        rows = [[name, percent(value)] for name, value in self.per_layer.items()]
+        rows.append(["overall", percent(self.overall)])
         return format_table(rows, header=["layer", "sparsity"])
 
 

@@ -55,7 +55,10 @@ class ClassifierConfig(BaseConfig):
 
     report_file: str = field(
         default="eval_report.json",
-        metadata={"help": "File in output_dir for the final evaluation report (metrics + confusion matrix)."},
+        metadata={
+            "help": "File in output_dir for the final evaluation report (metrics + confusion matrix), as JSON; "
+            "a Markdown copy is written next to it (same name, .md)."
+        },
     )
 
     def __post_init__(self):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 
 import numpy as np
 import torch
@@ -14,7 +12,7 @@ from transformers import AutoModelForSequenceClassification
 from ..errors import UserInputError
 from ..metrics import compute_classification_metrics, confusion_matrix
 from ..modeling import freeze
-from ..report import format_classification_report
+from ..reports import Report, classification_report, report_stem
 from .base_trainer import BaseTrainer
 from .classifier_config import ClassifierConfig
 
@@ -52,8 +50,11 @@ class ClassifierTrainer(BaseTrainer):
 
     On top of `BaseTrainer` (config check, early stopping from the config, the stop with a clear message
     when the loss turns NaN/inf) it adds: class-weighted / label-smoothed cross-entropy, freezing of
-    embeddings and lower layers, parameter counts at start, and `eval_report.json` plus a printed table at
-    the end. Everything else (devices, mixed precision, accumulation, checkpoints, resume) is `Trainer`'s own.
+    embeddings and lower layers, parameter counts at start, and the evaluation report (`eval_report.json`
+    + `.md`, and a printed table) at the end, headed by output_dir and `eval_data_name` (e.g. the validation
+    file). The report reuses the last evaluation of the final model when training ended with one, so the
+    validation set is not scored twice. Everything else (devices, mixed precision, accumulation,
+    checkpoints, resume) is `Trainer`'s own.
     """
 
     config_class = ClassifierConfig
@@ -61,7 +62,13 @@ class ClassifierTrainer(BaseTrainer):
     teacher_auto_class = AutoModelForSequenceClassification
 
     def __init__(
-        self, model=None, args: ClassifierConfig | None = None, compute_metrics=None, callbacks=None, **kwargs
+        self,
+        model=None,
+        args: ClassifierConfig | None = None,
+        compute_metrics=None,
+        callbacks=None,
+        eval_data_name: str | None = None,
+        **kwargs,
     ):
         args = self.check_args(args)
         if model is not None:
@@ -77,6 +84,10 @@ class ClassifierTrainer(BaseTrainer):
         )
         self.class_weights = self._class_weights()
         self.report: dict | None = None
+        self.eval_data_name = eval_data_name  # what the report calls the evaluation data
+        # (global step, EvalLoopOutput) of the last evaluation of eval_dataset, reused by the report
+        self._last_eval = None
+        self._scoring_eval_dataset = False
 
     def _class_weights(self) -> torch.Tensor | None:
         num_labels = self.model.config.num_labels
@@ -111,6 +122,34 @@ class ClassifierTrainer(BaseTrainer):
         )
         return (loss, outputs) if return_outputs else loss
 
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """`Trainer.evaluate`, remembering the predictions on eval_dataset for the final report."""
+        self._scoring_eval_dataset = eval_dataset is None and not isinstance(self.eval_dataset, dict)
+        try:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        finally:
+            self._scoring_eval_dataset = False
+
+    def evaluation_loop(self, *args, **kwargs):
+        """`Trainer.evaluation_loop`; keeps the output when it scored eval_dataset (see `evaluate`)."""
+        output = super().evaluation_loop(*args, **kwargs)
+        if self._scoring_eval_dataset and output.predictions is not None:
+            self._last_eval = (self.state.global_step, output)
+        return output
+
+    def _final_evaluation(self):
+        """The last evaluation of eval_dataset if it scored the model as it is now, else None."""
+        if self._last_eval is None or self._last_eval[0] != self.state.global_step:
+            return None
+        best = self.state.best_model_checkpoint
+        if (
+            self.args.load_best_model_at_end
+            and best
+            and not best.rstrip("/").endswith(f"checkpoint-{self.state.global_step}")
+        ):
+            return None  # an earlier checkpoint was reloaded: its predictions were not kept
+        return self._last_eval[1]
+
     def train(self, *args, **kwargs):
         """Train as `Trainer.train`, then write and print the evaluation report on eval_dataset."""
         output = super().train(*args, **kwargs)
@@ -119,27 +158,28 @@ class ClassifierTrainer(BaseTrainer):
         return output
 
     def evaluation_report(self, eval_dataset=None) -> dict:
-        """Evaluate, write `report_file` (metrics + confusion matrix) to output_dir and print it as a table."""
-        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        prediction = self.predict(dataset, metric_key_prefix="eval")
+        """Evaluate, write the report (JSON + Markdown) to output_dir, print it; returns the JSON payload."""
+        prediction = None if eval_dataset is not None else self._final_evaluation()
+        if prediction is None:
+            dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+            prediction = self.predict(dataset, metric_key_prefix="eval")
         logits = (
             prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         )
         config = self.model.config
         labels = [config.id2label[i] for i in range(config.num_labels)]
-        report = {
-            "model": getattr(config, "_name_or_path", ""),
-            "num_examples": len(prediction.label_ids),
-            "labels": labels,
-            "metrics": {k.removeprefix("eval_"): v for k, v in prediction.metrics.items()},
-            "confusion_matrix": confusion_matrix(
-                np.argmax(logits, axis=-1), prediction.label_ids, len(labels)
-            ),
-            "parameters": self.param_counts,
-        }
+        report: Report = classification_report(
+            metrics=prediction.metrics,
+            confusion_matrix=confusion_matrix(np.argmax(logits, axis=-1), prediction.label_ids, len(labels)),
+            labels=labels,
+            num_examples=len(prediction.label_ids),
+            model=self.args.output_dir,
+            base_model=getattr(config, "_name_or_path", "") or None,
+            data=self.eval_data_name,
+            parameters=self.param_counts,
+            name=report_stem(self.args.report_file),
+        )
         if self.is_world_process_zero():
-            os.makedirs(self.args.output_dir, exist_ok=True)
-            with open(os.path.join(self.args.output_dir, self.args.report_file), "w") as f:
-                json.dump(report, f, indent=2)
-            print(format_classification_report(report))
-        return report
+            report.save(self.args.output_dir)
+            print(report.text())
+        return {"title": report.title, **report.data}

@@ -30,7 +30,7 @@ from hfkit.compress.quantize import (
     save_quantized,
     skip_modules_for,
 )
-from hfkit.evaluation import evaluate_classifier, measure_latency_ms
+from hfkit.reports import evaluate_classifier, measure_latencies_together
 from tests.conftest import tiny_bert_config, toy_dataset, toy_texts, write_tiny_model
 
 # hidden 64 -> intermediate 128: output.dense rows span two 64-weight blocks, which is where a misplaced
@@ -279,7 +279,7 @@ def test_quantized_classifier_keeps_float_metrics(trained_folder, tiny_tokenizer
         np.corrcoef(float_logits[:, 1] - float_logits[:, 0], quant_logits[:, 1] - quant_logits[:, 0])[0, 1]
         > 0.95
     )
-    assert measure_latency_ms(model, tiny_tokenizer, list(raw["text"]), batch_size=8, repeats=2) > 0
+    assert measure_latencies_together({"q": (model, tiny_tokenizer)}, list(raw["text"]), 8, rounds=2)["q"] > 0
 
 
 # --- causal LM ---------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def test_compare_counts_rows_only_one_model_gets_right(tmp_path, tiny_tokenizer,
     assert 0.0 < rows[2]["p_value"] <= 1.0
     assert json.loads(out.read_text())["models"] == rows
     printed = capsys.readouterr().out
-    assert f"{len(gold)} validation rows; baseline: base" in printed and "p (McNemar)" in printed
+    assert f"{len(gold)} examples); baseline: base" in printed and "p (McNemar)" in printed
 
 
 def test_compare_rejects_one_model_and_a_model_of_other_labels(tmp_path, tiny_tokenizer):

@@ -49,6 +49,33 @@ def test_learns_separable_toy_task_and_writes_report(tmp_path, tiny_bert, tiny_t
     assert report["parameters"]["total"] == count_parameters(tiny_bert)[0]
     printed = capsys.readouterr().out
     assert "accuracy" in printed and "pred good" in printed
+    assert (
+        (tmp_path / "out" / "eval_report.md")
+        .read_text()
+        .startswith(f"# Evaluation report: {tmp_path / 'out'}")
+    )
+
+
+@pytest.mark.parametrize("eval_strategy", ["epoch", "no"])
+def test_report_scores_the_validation_set_once(tmp_path, tiny_bert, tiny_tokenizer, eval_strategy):
+    """The final report reuses the evaluation of the final model: no second pass over the validation set."""
+    train, val = toy_dataset(tiny_tokenizer, 64, seed=1), toy_dataset(tiny_tokenizer, 32, seed=2)
+    trainer = ClassifierTrainer(
+        model=tiny_bert,
+        args=make_config(tmp_path, eval_strategy=eval_strategy, num_train_epochs=2),
+        train_dataset=train,
+        eval_dataset=val,
+        processing_class=tiny_tokenizer,
+        eval_data_name="val.tsv",
+    )
+    calls = []
+    loop = trainer.evaluation_loop
+    trainer.evaluation_loop = lambda *a, **k: calls.append(1) or loop(*a, **k)
+    trainer.train()
+    # One pass per epoch when evaluating every epoch (the report reuses the last), else one for the report.
+    assert len(calls) == (2 if eval_strategy == "epoch" else 1)
+    assert trainer.report["num_examples"] == 32 and trainer.report["data"] == "val.tsv"
+    assert trainer.report["metrics"]["accuracy"] == pytest.approx(trainer.evaluate()["eval_accuracy"])
 
 
 def test_defaults_follow_fine_tuning_practice(tmp_path):

@@ -1,0 +1,169 @@
+"""hfkit.reports: report records and their rendering; metrics from raw text, size on disk, latency."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import ClassLabel, Dataset
+from transformers import BertForSequenceClassification
+
+from hfkit.metrics import classification_metrics
+from hfkit.reports import (
+    ModelMeasurement,
+    Report,
+    Table,
+    classification_report,
+    compare_report,
+    comparison_report,
+    distill_report,
+    evaluate_classifier,
+    format_metric,
+    format_table,
+    markdown_table,
+    measure_classifiers,
+    measure_latencies_together,
+    percent,
+    predict_logits,
+    size_on_disk_mb,
+)
+from tests.conftest import tiny_bert_config, toy_texts
+
+
+def raw_toy(n: int) -> Dataset:
+    texts, labels = toy_texts(n, seed=7)
+    return Dataset.from_dict({"text": texts, "labels": labels}).cast_column(
+        "labels", ClassLabel(names=["bad", "good"])
+    )
+
+
+def test_evaluate_classifier_matches_unpadded_forward(tiny_bert, tiny_tokenizer):
+    raw = raw_toy(20)
+    tiny_bert.eval()
+    with torch.no_grad():
+        direct = np.stack(
+            [tiny_bert(**tiny_tokenizer(t, return_tensors="pt")).logits[0].numpy() for t in raw["text"]]
+        )
+    metrics = evaluate_classifier(tiny_bert, tiny_tokenizer, raw, "text", batch_size=8)
+    assert metrics == pytest.approx(classification_metrics(direct, np.array(raw["labels"])))
+
+
+def test_predict_logits_keeps_row_order(tiny_bert, tiny_tokenizer):
+    data = raw_toy(10).map(lambda b: tiny_tokenizer(b["text"]), batched=True, remove_columns=["text"])
+    full = predict_logits(tiny_bert, tiny_tokenizer, data, batch_size=4)
+    reversed_ = predict_logits(tiny_bert, tiny_tokenizer, data.select(range(9, -1, -1)), batch_size=3)
+    np.testing.assert_allclose(full, reversed_[::-1], atol=1e-5)
+
+
+def test_size_on_disk_counts_weights_only(tmp_path, tiny_bert):
+    tiny_bert.save_pretrained(tmp_path)
+    (tmp_path / "distill_projections.safetensors").write_bytes(b"x" * 1000)
+    expected = (tmp_path / "model.safetensors").stat().st_size / 1e6
+    assert size_on_disk_mb(str(tmp_path)) == pytest.approx(expected)
+
+
+def test_percent_everywhere_for_fractions_of_examples():
+    assert percent(0.93031) == "93.03%" and format_metric("eval_accuracy", 0.5) == "50.00%"
+    assert format_metric("f1_macro", 0.25) == "25.00%" and format_metric("roc_auc", 1.0) == "100.00%"
+    assert format_metric("loss", 0.25) == "0.25" and format_metric("perplexity", 12345.6) == "1.235e+04"
+
+
+def test_tables_align_text_and_escape_markdown():
+    text = format_table([["a", 1234567, 0.5], ["longer name", 2, 1e-5]], ["model", "n", "x"])
+    lines = text.splitlines()
+    assert lines[0].split() == ["model", "n", "x"] and set(lines[1]) <= {"-", " "}
+    assert "1,234,567" in lines[2] and "1e-05" in lines[3] and len({len(line) for line in lines}) == 1
+    md = markdown_table([["a|b", 0.5]], ["name", "value"])
+    assert md.splitlines() == ["| name | value |", "|---|---|", "| a\\|b | 0.5 |"]
+
+
+def test_classification_report_is_headed_by_the_trained_model_and_data(tmp_path):
+    report = classification_report(
+        {"eval_loss": 0.31, "eval_accuracy": 0.887, "eval_runtime": 1.2}, [[5, 1], [2, 7]], ["neg", "pos"],
+        15, model="outputs/run", base_model="wheel:base", data="data/val.tsv", parameters={"total": 10, "trainable": 4},
+    )  # fmt: skip
+    text = report.text()
+    assert text.splitlines()[0] == (
+        "Evaluation report: outputs/run (fine-tuned from wheel:base) on data/val.tsv (15 examples)"
+    )
+    assert "88.70%" in text and "runtime" not in text and "pred pos" in text
+    paths = report.save(str(tmp_path))
+    saved = json.loads(Path(paths["json"]).read_text())
+    # The JSON keeps fractions, the base model under "model" (what model cards read) and the trained one.
+    assert saved["metrics"]["accuracy"] == 0.887 and saved["model"] == "wheel:base"
+    assert saved["trained_model"] == "outputs/run" and saved["confusion_matrix"] == [[5, 1], [2, 7]]
+    md = Path(paths["md"]).read_text()
+    assert md.startswith("# Evaluation report: outputs/run") and "| accuracy | 88.70% |" in md
+
+
+def test_report_markdown_has_every_table_and_the_appendix_only_there():
+    report = Report("r", "Title", [Table(["a"], [[1]], "caption one"), Table(["b"], [[2]])], ["a note"],
+                    appendix=["## Settings"])  # fmt: skip
+    assert "## Settings" not in report.text() and "## Settings" in report.markdown()
+    assert report.markdown().count("|---|") == 2 and "caption one" in report.text()
+
+
+def test_distill_and_compare_reports_show_percent(tmp_path):
+    rows = [ModelMeasurement("teacher", 100, 4.0, 0.9, 0.91, 200.0),
+            ModelMeasurement("student", 50, 2.0, 0.88, 0.87, 50.0, 4.0)]  # fmt: skip
+    report = distill_report(rows, "out/student", "out/teacher", "val.tsv", 1000, 2.0, 0.5)
+    assert report.title == "Distilled student out/student vs teacher out/teacher on val.tsv (1,000 examples)"
+    assert "90.00%" in report.text() and "4.00x" in report.text()
+    assert report.data["models"][1]["accuracy"] == 0.88 and report.data["teacher"] == "out/teacher"
+    rows = [{"name": "a", "accuracy": 0.9, "f1": 0.8}, {"name": "b", "accuracy": 0.91, "f1": 0.81,
+            "baseline_only": 3, "model_only": 4, "p_value": 1.0}]  # fmt: skip
+    text = compare_report(rows, "val.tsv", 100).text()
+    assert "91.00%" in text and "only a right" in text
+
+
+def test_measure_classifiers_reuses_known_metrics(tmp_path, tiny_bert, tiny_tokenizer):
+    tiny_bert.save_pretrained(tmp_path)
+    raw = raw_toy(12)
+    known = {"accuracy": 0.125, "f1": 0.25}
+    rows = measure_classifiers(
+        {"a": (tiny_bert, tiny_tokenizer, str(tmp_path)), "b": (tiny_bert, tiny_tokenizer, str(tmp_path))},
+        raw, "text", latency_batch_size=4, rounds=2, known_metrics={"b": known},
+    )  # fmt: skip
+    assert rows[1].accuracy == 0.125 and rows[1].f1 == 0.25
+    assert rows[0].accuracy == evaluate_classifier(tiny_bert, tiny_tokenizer, raw, "text")["accuracy"]
+    assert rows[0].speedup == 1.0 and rows[1].latency_ms > 0 and rows[0].size_mb > 0
+
+
+def test_speedup_is_relative_to_first_row():
+    rows = [
+        ModelMeasurement("teacher", 100, 4.0, 0.9, 0.9, 200.0),
+        ModelMeasurement("student", 50, 2.0, 0.88, 0.87, 50.0),
+    ]
+    as_dicts, table = comparison_report(rows)
+    assert [r["speedup"] for r in as_dicts] == [1.0, 4.0]
+    assert "4.00x" in table and table.splitlines()[0].split()[:2] == ["model", "parameters"]
+
+
+class _SlowBert(BertForSequenceClassification):
+    """A tiny BERT that takes at least 20 ms a forward and counts its calls."""
+
+    calls = 0
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None):
+        type(self).calls += 1
+        time.sleep(0.02)
+        return super().forward(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        )
+
+
+def test_latencies_measured_together_rank_models_and_run_every_round(tiny_tokenizer):
+    fast = BertForSequenceClassification(tiny_bert_config(tiny_tokenizer))
+    slow = _SlowBert(tiny_bert_config(tiny_tokenizer))
+    texts = ["good w1 w2", "bad w3"] * 4
+    ms = measure_latencies_together(
+        {"fast": (fast, tiny_tokenizer), "slow": (slow, tiny_tokenizer)}, texts, batch_size=4, rounds=5
+    )
+    assert set(ms) == {"fast", "slow"}
+    assert ms["slow"] >= 20 and ms["slow"] > ms["fast"] + 10
+    # Every round times each model once, after torch.utils.benchmark.Timer's two warm-up calls.
+    assert _SlowBert.calls == 3 * 5
