@@ -14,14 +14,17 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
 from transformers import HfArgumentParser
 
 from .errors import UserInputError
 
-__all__ = ["ConfigError", "load_yaml_config", "parse_args", "valid_keys"]
+# The YAML configs shipped inside the package (hfkit/recipes/configs/<command>/<name>.yaml).
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "recipes" / "configs"
+
+__all__ = ["ConfigError", "load_yaml_config", "parse_args", "resolve_config", "shipped_configs", "valid_keys"]
 
 _HINT = "(run with --help for all keys)"
 
@@ -45,11 +48,41 @@ _Loader.add_implicit_resolver(
 )
 
 
+def shipped_configs() -> list[str]:
+    """Names of the configs shipped with hfkit, as ``<command>/<name>`` (what ``--config`` accepts)."""
+    return sorted(
+        p.relative_to(SHIPPED_CONFIGS).with_suffix("").as_posix() for p in SHIPPED_CONFIGS.rglob("*.yaml")
+    )
+
+
+def resolve_config(value: str | Path) -> Path:
+    """The YAML file ``--config`` names: an existing file, else a shipped config by name.
+
+    Shipped names are ``<command>/<name>`` (``distill/minilm_l3_sst2_demo``, ``.yaml`` optional), or the bare
+    ``<name>`` when only one command ships a config of that name. Paths inside a config (data files, output
+    folders) stay relative to the directory the command runs from, as for any other config.
+    """
+    path = Path(value)
+    if path.is_file():
+        return path
+    name = path.as_posix().removesuffix(".yaml").removeprefix("recipes/configs/")
+    names = shipped_configs()
+    matches = [n for n in names if n == name] or [n for n in names if n.split("/", 1)[-1] == name]
+    if len(matches) == 1:
+        return SHIPPED_CONFIGS / f"{matches[0]}.yaml"
+    if len(matches) > 1:
+        raise ConfigError(f"config name {name!r} is ambiguous: use one of {', '.join(matches)}")
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"; did you mean: {', '.join(close)}?" if close else "; `hfkit configs` lists the shipped ones"
+    raise ConfigError(
+        f"config file not found: {value} (no such file, and no shipped config of that name){hint} "
+        "Pass an existing YAML file or a shipped config name with --config."
+    )
+
+
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a dict (an empty file gives ``{}``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}; pass an existing YAML with --config")
+    """Read a YAML config file (or a shipped config by name, see `resolve_config`) into a dict."""
+    path = resolve_config(path)
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as e:
@@ -105,14 +138,33 @@ def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:
     return value
 
 
+class _GroupedParser(HfArgumentParser):
+    """HfArgumentParser whose --help lists each dataclass's fields under its own heading, with help and default."""
+
+    def _add_dataclass_arguments(self, dtype: type) -> None:
+        doc = (dtype.__doc__ or "").strip()
+        auto = doc.startswith(
+            f"{dtype.__name__}("
+        )  # the signature dataclasses write when there is no docstring
+        group = self.add_argument_group(dtype.__name__, None if auto or not doc else doc.splitlines()[0])
+        hints = get_type_hints(dtype)
+        for f in dataclasses.fields(dtype):
+            if f.init:
+                f.type = hints[f.name]
+                self._parse_dataclass_field(group, f)
+
+
 def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:
     """Parse ``--config file.yaml`` plus CLI overrides (CLI wins) into one instance per dataclass type, in order."""
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(list(sys.argv[1:] if args is None else args))
-    parser = HfArgumentParser(list(dataclass_types), allow_abbrev=False)
+    parser = _GroupedParser(list(dataclass_types), allow_abbrev=False)
     parser.add_argument(
-        "--config", metavar="PATH", help="YAML file of defaults; command-line flags override it"
+        "--config",
+        metavar="FILE_OR_NAME",
+        help="YAML file of defaults, or a shipped config by name (`hfkit configs` lists them); "
+        "command-line flags override it",
     )
     keys = valid_keys(dataclass_types)
     if known.config is not None:

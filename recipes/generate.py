@@ -1,44 +1,7 @@
-"""Generate text with a causal LM (greedy or sampled, batched, optionally streamed).
+"""`python recipes/generate.py ...` (or `accelerate launch recipes/generate.py ...`) runs `hfkit generate`: hfkit/recipes/generate.py."""
 
-    python recipes/generate.py --model_name_or_path models/smollm2-135m --prompt "What is gravity?"
-    python recipes/generate.py --model_name_or_path models/smollm2-135m --prompts_file prompts.jsonl \
-        --do_sample true --temperature 0.7 --top_p 0.9 --output_file outputs/completions.jsonl
-
-Order: args -> model and tokenizer -> prompts -> generate -> print / write.
-"""
-
-import logging
-
-import torch
-
-from hfkit.generation import GenerateArguments, collect_prompts, generate, write_jsonl
-from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer
-from hfkit.parsing import parse_args
+from hfkit.recipes.generate import main
 from hfkit.runtime import run_recipe
-
-ARG_TYPES = (GenerateArguments,)
-logger = logging.getLogger("hfkit")
-
-
-def main(argv: list[str] | None = None) -> list[str]:
-    (args,) = parse_args(ARG_TYPES, argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logger.setLevel(logging.INFO)
-
-    prompts = collect_prompts(args)  # read the prompts first: a bad file fails before the model loads
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_causal_lm(args.model_name_or_path, dtype=args.dtype, gguf_file=args.gguf_file).to(device)
-    tokenizer = load_causal_lm_tokenizer(args.model_name_or_path, gguf_file=args.gguf_file)
-
-    completions = generate(model, tokenizer, prompts, args)
-    if not args.stream:  # streamed text is already on the terminal
-        for prompt, completion in zip(prompts, completions):
-            print(f">>> {prompt}\n{completion}\n", flush=True)
-    if args.output_file is not None:
-        path = write_jsonl(args.output_file, prompts, completions)
-        logger.info("wrote %d completions to %s", len(completions), path)
-    return completions
-
 
 if __name__ == "__main__":
     run_recipe(main)

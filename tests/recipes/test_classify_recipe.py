@@ -1,8 +1,9 @@
-"""recipes/classify.py as users run it: every shipped config parses, a subprocess run, the real MiniLM."""
+"""`hfkit classify` (hfkit/recipes/classify.py) as users run it: every shipped config parses, a subprocess run
+through recipes/classify.py, the real MiniLM."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -13,27 +14,24 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfkit.data import load_data_file
-from hfkit.parsing import parse_args, valid_keys
+from hfkit.parsing import SHIPPED_CONFIGS, parse_args, valid_keys
 from tests.conftest import REPO, SHARED_DATA, write_tiny_model, write_toy_tsv
 
-CONFIGS = sorted((REPO / "recipes" / "configs").rglob("*.yaml"))
+CONFIGS = sorted(SHIPPED_CONFIGS.rglob("*.yaml"))
 
 
 def load_recipe(name: str):
-    """Import recipes/<name>.py as a module (recipes are scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"recipe_{name}", REPO / "recipes" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The recipe module behind `hfkit <name>` (hfkit/recipes/<name>.py)."""
+    return importlib.import_module(f"hfkit.recipes.{name}")
 
 
 def test_configs_exist():
     assert any(p.parent.name == "classify" for p in CONFIGS)
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "recipes" / "configs")))
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(SHIPPED_CONFIGS)))
 def test_every_shipped_config_parses(config, tmp_path, monkeypatch):
-    """Each YAML is valid for its recipe (recipes/<folder>.py): no unknown keys, values pass validation."""
+    """Each YAML is valid for its command (hfkit <folder>): no unknown keys, values pass validation."""
     monkeypatch.chdir(REPO)  # configs use paths relative to the repo root
     recipe = load_recipe(config.parent.name)
     out = ["--output_dir", str(tmp_path)] if "output_dir" in valid_keys(recipe.ARG_TYPES) else []

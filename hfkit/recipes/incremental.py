@@ -1,0 +1,152 @@
+"""Update a deployed classifier with new data, and optionally new classes, without forgetting.
+
+    hfkit incremental --config incremental/bbc_add_sports_tech
+
+Order: args -> seed -> previous model -> data (labels onto old + new classes, replay sample of old data)
+-> score the previous model -> grow the head -> the previous model's logits on the training rows (cached)
+-> train (LwF: its soft labels on the old classes + CE) -> save -> before/after report on old and new
+classes. `alpha: 0` is plain fine-tuning on the new data (the baseline that forgets).
+"""
+
+import copy
+import json
+import os
+
+import numpy as np
+from datasets import concatenate_datasets
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+
+from hfkit.data import DataArguments, load_data_file, tokenize_dataset
+from hfkit.data.incremental import (
+    IncrementalArguments,
+    encode_labels,
+    replay_sample,
+    resolve_new_labels,
+)
+from hfkit.errors import UserInputError
+from hfkit.modeling import resolve_model_path
+from hfkit.parsing import parse_args
+from hfkit.reports import format_table, predict_logits
+from hfkit.runtime import checkpoint_to_resume, setup_logging
+from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
+from hfkit.trainers.classifier_trainer import ClassifierTrainer
+from hfkit.trainers.incremental_config import IncrementalConfig
+from hfkit.trainers.incremental_trainer import IncrementalTrainer, grow_classifier_head, label_names
+
+ARG_TYPES = (IncrementalArguments, DataArguments, IncrementalConfig)
+
+
+def group_accuracy(predicted: np.ndarray, gold: np.ndarray, num_old: int) -> dict[str, float | None]:
+    """Accuracy on the old classes' rows, the new classes' rows and all rows (None for an empty group)."""
+    right = predicted == gold
+    old = gold < num_old
+
+    def mean(mask: np.ndarray) -> float | None:
+        return float(right[mask].mean()) if mask.any() else None
+
+    return {"old_classes": mean(old), "new_classes": mean(~old), "all": float(right.mean())}
+
+
+def main(argv: list[str] | None = None):
+    inc_args, data_args, config = parse_args(ARG_TYPES, argv)
+    setup_logging(config)
+    set_seed(config.seed)
+    if data_args.train_file is None or data_args.validation_file is None:
+        raise UserInputError(
+            "incremental training needs train_file (the new data) and validation_file (rows of every class, "
+            "old and new, to measure forgetting)."
+        )
+
+    path = resolve_model_path(inc_args.previous_model)
+    common = {"revision": "main", "trust_remote_code": False}
+    previous = AutoModelForSequenceClassification.from_pretrained(path, **common).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path, **common)
+    old_labels = label_names(previous)
+
+    new_raw = load_data_file(data_args.train_file, "train_file")
+    new_labels = resolve_new_labels(new_raw[data_args.label_column], old_labels, inc_args.new_class_names)
+    labels = old_labels + new_labels
+    train = encode_labels(new_raw, data_args.label_column, labels, "train_file")
+    validation = encode_labels(
+        load_data_file(data_args.validation_file, "validation_file"),
+        data_args.label_column,
+        labels,
+        "validation_file",
+    )
+    replay = None
+    if inc_args.uses_replay:
+        old = encode_labels(load_data_file(inc_args.old_train_file, "old_train_file"), data_args.label_column,
+                            old_labels, "old_train_file")  # fmt: skip
+        n = inc_args.replay_examples or round(inc_args.replay_fraction * len(old))
+        # Old class i keeps id i in the grown label set, so only the feature's name list widens.
+        replay = replay_sample(old, n, inc_args.replay_seed).cast_column("labels", train.features["labels"])
+        keep = [data_args.text_column, "labels"]
+        train = concatenate_datasets([train.select_columns(keep), replay.select_columns(keep)])
+    keep = [data_args.text_column, "labels"]
+    train = tokenize_dataset(
+        train.select_columns(keep), tokenizer, data_args.text_column, None, data_args.max_length
+    )
+    validation = tokenize_dataset(
+        validation.select_columns(keep), tokenizer, data_args.text_column, None, data_args.max_length
+    )
+    gold = np.asarray(validation["labels"])
+    before = group_accuracy(
+        predict_logits(previous, tokenizer, validation, config.per_device_eval_batch_size).argmax(-1),
+        gold,
+        len(old_labels),
+    )
+
+    model = grow_classifier_head(copy.deepcopy(previous), new_labels, seed=config.seed)
+    if config.alpha > 0:
+        logits = compute_teacher_logits(
+            previous, train, tokenizer, config.teacher_logits_cache, config.per_device_eval_batch_size
+        )
+        trainer = IncrementalTrainer(
+            model=model, args=config, train_dataset=add_teacher_logits(train, logits),
+            eval_dataset=validation, processing_class=tokenizer,
+        )  # fmt: skip
+    else:  # plain fine-tuning on the new data: no teacher at all
+        trainer = ClassifierTrainer(
+            model=model, args=config, train_dataset=train, eval_dataset=validation, processing_class=tokenizer
+        )
+    trainer.train(resume_from_checkpoint=checkpoint_to_resume(config))
+    trainer.save_model()
+    trainer.save_state()
+
+    if trainer.is_world_process_zero():
+        predicted = predict_logits(trainer.model, tokenizer, validation, config.per_device_eval_batch_size)
+        after = group_accuracy(predicted.argmax(-1), gold, len(old_labels))
+        forgetting = None if before["old_classes"] is None else before["old_classes"] - after["old_classes"]
+        report = {
+            "previous_model": inc_args.previous_model,
+            "old_classes": old_labels,
+            "new_classes": new_labels,
+            "train_rows": {
+                "new": len(train) - (len(replay) if replay else 0),
+                "replay": len(replay) if replay else 0,
+            },
+            "validation_rows": len(validation),
+            "alpha": config.alpha,
+            "temperature": config.temperature,
+            "before": before,
+            "after": after,
+            "forgetting": forgetting,
+        }
+        with open(os.path.join(config.output_dir, "incremental_report.json"), "w") as f:
+            json.dump(report, f, indent=2)
+
+        def pct(value: float | None) -> str:
+            return "-" if value is None else f"{100 * value:.2f}%"
+
+        rows = [
+            ["before (previous model)", pct(before["old_classes"]), pct(before["new_classes"]), pct(before["all"]), "-"],
+            ["after", pct(after["old_classes"]), pct(after["new_classes"]), pct(after["all"]),
+             "-" if forgetting is None else f"{100 * forgetting:+.2f} points"],
+        ]  # fmt: skip
+        print(
+            f"\nIncremental update of {inc_args.previous_model}: {len(old_labels)} old classes, {len(new_labels)} new "
+            f"{new_labels}, {report['train_rows']['new']:,} new rows + {report['train_rows']['replay']:,} replayed, "
+            f"alpha {config.alpha}; validation {len(validation):,} rows"
+        )
+        print(format_table(rows, header=["model", "old classes", "new classes", "all", "forgetting (old)"]))
+    return trainer
