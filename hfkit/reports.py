@@ -189,8 +189,16 @@ def confusion_table(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> T
     return Table(["", *[f"pred {name}" for name in labels]], rows)
 
 
-# Trainer metrics that describe the run, not the model: left out of the printed table (kept in the JSON).
-_RUN_METRICS = ("runtime", "samples_per_second", "steps_per_second", "epoch")
+# Trainer metrics that describe the run, not the model, and the macro precision/recall (macro F1 stays):
+# left out of the printed table, kept in the JSON.
+_RUN_METRICS = (
+    "runtime",
+    "samples_per_second",
+    "steps_per_second",
+    "epoch",
+    "precision_macro",
+    "recall_macro",
+)
 
 
 def classification_report(
@@ -211,14 +219,14 @@ def classification_report(
     if base_model and base_model != model:
         title += f" (fine-tuned from {base_model})"
     title += f" on {describe_data(data, num_examples)}"
-    notes = []
+    appendix = []  # the run's log already says it: Markdown only
     if parameters:
-        notes.append(f"parameters: {parameters['total']:,} total, {parameters['trainable']:,} trainable")
+        appendix.append(f"parameters: {parameters['total']:,} total, {parameters['trainable']:,} trainable")
     return Report(
         name=name,
         title=title,
         tables=[Table(["metric", "value"], shown), confusion_table(confusion_matrix, labels)],
-        notes=notes,
+        appendix=appendix,
         data={
             "model": base_model or model,  # the base model: what a model card names as base_model
             "trained_model": model,

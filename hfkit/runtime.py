@@ -22,9 +22,7 @@ try:
 except ImportError:  # not POSIX: no lock on output_dir
     fcntl = None
 
-import datasets
 import huggingface_hub
-import transformers
 from transformers import TrainingArguments
 
 from . import __version__
@@ -37,15 +35,6 @@ from .trainers.checkpoints import (
 )
 
 logger = logging.getLogger("hfkit")
-
-
-def setup_logging(args: TrainingArguments) -> None:
-    """INFO from hfkit and transformers on the main process, warnings only on the others."""
-    level = logging.INFO if args.should_log else logging.WARNING
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logger.setLevel(level)
-    transformers.utils.logging.set_verbosity(level)
-    datasets.utils.logging.set_verbosity(logging.WARNING)
 
 
 def checkpoint_to_resume(args: TrainingArguments) -> str | None:

@@ -21,10 +21,11 @@ from hfkit.compress.lora import (
     merge_and_unload_to,
 )
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+from hfkit.logs import logger, quiet_progress, setup_logging
 from hfkit.modeling import ModelArguments, load_classifier, load_tokenizer
 from hfkit.parsing import parse_args
 from hfkit.reports import validation_source
-from hfkit.runtime import RunArguments, finish_run, setup_logging, start_run
+from hfkit.runtime import RunArguments, finish_run, start_run
 from hfkit.student import student_from_teacher
 
 ARG_TYPES = (ModelArguments, DataArguments, LoraArguments, ClassifierConfig, RunArguments)
@@ -71,6 +72,12 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
     # The main process reads and tokenizes first; the others then load the cached result.
     with config.main_process_first(desc="loading data"):
         raw, labels = load_classification_data(data_args)
+        logger.info(
+            "data: %s training rows, %s validation rows, labels %s",
+            f"{len(raw['train']):,}",
+            f"{len(raw['validation']):,}",
+            labels,
+        )
         tokenizer = load_tokenizer(model_args)
         data = tokenize_dataset(
             raw, tokenizer, data_args.text_column, data_args.text_pair_column, data_args.max_length
@@ -92,6 +99,13 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
         eval_dataset=data["validation"],
         processing_class=tokenizer,
         eval_data_name=validation_source(data_args),
+    )
+    quiet_progress(trainer)
+    logger.info(
+        "training %s on %s rows -> %s",
+        model_args.model_name_or_path,
+        f"{len(data['train']):,}",
+        config.output_dir,
     )
     trainer.train(resume_from_checkpoint=run.resume_from)
     if lora_args.use_lora:

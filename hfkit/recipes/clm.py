@@ -15,10 +15,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
 from hfkit.data.lm import LMDataArguments, load_lm_data
 from hfkit.errors import UserInputError
+from hfkit.logs import logger, quiet_progress, setup_logging
 from hfkit.modeling import count_parameters, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.reports import clm_report, validation_source
-from hfkit.runtime import RunArguments, finish_run, setup_logging, start_run
+from hfkit.runtime import RunArguments, finish_run, start_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache.lm import add_teacher_topk, teacher_topk_logits
 from hfkit.trainers.clm_config import CLMConfig
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
         )
         check_vocabularies(model, teacher, tokenizer, teacher_tokenizer)
     if teacher is not None and config.should_log:
-        print(describe_sizes(teacher, model))
+        logger.info(describe_sizes(teacher, model))
 
     # Teacher top-k computed once and cached: training then runs without the teacher in its loop.
     online_teacher = teacher
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
         # The same held-out blocks, scored by the teacher: the perplexity the student is chasing.
         judge = CLMTrainer(model=teacher, args=config, eval_dataset=validation, processing_class=tokenizer)
         teacher_metrics = judge.evaluate(metric_key_prefix="teacher")
+    quiet_progress(trainer)
     result = trainer.train(resume_from_checkpoint=run.resume_from)
     after = trainer.evaluate()
     trainer.save_model()  # with LoRA: the adapter

@@ -33,10 +33,10 @@ from hfkit.compress.prune import PruneArguments
 from hfkit.compress.quantize import QuantizeArguments
 from hfkit.compress.trim_vocab import TrimVocabArguments
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+from hfkit.logs import setup_logging
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.reports import validation_source
-from hfkit.runtime import setup_logging
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 
 ARG_TYPES = (

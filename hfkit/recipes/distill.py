@@ -11,6 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_
 from hfkit import DistillConfig, DistillTrainer
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.data.augment import AugmentArguments, augment_dataset, replace_mask_token
+from hfkit.logs import logger, quiet_progress, setup_logging
 from hfkit.modeling import (
     DistillModelArguments,
     ModelArguments,
@@ -22,7 +23,7 @@ from hfkit.modeling import (
 )
 from hfkit.parsing import parse_args
 from hfkit.reports import distill_report, measure_classifiers, validation_source
-from hfkit.runtime import RunArguments, finish_run, setup_logging, start_run
+from hfkit.runtime import RunArguments, finish_run, start_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits, teacher_logits_for_texts
 
@@ -52,6 +53,12 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
 
     with config.main_process_first(desc="loading data"):
         raw, labels = load_classification_data(data_args)
+    logger.info(
+        "data: %s training rows, %s validation rows, labels %s",
+        f"{len(raw['train']):,}",
+        f"{len(raw['validation']):,}",
+        labels,
+    )
     teacher, teacher_tokenizer, teacher_path = load_teacher(model_args, labels)
     if model_args.student_name_or_path is None:
         student, tokenizer = teacher, teacher_tokenizer
@@ -62,8 +69,8 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         student, tokenizer = load_classifier(student_args, labels), load_tokenizer(student_args)
     if model_args.student_layers is not None:
         student = student_from_teacher(student, model_args.student_layers)
-    if config.should_log:
-        print(describe_sizes(teacher, student))
+    if model_args.student_layers is None:  # student_from_teacher already said it
+        logger.info(describe_sizes(teacher, student))
 
     text, pair = data_args.text_column, data_args.text_pair_column
     mask_token = tokenizer.mask_token or "[MASK]"
@@ -107,6 +114,8 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         teacher_processing_class=teacher_tokenizer,
         eval_data_name=validation_source(data_args),
     )
+    quiet_progress(trainer)
+    logger.info("distilling into the student on %s rows -> %s", f"{len(train):,}", config.output_dir)
     trainer.train(resume_from_checkpoint=run.resume_from)
     trainer.save_model()
     trainer.save_state()

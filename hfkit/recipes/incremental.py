@@ -24,10 +24,11 @@ from hfkit.data.incremental import (
     resolve_new_labels,
 )
 from hfkit.errors import UserInputError
+from hfkit.logs import quiet_progress, setup_logging
 from hfkit.modeling import resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.reports import format_table, predict_logits
-from hfkit.runtime import checkpoint_to_resume, setup_logging
+from hfkit.runtime import checkpoint_to_resume
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 from hfkit.trainers.classifier_trainer import ClassifierTrainer
 from hfkit.trainers.incremental_config import IncrementalConfig
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None):
         trainer = ClassifierTrainer(
             model=model, args=config, train_dataset=train, eval_dataset=validation, processing_class=tokenizer
         )
+    quiet_progress(trainer)
     trainer.train(resume_from_checkpoint=checkpoint_to_resume(config))
     trainer.save_model()
     trainer.save_state()

@@ -60,6 +60,13 @@ def test_recipe_subprocess_trains_saves_and_resumes(tmp_path, tiny_tokenizer):
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Evaluation report" in result.stdout and "pred pos" in result.stdout
+    # Quiet by default: hfkit's phase lines, no library INFO, no dict per logging step; the report comes last.
+    output = result.stdout + result.stderr
+    for noise in ("loading configuration file", "Model config BertConfig", "Running training", "{'loss'",
+                  "Writing model shards", "pin_memory"):  # fmt: skip
+        assert noise not in output, noise
+    assert result.stdout.rstrip().splitlines()[-1].startswith("true pos")
+    assert len(result.stderr.splitlines()) <= 6, result.stderr
 
     report = json.loads((out / "eval_report.json").read_text())
     assert report["labels"] == ["neg", "pos"] and report["num_examples"] == 100

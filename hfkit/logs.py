@@ -1,0 +1,148 @@
+"""What a run prints: hfkit's one line per phase, the libraries' logs only when asked, dependency noise filtered.
+
+Quiet by default (issue 13): transformers and datasets at WARNING and without their own progress bars; the
+Trainer keeps its training and evaluation bars, with the loss on the bar instead of a printed dict per
+logging step. `--log_level info` (or debug) brings every library log back. The few messages dependencies
+print on every run that tell the user nothing are filtered on the dependencies' own loggers, never by
+redirecting stderr; every other warning still shows. Nothing here imports the rest of hfkit, so
+`hfkit/__init__.py` installs the filters before peft and bitsandbytes are imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import warnings
+
+import datasets
+import transformers
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+logger = logging.getLogger("hfkit")
+
+
+# Messages dependencies log on every run that tell the user nothing, filtered on their own loggers (the
+# rest of each logger, and every other warning, still shows). (logger, message prefix, shown once or never)
+_NOISE = (
+    # bitsandbytes on an AVX512-BF16 CPU without the optional `kernels` package: it falls back by itself.
+    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward", False),
+    # 8-bit matmuls on float32 inputs: one line per forward pass (hundreds per evaluation); once is enough.
+    ("bitsandbytes.autograd._functions", "MatMul8bitLt: inputs will be cast", True),
+)
+# Parameter names of a freshly initialised task head: MISSING when a classifier starts from a base model.
+_NEW_HEAD = re.compile(r"^(classifier|score|pre_classifier|qa_outputs)\.")
+
+
+class _MessageFilter(logging.Filter):
+    """Drop records whose message starts with `prefix` (all of them, or all after the first)."""
+
+    def __init__(self, prefix: str, once: bool):
+        super().__init__()
+        self.prefix, self.once, self.seen = prefix, once, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            return True
+        if self.once and not self.seen:
+            self.seen = True
+            return True
+        return False
+
+
+class _ExpectedLoadReport(logging.Filter):
+    """Drop transformers' load report when its only finding is the new task head (expected when fine-tuning
+    from a base model); any other missing, unexpected or mismatched weight is still reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "LOAD REPORT" not in message:
+            return True
+        rows = [line.split("|") for line in message.splitlines() if line.count("|") >= 2]
+        found = [(key.strip(), status.strip()) for key, status, *_ in rows if key.strip() not in ("Key", "")]
+        found = [(key, status) for key, status in found if not set(key) <= {"-", "+"}]
+        return not found or not all(status == "MISSING" and _NEW_HEAD.match(key) for key, status in found)
+
+
+def quiet_dependencies() -> None:
+    """Filter, on the dependencies' own loggers, the few messages that are noise on every run (idempotent)."""
+    for name, prefix, once in _NOISE:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _MessageFilter) and f.prefix == prefix for f in target.filters):
+            target.addFilter(_MessageFilter(prefix, once))
+    for name in ("transformers.modeling_utils", "transformers.utils.loading_report"):  # who logs the report
+        report = logging.getLogger(name)
+        if not any(isinstance(f, _ExpectedLoadReport) for f in report.filters):
+            report.addFilter(_ExpectedLoadReport())
+    # The Trainer asks for pinned memory by default; on a CPU-only machine torch warns on every DataLoader.
+    warnings.filterwarnings(
+        "ignore",
+        message="'pin_memory' argument is set as true but no accelerator is found",
+        category=UserWarning,
+    )
+
+
+class _PhaseFormatter(logging.Formatter):
+    """hfkit's phase lines as 'HH:MM:SS message'; warnings and errors also name their level and logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        self._style._fmt = (
+            "%(asctime)s %(message)s"
+            if record.levelno < logging.WARNING
+            else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return super().format(record)
+
+
+def verbose_logging(args: TrainingArguments) -> bool:
+    """Whether the user asked for the libraries' INFO logs (`--log_level info` or debug)."""
+    return args.log_level in ("info", "debug")
+
+
+def setup_logging(args: TrainingArguments) -> None:
+    """One line per phase from hfkit on the main process; transformers and datasets say only what matters.
+
+    Quiet by default: transformers and datasets at WARNING, without their own progress bars (weight loading,
+    shard writing, dataset maps); the Trainer keeps its training and evaluation bars. `--log_level info`
+    (or debug) brings all of their logs back.
+    """
+    quiet_dependencies()
+    if not any(isinstance(h.formatter, _PhaseFormatter) for h in logging.getLogger().handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(_PhaseFormatter(datefmt="%H:%M:%S"))
+        logging.getLogger().addHandler(handler)
+    logger.setLevel(logging.INFO if args.should_log else logging.WARNING)
+    if verbose_logging(args):
+        level = args.get_process_log_level()
+        transformers.utils.logging.set_verbosity(level)
+        datasets.utils.logging.set_verbosity(level)
+        transformers.utils.logging.enable_progress_bar()
+        datasets.enable_progress_bars()
+        return
+    transformers.utils.logging.set_verbosity(logging.WARNING if args.should_log else logging.ERROR)
+    datasets.utils.logging.set_verbosity(logging.WARNING)
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+class QuietProgressCallback(ProgressCallback):
+    """The Trainer's progress bars, with the running loss on the training bar instead of a printed dict
+    per logging step (the logs still reach trainer_state.json and every `report_to` integration)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+            shown = {k: logs[k] for k in ("loss", "learning_rate") if isinstance(logs.get(k), int | float)}
+            self.training_bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+
+
+def quiet_progress(trainer: Trainer) -> None:
+    """No printed dict per logging step unless the user asked for verbose logs: the progress bar shows the
+    loss instead (`QuietProgressCallback`); with disable_tqdm nothing is printed (the Trainer's PrinterCallback
+    goes). The logs still reach trainer_state.json and every `report_to` integration."""
+    if verbose_logging(trainer.args):
+        return
+    if trainer.args.disable_tqdm:
+        trainer.remove_callback(PrinterCallback)
+    else:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(QuietProgressCallback())
