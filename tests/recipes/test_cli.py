@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -105,9 +106,14 @@ def test_pyproject_declares_the_command_and_ships_the_configs(tmp_path):
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert meta["project"]["scripts"] == {"hfkit": "hfkit.cli:main"}
     # Build the wheel a plain `pip install` would install: recipes and configs must be inside it.
+    # From a copy: setuptools builds in the source tree (build/, *.egg-info), which must not touch the repo.
+    source = tmp_path / "src"
+    shutil.copytree(REPO / "hfkit", source / "hfkit", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path),
-         str(REPO)], capture_output=True, text=True, timeout=300,
+         str(source)], capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if result.returncode != 0 and "setuptools" in result.stderr:
         pytest.skip("setuptools is not installed in this environment")
