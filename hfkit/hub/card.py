@@ -31,6 +31,7 @@ from transformers import BitsAndBytesConfig
 
 from ..errors import UserInputError
 from ..io import LOWRANK_FIELD, TaskKind
+from ..reports import format_metric, markdown_table, percent
 
 __all__ = ["CardInfo", "collect_card_info", "model_card", "write_model_card"]
 
@@ -123,39 +124,6 @@ class CardInfo:
                 raise UserInputError(
                     f"{name} must be a mapping of name to value, got {type(value).__name__}."
                 )
-
-
-# ----------------------------------------------------------------------------------------------- cells
-# The card's table rendering, moved here from export.py with the card (hfkit.reports is to take it over).
-
-_PERCENT_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
-
-
-def percent(value: float | None) -> str:
-    """A fraction as a percentage with two decimals ('88.70%'); '-' for a missing value."""
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}".rstrip("0").rstrip(".")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value).replace("|", "\\|")
-
-
-def format_metric(name: str, value: Any) -> str:
-    """Fractions of examples (accuracy, F1, ...) in percent, other metrics (loss) as plain numbers."""
-    if isinstance(value, float) and any(name == m or name.startswith(m + "_") for m in _PERCENT_METRICS):
-        return percent(value)
-    return _cell(value)
-
-
-def markdown_table(rows: list[list[Any]], header: list[str]) -> str:
-    """Rows of cells as a Markdown table."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------- facts
