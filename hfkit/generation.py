@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -25,11 +26,12 @@ COMPILE_DEVICES = ("cuda", "xpu")
 class GenerateArguments:
     """What to generate from, and how."""
 
-    model_name_or_path: str = field(
+    model_name_or_path: str | None = field(
+        default=None,
         metadata={
             "help": "Causal LM: local folder (e.g. models/smollm2-135m, made by scripts/get_smollm2.sh), "
-            "Hub id, or 'wheel:<module>'."
-        }
+            "Hub id, or 'wheel:<module>'. Needed by `hfkit generate`; the Python API takes the model itself."
+        },
     )
     gguf_file: str | None = field(
         default=None,
@@ -101,8 +103,6 @@ class GenerateArguments:
         # --prompt with action=append and nargs=+ gives a list of lists on the command line, a flat list from YAML.
         if self.prompt is not None:
             self.prompt = [p for item in self.prompt for p in (item if isinstance(item, list) else [item])]
-        if not self.prompt and self.prompts_file is None:
-            raise ValueError("no prompts: give --prompt TEXT (repeatable) and/or --prompts_file PATH.")
         checks = [
             (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
@@ -166,7 +166,26 @@ def collect_prompts(args: GenerateArguments) -> list[str]:
     prompts = list(args.prompt or [])
     if args.prompts_file is not None:
         prompts += read_prompts(args.prompts_file, args.prompt_field)
+    if not prompts:
+        raise ValueError("no prompts: give --prompt TEXT (repeatable) and/or --prompts_file PATH.")
     return prompts
+
+
+@dataclass
+class Generation:
+    """One prompt's completion: the new text, its token ids, and what producing it cost."""
+
+    prompt: str
+    text: str
+    token_ids: list[int]  # the new tokens only: no prompt, no left padding, no pads after an early stop
+    prompt_tokens: int  # the prompt's length in tokens (chat template included)
+    seconds: float  # wall time of the `generate` call that produced it (shared by a batch's prompts)
+    batch_size: int  # prompts generated together in that call
+
+    @property
+    def tokens_per_second(self) -> float:
+        """New tokens of this prompt per second of its batch's wall time."""
+        return len(self.token_ids) / self.seconds if self.seconds > 0 else float("nan")
 
 
 def prepare_tokenizer(tokenizer) -> None:
@@ -218,9 +237,16 @@ def format_prompts(tokenizer, prompts: list[str], args: GenerateArguments) -> tu
     return texts, True
 
 
-@torch.inference_mode()
 def generate(model: PreTrainedModel, tokenizer, prompts: list[str], args: GenerateArguments) -> list[str]:
     """Generate a completion (the new text only) for each prompt, in order."""
+    return [g.text for g in generate_details(model, tokenizer, prompts, args)]
+
+
+@torch.inference_mode()
+def generate_details(
+    model: PreTrainedModel, tokenizer, prompts: list[str], args: GenerateArguments
+) -> list[Generation]:
+    """As `generate`, with each completion's token ids, prompt length and timing (`Generation`)."""
     if not prompts:
         raise ValueError("no prompts to generate from.")
     if args.compile and model.device.type not in COMPILE_DEVICES:
@@ -237,6 +263,7 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], args: Genera
     batch_size = 1 if args.stream else args.batch_size
     if args.stream and args.batch_size > 1 and len(prompts) > 1:
         logger.info("--stream: generating the %d prompts one at a time (no batching)", len(prompts))
+    eos = _eos_ids(config, model, tokenizer)
     completions = []
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(
@@ -250,11 +277,43 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], args: Genera
         if args.stream:
             print(f">>> {prompts[start]}", flush=True)  # the streamer then prints the completion under it
             streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)  # time the decoding, not the queue before it
+        start_time = time.perf_counter()
         output = model.generate(**batch, generation_config=config, streamer=streamer)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+        seconds = time.perf_counter() - start_time
         # Left padding: every row's prompt ends at the same column, so the new tokens start there.
         new_tokens = output[:, batch["input_ids"].shape[1] :]
-        completions += tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        texts_out = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
+        for row, (ids, text) in enumerate(zip(new_tokens.tolist(), texts_out, strict=True)):
+            # A row that stopped early (eos) is filled with pads up to the batch's longest row: cut them.
+            ids = _until_eos(ids, eos)
+            completions.append(
+                Generation(
+                    prompts[start + row], text, ids, int(prompt_lengths[row]), seconds, len(new_tokens)
+                )
+            )
     return completions
+
+
+def _eos_ids(config: GenerationConfig, model: PreTrainedModel, tokenizer) -> set[int]:
+    """The ids that end a sequence: ours, else the model's generation config's, else the tokenizer's."""
+    model_config = getattr(model, "generation_config", None)
+    for eos in (config.eos_token_id, getattr(model_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if eos is not None:
+            return {eos} if isinstance(eos, int) else set(eos)
+    return set()
+
+
+def _until_eos(ids: list[int], eos: set[int]) -> list[int]:
+    """The ids up to and including the first eos; without one, all of them (the row ran to max_new_tokens)."""
+    for i, token in enumerate(ids):
+        if token in eos:
+            return ids[: i + 1]
+    return ids
 
 
 def write_jsonl(path: str | Path, prompts: list[str], completions: list[str]) -> Path:

@@ -11,7 +11,8 @@ import logging
 
 import torch
 
-from hfkit.generation import GenerateArguments, collect_prompts, generate, write_jsonl
+from hfkit.errors import UserInputError
+from hfkit.generation import GenerateArguments, collect_prompts, generate_details, write_jsonl
 from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer
 from hfkit.parsing import parse_args
 
@@ -24,12 +25,23 @@ def main(argv: list[str] | None = None) -> list[str]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logger.setLevel(logging.INFO)
 
+    if args.model_name_or_path is None:
+        raise UserInputError(
+            "no model: give --model_name_or_path (a local folder, Hub id or 'wheel:<module>')."
+        )
     prompts = collect_prompts(args)  # read the prompts first: a bad file fails before the model loads
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_causal_lm(args.model_name_or_path, dtype=args.dtype, gguf_file=args.gguf_file).to(device)
     tokenizer = load_causal_lm_tokenizer(args.model_name_or_path, gguf_file=args.gguf_file)
 
-    completions = generate(model, tokenizer, prompts, args)
+    results = generate_details(model, tokenizer, prompts, args)
+    completions = [g.text for g in results]
+    calls = {(g.seconds, g.batch_size) for g in results}  # one entry per generate() call
+    seconds, new_tokens = sum(s for s, _ in calls), sum(len(g.token_ids) for g in results)
+    logger.info(
+        "generated %d new tokens for %d prompts in %.1f s (%.1f tokens/s)",
+        new_tokens, len(results), seconds, new_tokens / seconds if seconds else float("nan"),
+    )  # fmt: skip
     if not args.stream:  # streamed text is already on the terminal
         for prompt, completion in zip(prompts, completions):
             print(f">>> {prompt}\n{completion}\n", flush=True)

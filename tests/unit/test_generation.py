@@ -14,6 +14,7 @@ from hfkit.generation import (
     build_generation_config,
     collect_prompts,
     generate,
+    generate_details,
     prepare_tokenizer,
     read_prompts,
     write_jsonl,
@@ -113,6 +114,34 @@ def test_greedy_equals_manual_argmax_rollout_and_is_deterministic(model, tokeniz
     assert first == generate(model, tokenizer, PROMPTS[:2], args)
     assert first == [argmax_rollout(model, tokenizer, p, 6) for p in PROMPTS[:2]]
     assert all(first)
+
+
+def test_details_give_the_new_token_ids_prompt_length_and_timing(model, tokenizer):
+    args = args_for(max_new_tokens=6, batch_size=3)
+    details = generate_details(model, tokenizer, PROMPTS[:3], args)
+    assert [g.text for g in details] == generate(model, tokenizer, PROMPTS[:3], args)
+    for g, prompt in zip(details, PROMPTS[:3], strict=True):
+        assert g.prompt == prompt
+        assert g.prompt_tokens == len(tokenizer(prompt).input_ids)  # padding not counted
+        assert tokenizer.decode(g.token_ids, skip_special_tokens=True) == g.text
+        assert 1 <= len(g.token_ids) <= 6 and g.seconds > 0 and g.batch_size == 3
+        assert g.tokens_per_second == pytest.approx(len(g.token_ids) / g.seconds)
+    # The ids are those of a one-at-a-time run: a batch's padding never leaks into a row's ids.
+    one = generate_details(model, tokenizer, PROMPTS[:3], args_for(max_new_tokens=6, batch_size=1))
+    assert [g.token_ids for g in details] == [g.token_ids for g in one]
+
+
+def test_details_cut_a_row_at_its_eos(model, tokenizer):
+    """A row that ended early is padded to the batch's longest row; its ids stop at (and keep) its eos."""
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id or tokenizer.eos_token_id
+
+    def fake_generate(input_ids, **kwargs):
+        new = torch.tensor([[7, 8, eos, pad, pad], [9, 10, 11, 12, 13]])[: input_ids.shape[0]]
+        return torch.cat([input_ids, new], dim=1)
+
+    model.generate = fake_generate
+    details = generate_details(model, tokenizer, PROMPTS[:2], args_for(max_new_tokens=5, batch_size=2))
+    assert [g.token_ids for g in details] == [[7, 8, eos], [9, 10, 11, 12, 13]]
 
 
 def test_max_new_tokens_is_respected(model, tokenizer):
@@ -250,7 +279,6 @@ def test_prompt_flag_is_repeatable_and_yaml_gives_a_list(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"prompt": None}, "no prompts: give --prompt"),
         ({"temperature": 0.7}, "temperature only apply when sampling: add --do_sample true"),
         ({"top_k": 5, "top_p": 0.9}, "top_k, top_p only apply when sampling"),
         ({"do_sample": True, "top_p": 1.5}, r"top_p must be in \(0, 1\], got 1.5"),
@@ -302,6 +330,12 @@ def test_read_prompts_errors(tmp_path, name, text, message):
 def test_read_prompts_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="prompts file not found"):
         read_prompts(tmp_path / "nope.txt")
+
+
+def test_no_prompts_is_an_error_of_the_command_not_of_the_arguments():
+    args = GenerateArguments(max_new_tokens=3)  # the Python API passes prompts and the model to generate()
+    with pytest.raises(ValueError, match="no prompts: give --prompt"):
+        collect_prompts(args)
 
 
 def test_collect_prompts_cli_first_then_file(tmp_path):
