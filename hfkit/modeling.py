@@ -250,6 +250,15 @@ def find_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     )
 
 
+def layers_prefix(model: torch.nn.Module) -> str:
+    """Qualified name of the transformer-block ModuleList, e.g. 'bert.encoder.layer' or 'model.layers'."""
+    layers = find_layers(model)
+    for name, module in model.named_modules():
+        if module is layers:
+            return name
+    raise ValueError(f"{type(model).__name__}: the layer list found by find_layers is not a named submodule.")
+
+
 def freeze(model: PreTrainedModel, embeddings: bool = False, num_layers: int = 0) -> None:
     """Freeze the embeddings and/or the first `num_layers` transformer layers (requires_grad=False)."""
     if embeddings:

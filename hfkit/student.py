@@ -10,7 +10,7 @@ import torch
 from transformers import PreTrainedModel
 
 from .errors import UserInputError
-from .modeling import count_parameters, find_layers
+from .modeling import count_parameters, layers_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -29,15 +29,6 @@ _PER_LAYER_CONFIG_FIELDS = (
     "num_key_value_heads_per_layer",
     "block_configs",
 )
-
-
-def _layers_prefix(model: PreTrainedModel) -> str:
-    """Qualified name of the transformer-block ModuleList, e.g. 'bert.encoder.layer' or 'model.layers'."""
-    layers = find_layers(model)
-    for name, module in model.named_modules():
-        if module is layers:
-            return name
-    raise ValueError(f"{type(model).__name__}: the layer list found by find_layers is not a named submodule.")
 
 
 def _validate_keep_layers(keep_layers: Sequence[int], num_layers: int) -> list[int]:
@@ -82,7 +73,7 @@ def student_from_teacher(teacher: PreTrainedModel, keep_layers: Sequence[int]) -
     """Standalone copy of `teacher` (same class) keeping only the transformer layers listed in keep_layers."""
     num_layers = teacher.config.num_hidden_layers
     keep = _validate_keep_layers(keep_layers, num_layers)
-    prefix = _layers_prefix(teacher) + "."
+    prefix = layers_prefix(teacher) + "."
     new_index = {old: new for new, old in enumerate(keep)}
 
     state_dict = {}

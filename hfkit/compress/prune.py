@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 from transformers import PreTrainedModel
 
-from ..modeling import count_parameters, find_layers
+from ..modeling import count_parameters, find_layers, layers_prefix
 from ..reports import format_table, percent
 
 logger = logging.getLogger(__name__)
@@ -182,15 +182,6 @@ class SparsityReport:
         return format_table(rows, header=["layer", "sparsity"])
 
 
-def _layers_prefix(model: nn.Module) -> str:
-    """Qualified name of the transformer-block ModuleList, e.g. 'bert.encoder.layer' or 'model.layers'."""
-    layers = find_layers(model)
-    for name, module in model.named_modules():
-        if module is layers:
-            return name
-    raise ValueError(f"{type(model).__name__}: the layer list found by find_layers is not a named submodule.")
-
-
 def _compile(patterns: Sequence[str], what: str) -> list[re.Pattern]:
     compiled = []
     for pattern in patterns:
@@ -209,7 +200,7 @@ def prunable_linears(
     if include is None:
         # Embeddings are not Linear, and the task head / pooler / lm_head sit outside the blocks: pruning them
         # hurts most for the least saving, so by default they are left dense.
-        prefix = _layers_prefix(model) + "."
+        prefix = layers_prefix(model) + "."
         selected = {name: m for name, m in linears.items() if name.startswith(prefix)}
     else:
         patterns = _compile(include, "include_modules")
@@ -663,7 +654,7 @@ def _rebuild(
     """A fresh model of the same class, built from the rewritten config and loaded with the sliced weights."""
     config = copy.deepcopy(model.config)
     state = model.state_dict()
-    prefix = _layers_prefix(model)
+    prefix = layers_prefix(model)
     _, _, head_dim = _head_layout(model, spec)
 
     def take(name: str, index: torch.Tensor, dim: int) -> None:
