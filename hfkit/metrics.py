@@ -1,20 +1,25 @@
 """Offline evaluation metrics for classification and language modelling, built on scikit-learn.
 
-Every function is pure and accepts python lists, numpy arrays or torch tensors. Nothing here calls
-``evaluate.load``, which fetches metric scripts from the Hub and therefore fails offline.
+Every function is pure and accepts python lists, numpy arrays or torch tensors. The built-in metrics need no
+network; `evaluate` modules (Hub ids or local metric scripts) come on top when a config names them
+(`extra_metrics`), loaded by ``load_evaluate_metrics``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.special
 import torch
 from scipy import stats
 from sklearn import metrics as skm
 from sklearn.exceptions import UndefinedMetricWarning
+
+from .errors import UserInputError
 
 if TYPE_CHECKING:
     from transformers import EvalPrediction
@@ -22,8 +27,11 @@ if TYPE_CHECKING:
 __all__ = [
     "accuracy",
     "classification_metrics",
+    "classification_metrics_with",
     "compute_classification_metrics",
     "confusion_matrix",
+    "evaluate_module_metrics",
+    "load_evaluate_metrics",
     "mcnemar",
     "perplexity",
     "precision_recall_f1",
@@ -165,11 +173,8 @@ def perplexity(mean_nll: float) -> float:
 
 
 def softmax(logits: Any) -> np.ndarray:
-    """Numerically stable float64 softmax over the last axis."""
-    logits = _to_numpy(logits).astype(np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    """Float64 softmax over the last axis (scipy's, numerically stable)."""
+    return scipy.special.softmax(_to_numpy(logits).astype(np.float64), axis=-1)
 
 
 def classification_metrics(logits: Any, labels: Any) -> dict[str, float]:
@@ -193,8 +198,7 @@ def classification_metrics(logits: Any, labels: Any) -> dict[str, float]:
     return result
 
 
-def compute_classification_metrics(eval_pred: EvalPrediction | tuple[Any, Any]) -> dict[str, float]:
-    """``Trainer(compute_metrics=...)`` adapter: classification_metrics on an EvalPrediction or (logits, labels)."""
+def _logits_and_labels(eval_pred: EvalPrediction | tuple[Any, Any]) -> tuple[Any, Any]:
     if hasattr(eval_pred, "predictions"):
         predictions, labels = eval_pred.predictions, eval_pred.label_ids
     else:
@@ -202,4 +206,57 @@ def compute_classification_metrics(eval_pred: EvalPrediction | tuple[Any, Any]) 
     # Models that also return hidden states or attentions hand the Trainer a tuple; logits come first.
     if isinstance(predictions, tuple):
         predictions = predictions[0]
-    return classification_metrics(predictions, labels)
+    return predictions, labels
+
+
+def compute_classification_metrics(eval_pred: EvalPrediction | tuple[Any, Any]) -> dict[str, float]:
+    """``Trainer(compute_metrics=...)`` adapter: classification_metrics on an EvalPrediction or (logits, labels)."""
+    return classification_metrics(*_logits_and_labels(eval_pred))
+
+
+def load_evaluate_metrics(names: Sequence[str]) -> list:
+    """`evaluate` metric modules by Hub id (e.g. 'matthews_correlation') or local path (a metric script or its
+    folder). Loading runs the module's code: name only modules you trust."""
+    import evaluate  # imported here: it pulls in datasets' download machinery, needed only when asked for
+
+    modules = []
+    for name in names:
+        try:
+            modules.append(evaluate.load(name))
+        except Exception as err:  # evaluate raises FileNotFoundError, ConnectionError, ImportError, ...
+            raise UserInputError(
+                f"extra_metrics: could not load the evaluate metric {name!r} ({type(err).__name__}: {err}). "
+                "Give the path of a local metric script or its folder, or a Hub id this machine can reach "
+                "(offline, Hub metrics are only found in the local evaluate cache)."
+            ) from err
+    return modules
+
+
+def evaluate_module_metrics(
+    modules: Sequence, predictions: Any, labels: Any, taken: Iterable[str] = ()
+) -> dict:
+    """Every numeric value the `evaluate` modules return for class-id predictions; a name already in `taken`
+    (hfkit's own metrics) gets an ``evaluate_`` prefix instead of replacing hfkit's value."""
+    taken, result = set(taken), {}
+    for module in modules:
+        values = module.compute(
+            predictions=_to_numpy(predictions).tolist(), references=_to_numpy(labels).tolist()
+        )
+        for key, value in (values or {}).items():
+            if isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                name = f"evaluate_{key}" if key in taken or key in result else key
+                result[name] = float(value)
+    return result
+
+
+def classification_metrics_with(modules: Sequence) -> Callable[[EvalPrediction], dict[str, float]]:
+    """A ``compute_metrics`` giving hfkit's classification metrics plus those of `evaluate` modules."""
+
+    def compute(eval_pred: EvalPrediction | tuple[Any, Any]) -> dict[str, float]:
+        logits, labels = _logits_and_labels(eval_pred)
+        result = classification_metrics(logits, labels)
+        predictions = _to_numpy(logits).argmax(axis=-1)
+        result.update(evaluate_module_metrics(modules, predictions, labels, taken=result))
+        return result
+
+    return compute

@@ -53,6 +53,15 @@ class ClassifierConfig(BaseConfig):
     freeze_embeddings: bool = field(default=False, metadata={"help": "Do not train the embedding layer."})
     freeze_layers: int = field(default=0, metadata={"help": "Do not train the first N transformer layers."})
 
+    extra_metrics: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "`evaluate` metric modules computed next to hfkit's own (accuracy, precision, recall, F1, "
+            "ROC-AUC) at every evaluation: Hub ids (e.g. matthews_correlation) or local metric scripts/folders. "
+            "Their code runs on load: name only modules you trust."
+        },
+    )
+
     report_file: str = field(
         default="eval_report.json",
         metadata={

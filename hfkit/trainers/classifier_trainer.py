@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
 from ..errors import UserInputError
-from ..metrics import compute_classification_metrics, confusion_matrix
+from ..metrics import classification_metrics_with, confusion_matrix, load_evaluate_metrics
 from ..modeling import freeze
 from ..reports import Report, classification_report, report_stem
 from .base_trainer import BaseTrainer
@@ -78,7 +78,8 @@ class ClassifierTrainer(BaseTrainer):
         super().__init__(
             model=model,
             args=args,
-            compute_metrics=compute_metrics or compute_classification_metrics,
+            compute_metrics=compute_metrics
+            or classification_metrics_with(load_evaluate_metrics(args.extra_metrics or [])),
             callbacks=callbacks,
             **kwargs,
         )
