@@ -138,12 +138,18 @@ def main() -> None:
     parser.add_argument(
         "--lanes", type=int, default=1, help="Runs at once; CPU threads are split between them."
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per run (default: cores / lanes); leave cores free.",
+    )
     parser.add_argument("--report_only", action="store_true", help="Score the finished runs, train nothing.")
     args = parser.parse_args()
     runs = os.path.abspath(args.runs)
     chosen = [c for c in cells() if args.cells is None or c.name in args.cells]
     if not args.report_only:
-        run_all(runs, cells(), chosen, args.seeds, args.lanes)
+        run_all(runs, cells(), chosen, args.seeds, args.lanes, args.threads)
     table = report(runs, chosen, args.seeds)
     with open(os.path.join(runs, "study.md"), "w") as f:
         f.write(table + "\n")

@@ -48,15 +48,18 @@ def done(out: str) -> bool:
     return os.path.isfile(os.path.join(out, "study_run.json"))
 
 
-def run_all(runs: str, cells: list[Cell], chosen: list[Cell], seeds: list[int], lanes: int) -> None:
-    """Run every unfinished (cell, seed) over `lanes` worker threads, each job a subprocess."""
+def run_all(
+    runs: str, cells: list[Cell], chosen: list[Cell], seeds: list[int], lanes: int, threads: int | None = None
+) -> None:
+    """Run every unfinished (cell, seed) over `lanes` worker threads, each job a subprocess with `threads`
+    CPU threads (default: the machine's cores split between the lanes)."""
     by_name = {c.name: c for c in cells}
     # Unseeded cells first, then seed by seed through the seeded ones: any finished prefix is paired.
     jobs = [(c, None) for c in chosen if not c.seeded]
     jobs += [(c, s) for s in seeds for c in chosen if c.seeded]
     jobs = [(c, s) for c, s in jobs if not done(run_dir(runs, c, s))]
     lock, running, failed = threading.Lock(), set(), set()
-    threads = str(max(1, (os.cpu_count() or 2) // lanes))
+    threads = str(threads or max(1, (os.cpu_count() or 2) // lanes))
     os.makedirs(os.path.join(runs, "logs"), exist_ok=True)
 
     def needed(cell: Cell, seed: int | None) -> str | None:
