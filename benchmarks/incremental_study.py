@@ -26,6 +26,7 @@ import os
 import random
 
 import numpy as np
+import yaml
 from studies import REPO, Cell, commands_list, done, mean_std, run_all, run_dir
 
 BBC_OLD, BBC_NEW = ["business", "entertainment", "politics"], ["sports", "tech"]  # folder names
@@ -110,8 +111,9 @@ def cells(scenario: str) -> list[Cell]:
     ]  # fmt: skip
 
 
-def scores(out: str, validation: str, old: list[str]) -> dict[str, float]:
-    """Accuracy of a saved classifier on the old classes' rows, the new classes' rows and all rows."""
+def scores(out: str, validation: str, old: list[str], max_length: int) -> dict[str, float]:
+    """Accuracy of a saved classifier on the old classes' rows, the new classes' rows and all rows, its
+    inputs cut at the `max_length` the study's configs train with."""
     cached = os.path.join(out, "study_scores.json")
     if os.path.isfile(cached):
         with open(cached) as f:
@@ -125,7 +127,7 @@ def scores(out: str, validation: str, old: list[str]) -> dict[str, float]:
     raw = load_data_file(os.path.join(REPO, validation))
     model, tokenizer = load_model(out, task="text-classification")
     data = tokenize_dataset(
-        Dataset.from_dict({"text": raw["text"]}), tokenizer, "text", None, 128, keep_columns=()
+        Dataset.from_dict({"text": raw["text"]}), tokenizer, "text", None, max_length, keep_columns=()
     )
     predicted = predict_logits(model.eval(), tokenizer, data, 64).argmax(-1)
     names = np.asarray([model.config.id2label[int(i)] for i in predicted])
@@ -143,8 +145,14 @@ def report(scenario: str, runs: str, chosen: list[Cell], seeds: list[int]) -> st
     """Markdown table: old / new / all accuracy and forgetting, mean +- std over seeds."""
     validation = f"{BBC_DIR if scenario == 'bbc' else SST2_DIR}/validation.csv"
     old = BBC_OLD if scenario == "bbc" else ["negative", "positive"]
+    with open(os.path.join(REPO, "recipes", "configs", chosen[0].config)) as f:
+        max_length = int(yaml.safe_load(f)["max_length"])  # every cell of a scenario trains at this length
     got = {
-        c.name: {s: scores(run_dir(runs, c, s), validation, old) for s in seeds if done(run_dir(runs, c, s))}
+        c.name: {
+            s: scores(run_dir(runs, c, s), validation, old, max_length)
+            for s in seeds
+            if done(run_dir(runs, c, s))
+        }
         for c in chosen
     }
     base = got.get("base", {})
