@@ -30,21 +30,23 @@ class IncrementalArguments:
     )
     replay_examples: int | None = field(
         default=None,
-        metadata={"help": "Mix this many old training rows (stratified, seeded) into the new data."},
+        metadata={"help": "Mix this many old training rows (stratified, seeded) into the new data; 0: none."},
     )
     replay_fraction: float | None = field(
         default=None,
-        metadata={"help": "Or mix this fraction of old_train_file (in (0, 1]) into the new data."},
+        metadata={"help": "Or mix this fraction of old_train_file (in [0, 1]) into the new data; 0: none."},
     )
     replay_seed: int = field(default=0, metadata={"help": "Seed of the replay sample."})
 
     def __post_init__(self):
         if self.replay_examples is not None and self.replay_fraction is not None:
             raise UserInputError("set replay_examples or replay_fraction, not both.")
-        if self.replay_examples is not None and self.replay_examples <= 0:
-            raise UserInputError(f"replay_examples must be a positive integer, got {self.replay_examples}.")
-        if self.replay_fraction is not None and not 0.0 < self.replay_fraction <= 1.0:
-            raise UserInputError(f"replay_fraction must be in (0, 1], got {self.replay_fraction}.")
+        if self.replay_examples is not None and self.replay_examples < 0:
+            raise UserInputError(f"replay_examples must be >= 0 (0: no replay), got {self.replay_examples}.")
+        if self.replay_fraction is not None and not 0.0 <= self.replay_fraction <= 1.0:
+            raise UserInputError(
+                f"replay_fraction must be in [0, 1] (0: no replay), got {self.replay_fraction}."
+            )
         if (self.replay_examples or self.replay_fraction) and self.old_train_file is None:
             raise UserInputError(
                 "replay needs the old data: set old_train_file to the previous model's training file."
@@ -52,7 +54,7 @@ class IncrementalArguments:
 
     @property
     def uses_replay(self) -> bool:
-        return self.replay_examples is not None or self.replay_fraction is not None
+        return bool(self.replay_examples) or bool(self.replay_fraction)
 
 
 def _label_values(values: list) -> list:

@@ -25,6 +25,15 @@ class IncrementalConfig(DistillConfig):
         },
     )
 
+    align_new_classes: bool = field(
+        default=False,
+        metadata={
+            "help": "After training, scale the new classes' output rows (weights and bias) so their mean norm "
+            "equals the old classes' (Weight Aligning, Zhao et al. 2020): an update trained mostly on new-class "
+            "rows grows those rows and then calls old-class inputs new; aligning removes that bias."
+        },
+    )
+
     def __post_init__(self):
         super().__post_init__()
         if self.hidden_loss_weight > 0 or self.attention_loss_weight > 0:

@@ -7,16 +7,20 @@ stratified sample of the old training data can be mixed in (`hfkit.data.incremen
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, TrainerCallback
 
 from ..errors import UserInputError
 from ..losses import hard_label_ce, soft_label_kl
 from .distill_trainer import TEACHER_LOGITS, DistillTrainer
 from .incremental_config import IncrementalConfig
 
-__all__ = ["IncrementalTrainer", "grow_classifier_head", "label_names"]
+__all__ = ["IncrementalTrainer", "align_new_classes", "grow_classifier_head", "label_names"]
+
+logger = logging.getLogger(__name__)
 
 
 def label_names(model: PreTrainedModel) -> list[str]:
@@ -80,6 +84,31 @@ def grow_classifier_head(model: PreTrainedModel, new_labels: list[str], seed: in
     return model
 
 
+def align_new_classes(model: PreTrainedModel, num_old: int) -> float | None:
+    """Scale the output rows (and biases) of classes num_old.. so their mean weight norm equals that of the old
+    classes (Weight Aligning); returns the factor, or None when there is no new class. Old logits stay exact."""
+    _, head = _head_linear(model)
+    if not 0 < num_old < head.out_features:
+        return None
+    with torch.no_grad():
+        norms = head.weight.float().norm(dim=1)
+        gamma = norms[:num_old].mean() / norms[num_old:].mean()
+        head.weight[num_old:] *= gamma.to(head.weight.dtype)
+        if head.bias is not None:
+            head.bias[num_old:] *= gamma.to(head.bias.dtype)
+    return float(gamma)
+
+
+class _AlignAtTrainEnd(TrainerCallback):
+    """Weight Aligning once training is over (after a best-model reload), before the final report."""
+
+    def __init__(self, trainer: IncrementalTrainer):
+        self.trainer = trainer
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.trainer.align_new_classes()
+
+
 class IncrementalTrainer(DistillTrainer):
     """A `DistillTrainer` whose teacher (the previous model) knows only the first classes of the student.
 
@@ -93,6 +122,22 @@ class IncrementalTrainer(DistillTrainer):
     config_class = IncrementalConfig
     default_output_dir = "incremental_output"
 
+    def __init__(self, *args, **kwargs):
+        self.num_old_classes: int | None = None  # set by _check_labels: the previous model's classes
+        super().__init__(*args, **kwargs)
+        if self.args.align_new_classes:
+            self.add_callback(_AlignAtTrainEnd(self))
+
+    def align_new_classes(self) -> float | None:
+        """Weight Aligning on the model being trained (see `align_new_classes`); logs the factor."""
+        if self.num_old_classes is None:
+            return None
+        gamma = align_new_classes(self.accelerator.unwrap_model(self.model), self.num_old_classes)
+        if gamma is not None:
+            self._last_eval = None  # the model changed: the final report must score it again
+            logger.info("aligned the new classes' output rows to the old ones' norm (x%.3f)", gamma)
+        return gamma
+
     def _check_labels(
         self, student: PreTrainedModel, teacher: PreTrainedModel | None, cached_dataset
     ) -> None:
@@ -100,6 +145,7 @@ class IncrementalTrainer(DistillTrainer):
         student_names = label_names(student)
         if teacher is not None:
             teacher_names = label_names(teacher)
+            self.num_old_classes = len(teacher_names)
             if student_names[: len(teacher_names)] != teacher_names:
                 raise UserInputError(
                     f"the updated model's classes {student_names} do not start with the previous model's "
@@ -108,6 +154,7 @@ class IncrementalTrainer(DistillTrainer):
                 )
         if cached_dataset is not None and hasattr(cached_dataset, "__getitem__") and len(cached_dataset):
             width = len(cached_dataset[0][TEACHER_LOGITS])
+            self.num_old_classes = width
             if width > len(student_names):
                 raise UserInputError(
                     f"the teacher_logits column has {width} values per row but the updated model has only "
