@@ -15,7 +15,12 @@ from transformers import AutoModelForSequenceClassification, BertForSequenceClas
 from hfkit.data.incremental import IncrementalArguments, encode_labels, replay_sample, resolve_new_labels
 from hfkit.errors import UserInputError
 from hfkit.trainers.incremental_config import IncrementalConfig
-from hfkit.trainers.incremental_trainer import IncrementalTrainer, grow_classifier_head, label_names
+from hfkit.trainers.incremental_trainer import (
+    IncrementalTrainer,
+    align_new_classes,
+    grow_classifier_head,
+    label_names,
+)
 from tests.conftest import FILLER, REPO, tiny_bert_config, toy_dataset
 from tests.recipes.test_classify_recipe import load_recipe
 
@@ -195,3 +200,44 @@ def test_recipe_adds_a_class_and_reports_before_and_after(tiny_tokenizer, tmp_pa
     reloaded = AutoModelForSequenceClassification.from_pretrained(previous)
     assert reloaded.config.num_labels == 2
     assert torch.equal(reloaded.classifier.weight, copy.deepcopy(model.classifier.weight))
+
+
+def _row_norms(model) -> torch.Tensor:
+    return model.classifier.weight.detach().norm(dim=1)
+
+
+def test_align_new_classes_equalises_mean_norms_and_keeps_old_logits(tiny_tokenizer):
+    model = grow_classifier_head(_tiny(tiny_tokenizer), ["meh", "ok"])
+    with torch.no_grad():
+        model.classifier.weight[2:] *= 7.0  # what a recency-biased update does to the new rows
+        model.classifier.bias[2:] = 0.5
+    ids = torch.tensor([tiny_tokenizer("good bad film").input_ids])
+    before = model(input_ids=ids).logits.detach()
+    gamma = align_new_classes(model, num_old=2)
+    after = model(input_ids=ids).logits.detach()
+    norms = _row_norms(model)
+    assert norms[2:].mean().item() == pytest.approx(norms[:2].mean().item(), rel=1e-5)
+    assert torch.equal(after[:, :2], before[:, :2])  # old classes untouched
+    assert torch.allclose(after[:, 2:], gamma * before[:, 2:], atol=1e-5)  # new logits scaled by gamma
+    assert align_new_classes(_tiny(tiny_tokenizer), num_old=2) is None  # no new class: nothing to align
+
+
+def test_trainer_aligns_when_training_ends(tiny_tokenizer, tmp_path):
+    student = grow_classifier_head(_tiny(tiny_tokenizer), ["meh"])
+    trainer = _trainer(
+        student, tiny_tokenizer, tmp_path, 2, align_new_classes=True, max_steps=2, save_strategy="no"
+    )
+    with torch.no_grad():
+        student.classifier.weight[2:] *= 5.0
+    trainer.train()
+    norms = _row_norms(trainer.model)
+    assert trainer.num_old_classes == 2
+    assert norms[2:].mean().item() == pytest.approx(norms[:2].mean().item(), rel=1e-4)
+
+
+def test_replay_zero_means_no_replay_and_negative_is_refused():
+    assert not IncrementalArguments(previous_model="m", replay_fraction=0.0).uses_replay
+    assert not IncrementalArguments(previous_model="m", replay_examples=0).uses_replay
+    assert IncrementalArguments(previous_model="m", replay_fraction=0.1, old_train_file="old.csv").uses_replay
+    with pytest.raises(UserInputError, match=r"replay_fraction must be in \[0, 1\]"):
+        IncrementalArguments(previous_model="m", replay_fraction=-0.1)
