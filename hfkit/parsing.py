@@ -75,8 +75,8 @@ def resolve_config(value: str | Path) -> Path:
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f"; did you mean: {', '.join(close)}?" if close else "; `hfkit configs` lists the shipped ones"
     raise ConfigError(
-        f"config file not found: {value} (no such file, and no shipped config of that name){hint} "
-        "Pass an existing YAML file or a shipped config name with --config."
+        f"config file not found: {value} (no such file, and no shipped config of that name){hint}; pass an "
+        "existing YAML file or a shipped config name with --config."
     )
 
 

@@ -96,7 +96,8 @@ def test_two_process_launch_fine_tunes_saves_and_reports(setup):
         "--model_name_or_path",
         str(model_dir),
         *run_args(text, out),
-    ]
+        "--log_level", "info",  # Trainer's own set-up lines (the global batch size) are INFO
+    ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     # Two gloo processes of 4 rows each: one student, a global batch of 8.

@@ -194,7 +194,8 @@ def test_stray_positional_is_an_error():
 def test_missing_config_file_names_path(tmp_path):
     missing = tmp_path / "nope.yaml"
     with pytest.raises(
-        ValueError, match="config file not found: .*nope.yaml; pass an existing YAML with --config"
+        ValueError,
+        match="config file not found: .*nope.yaml .*; pass an existing YAML file or a shipped config name",
     ):
         parse_args(LOCAL, ["--config", str(missing)])
     with pytest.raises(ConfigError, match="config file not found"):
@@ -251,4 +252,4 @@ def test_help_prints_argparse_help_and_exits(capsys):
         parse_args([*LOCAL, TrainingArguments], ["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert "--config PATH" in out and "--learning_rate" in out and "--max_length" in out
+    assert "--config FILE_OR_NAME" in out and "--learning_rate" in out and "--max_length" in out
