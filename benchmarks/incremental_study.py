@@ -32,6 +32,7 @@ from studies import REPO, Cell, commands_list, done, mean_std, run_all, run_dir
 BBC_OLD, BBC_NEW = ["business", "entertainment", "politics"], ["sports", "tech"]  # folder names
 BBC_DIR, SST2_DIR = "outputs/data/bbc", "outputs/data/sst2_incremental"
 SST2 = "../shared/data/sst2/sentence_split"
+RECIPE_EXTRAS = "LwF + replay of 10%, class-balanced CE, Weight Aligning"  # what the shipped configs add
 SST2_ROWS = 15_000  # the SST-2 scenario's sample of the sentence-split training rows (80% old, 20% new)
 
 
@@ -97,14 +98,18 @@ def cells(scenario: str) -> list[Cell]:
     else:
         base, update = "classify/minilm_sst2_old80.yaml", "incremental/sst2_new_data.yaml"
     prev = ["--previous_model", "{runs}/base_s{seed}", "--teacher_logits_cache", "{runs}/teacher_cache"]
-    replay = ["--replay_fraction", "0.1"]
+    # The four textbook cells turn the shipped recipe's extras off; `recipe` runs the shipped config as is.
+    plain = [*prev, "--balance_classes", "false", "--align_new_classes", "false"]
+    replay, no_replay = ["--replay_fraction", "0.1"], ["--replay_fraction", "0"]
     return [
         Cell("base", "deployed model: old classes / old data only", "classify", base, []),
-        Cell("finetune", "plain fine-tuning on the new data", "incremental", update, [*prev, "--alpha", "0"], "base"),
-        Cell("lwf", "LwF (alpha 0.5, T 2)", "incremental", update, prev, "base"),
+        Cell("finetune", "plain fine-tuning on the new data", "incremental", update,
+             [*plain, "--alpha", "0", *no_replay], "base"),
+        Cell("lwf", "LwF (alpha 0.5, T 2)", "incremental", update, [*plain, "--alpha", "0.5", *no_replay], "base"),
         Cell("replay", "fine-tuning + replay of 10% of the old rows", "incremental", update,
-             [*prev, "--alpha", "0", *replay], "base"),
-        Cell("lwf_replay", "LwF + replay of 10%", "incremental", update, [*prev, *replay], "base"),
+             [*plain, "--alpha", "0", *replay], "base"),
+        Cell("lwf_replay", "LwF + replay of 10%", "incremental", update, [*plain, "--alpha", "0.5", *replay], "base"),
+        Cell("recipe", f"the shipped recipe ({update}): {RECIPE_EXTRAS}", "incremental", update, prev, "base"),
         Cell("joint", "joint training on old + new (ceiling)", "classify", base,
              ["--train_file", f"{BBC_DIR}/all_train.csv", "--validation_file", f"{BBC_DIR}/validation.csv"]
              if scenario == "bbc" else ["--train_file", f"{SST2_DIR}/all_train.csv"]),
