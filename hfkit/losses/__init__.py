@@ -38,7 +38,15 @@ from .layers import (
     make_projections,
     uniform_layer_map,
 )
-from .logits import distillation_loss, hard_label_ce, soft_label_kl
+from .logits import (
+    TEACHER_COMBINATIONS,
+    combine_teachers,
+    distillation_loss,
+    hard_label_ce,
+    soft_label_kl,
+    soft_target_kl,
+    teacher_weights,
+)
 from .tokens import (
     DIVERGENCES,
     generalized_jsd,
@@ -50,7 +58,9 @@ from .tokens import (
 
 __all__ = [
     "DIVERGENCES",
+    "TEACHER_COMBINATIONS",
     "attention_loss",
+    "combine_teachers",
     "distillation_loss",
     "generalized_jsd",
     "hard_label_ce",
@@ -58,6 +68,8 @@ __all__ = [
     "hidden_to_attention_map",
     "make_projections",
     "soft_label_kl",
+    "soft_target_kl",
+    "teacher_weights",
     "token_divergence",
     "token_kl",
     "topk_generalized_jsd",

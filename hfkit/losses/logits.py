@@ -1,12 +1,25 @@
-"""Logit distillation (classification or token level): Hinton soft-label KL, cross-entropy and their mix."""
+"""Logit distillation (classification or token level): Hinton soft-label KL, cross-entropy and their mix, and
+the soft target of several teachers combined by one rule (mean, fixed weights, confidence, gold label)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .core import as_bool_mask, kl_from_log_probs, masked_mean, tempered_log_probs, to_float32
+from .core import (
+    as_bool_mask,
+    check_temperature,
+    kl_from_log_probs,
+    masked_mean,
+    tempered_log_probs,
+    to_float32,
+)
+
+# How the soft targets of several teachers are combined (teacher_weights / combine_teachers).
+TEACHER_COMBINATIONS = ("mean", "weighted", "confidence", "gold")
 
 
 def soft_label_kl(
@@ -26,6 +39,89 @@ def soft_label_kl(
     # T^2 keeps the gradient magnitude of the soft term roughly independent of T (Hinton et al. 2015,
     # sec. 2.1: gradients of the softened KL scale as 1/T^2), so alpha means the same thing at any T.
     return masked_mean(per_position, valid) * (temperature**2)
+
+
+def soft_target_kl(
+    student_logits: Tensor,
+    target_log_probs: Tensor,
+    temperature: float = 1.0,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """T^2 * KL(target || p_student^T) for a soft target given as log-probabilities (e.g. combined teachers)."""
+    # Same reduction and T^2 scaling as soft_label_kl; the target is already a distribution (not divided by T).
+    check_temperature(temperature)
+    if tuple(target_log_probs.shape) != tuple(student_logits.shape):
+        raise ValueError(
+            f"target has shape {tuple(target_log_probs.shape)}, expected the student's {tuple(student_logits.shape)}"
+        )
+    log_p_student = F.log_softmax(to_float32(student_logits) / temperature, dim=-1)
+    valid = as_bool_mask(mask, student_logits.shape[:-1], "mask")
+    per_position = kl_from_log_probs(to_float32(target_log_probs.detach()), log_p_student)
+    return masked_mean(per_position, valid) * (temperature**2)
+
+
+def teacher_weights(
+    teacher_logits: Tensor,
+    rule: str = "mean",
+    weights: Sequence[float] | Tensor | None = None,
+    labels: Tensor | None = None,
+    ignore_index: int = -100,
+) -> Tensor:
+    """Weights (..., K) of K teachers per example, each row summing to 1, by one of TEACHER_COMBINATIONS."""
+    # teacher_logits: (..., K, C), the teachers on dim -2. Rules (see DistillConfig.teacher_combination):
+    #   mean: 1/K each. weighted: the fixed `weights`, normalised to sum to 1.
+    #   confidence: proportional to each teacher's max probability (at T = 1: its own confidence).
+    #   gold: proportional to the probability (T = 1) each teacher gives the gold label; rows without one
+    #   (labels None or ignore_index) fall back to mean.
+    if rule not in TEACHER_COMBINATIONS:
+        raise ValueError(f"rule must be one of {TEACHER_COMBINATIONS}, got {rule!r}")
+    logits = to_float32(teacher_logits.detach())
+    num_teachers = logits.shape[-2]
+    uniform = torch.full(logits.shape[:-1], 1.0 / num_teachers, dtype=logits.dtype, device=logits.device)
+    if rule == "mean":
+        return uniform
+    if rule == "weighted":
+        if weights is None or len(weights) != num_teachers:
+            got = "none" if weights is None else len(weights)
+            raise ValueError(
+                f"rule 'weighted' needs one weight per teacher: {num_teachers} teachers, {got} weights"
+            )
+        fixed = torch.as_tensor(weights, dtype=logits.dtype, device=logits.device)
+        if (fixed < 0).any() or not fixed.sum() > 0:
+            raise ValueError(f"teacher weights must be >= 0 with a positive sum, got {fixed.tolist()}")
+        return (fixed / fixed.sum()).expand_as(uniform)
+    probs = logits.softmax(dim=-1)
+    if rule == "confidence":
+        score = probs.amax(dim=-1)
+    else:  # gold
+        if labels is None:
+            return uniform
+        if tuple(labels.shape) != tuple(logits.shape[:-2]):
+            raise ValueError(f"labels have shape {tuple(labels.shape)}, expected {tuple(logits.shape[:-2])}")
+        has_label = labels != ignore_index
+        index = labels.clamp_min(0).long()[..., None, None].expand(*labels.shape, num_teachers, 1)
+        score = torch.where(has_label[..., None], probs.gather(-1, index).squeeze(-1), uniform)
+    total = score.sum(dim=-1, keepdim=True)
+    # A row where every teacher gives the gold label probability 0 (underflow) has no preference: mean.
+    return torch.where(total > 0, score / total.clamp_min(torch.finfo(score.dtype).tiny), uniform)
+
+
+def combine_teachers(
+    teacher_logits: Tensor,
+    temperature: float = 1.0,
+    rule: str = "mean",
+    weights: Sequence[float] | Tensor | None = None,
+    labels: Tensor | None = None,
+    ignore_index: int = -100,
+) -> Tensor:
+    """Log of the combined soft target sum_k w_k * softmax(t_k / T): (..., K, C) teacher logits -> (..., C)."""
+    # The teachers' softened probabilities are averaged (not their logits, as TextBrewer does): teachers of
+    # different architectures put their logits on different scales, their probabilities share one.
+    check_temperature(temperature)
+    w = teacher_weights(teacher_logits, rule, weights, labels, ignore_index)
+    log_p = F.log_softmax(to_float32(teacher_logits.detach()) / temperature, dim=-1)
+    # log sum_k w_k p_k in log space; a weight of 0 is log 0 = -inf, which logsumexp skips.
+    return torch.logsumexp(log_p + w.log()[..., None], dim=-2)
 
 
 def hard_label_ce(
@@ -75,6 +171,8 @@ def distillation_loss(
     temperature: float = 2.0,
     mask: Tensor | None = None,
     ignore_index: int = -100,
+    combination: str = "mean",
+    weights: Sequence[float] | Tensor | None = None,
 ) -> dict[str, Tensor]:
     """DistilBERT-style mix: loss = alpha * soft (T^2-scaled KL) + (1 - alpha) * hard (CE on labels)."""
     # `alpha` weights the SOFT (teacher) term; alpha=1 is pure distillation, alpha=0 pure fine-tuning.
@@ -83,9 +181,15 @@ def distillation_loss(
     # mean; if *every* row is unlabelled the loss falls back to soft alone, so a fully unlabelled batch
     # gives the same loss whether its labels are None or all ignore_index. `mask` (optional, leading
     # dims) removes padding positions from both terms.
+    # Several teachers: teacher_logits (..., K, C) for student logits (..., C); their soft targets are
+    # combined by `combination` (and `weights`, see combine_teachers) into the one target of the KL term.
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1] (it weights the soft term), got {alpha}")
-    soft = soft_label_kl(student_logits, teacher_logits, temperature=temperature, mask=mask)
+    if teacher_logits.dim() == student_logits.dim() + 1:
+        target = combine_teachers(teacher_logits, temperature, combination, weights, labels, ignore_index)
+        soft = soft_target_kl(student_logits, target, temperature=temperature, mask=mask)
+    else:
+        soft = soft_label_kl(student_logits, teacher_logits, temperature=temperature, mask=mask)
     if labels is None:
         return {"loss": soft, "soft": soft}
     if tuple(labels.shape) != tuple(student_logits.shape[:-1]):

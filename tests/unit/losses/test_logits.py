@@ -9,9 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from hfkit.losses import (
+    TEACHER_COMBINATIONS,
+    combine_teachers,
     distillation_loss,
     hard_label_ce,
     soft_label_kl,
+    soft_target_kl,
+    teacher_weights,
 )
 from tests.unit.losses.hand_values import KL_55_82, KL_82_55, LN, approx, logits_of, t
 
@@ -198,3 +202,107 @@ def test_distillation_rejects_bad_alpha_and_gradients():
         distillation_loss(s, te, alpha=1.5)
     distillation_loss(s, te, labels=torch.tensor([1, 2]))["loss"].backward()
     assert s.grad is not None and te.grad is None
+
+
+# --------------------------------------------------------------------------------------------------
+# several teachers: teacher_weights, combine_teachers, soft_target_kl, distillation_loss with (B, K, C)
+# --------------------------------------------------------------------------------------------------
+
+# Two teachers on one example: teacher 0 says [0.8, 0.2], teacher 1 says [0.4, 0.6].
+TWO = t([[logits_of(0.8, 0.2), logits_of(0.4, 0.6)]])
+
+
+def combined(rule: str, labels=None, weights=None, temperature: float = 1.0) -> list[float]:
+    return combine_teachers(TWO, temperature, rule, weights, labels).exp()[0].tolist()
+
+
+@pytest.mark.parametrize(
+    ("rule", "labels", "weights", "expected"),
+    [
+        # mean: (0.8 + 0.4) / 2.
+        ("mean", None, None, [0.6, 0.4]),
+        # weighted [3, 1] -> 0.75 * 0.8 + 0.25 * 0.4; the weights are normalised to sum to 1.
+        ("weighted", None, [3.0, 1.0], [0.7, 0.3]),
+        ("weighted", None, [1.0, 0.0], [0.8, 0.2]),
+        # confidence: weights 0.8 : 0.6 (each teacher's max probability) -> (0.8 * 0.8 + 0.6 * 0.4) / 1.4.
+        ("confidence", None, None, [0.88 / 1.4, 1 - 0.88 / 1.4]),
+        # gold = 1: teachers give it 0.2 and 0.6 -> weights 0.25 / 0.75 -> 0.25 * 0.8 + 0.75 * 0.4 = 0.5.
+        ("gold", torch.tensor([1]), None, [0.5, 0.5]),
+        # gold = 0: 0.8 and 0.4 -> weights 2/3, 1/3 -> 2/3 * 0.8 + 1/3 * 0.4.
+        ("gold", torch.tensor([0]), None, [2 / 3 * 0.8 + 0.4 / 3, 1 - (2 / 3 * 0.8 + 0.4 / 3)]),
+        # no gold label (ignored row, or no labels at all): the mean.
+        ("gold", torch.tensor([-100]), None, [0.6, 0.4]),
+        ("gold", None, None, [0.6, 0.4]),
+    ],
+)
+def test_combined_teacher_targets_hand_values(rule, labels, weights, expected):
+    assert combined(rule, labels, weights) == pytest.approx(expected, abs=1e-6)
+
+
+def test_teacher_weights_are_per_example():
+    # Row 0 as TWO; row 1 swaps the teachers: confidence and gold weights follow each row's teachers.
+    logits = torch.cat([TWO, TWO.flip(1)])
+    conf = teacher_weights(logits, "confidence")
+    assert torch.allclose(conf, t([[0.8 / 1.4, 0.6 / 1.4], [0.6 / 1.4, 0.8 / 1.4]]))
+    gold = teacher_weights(logits, "gold", labels=torch.tensor([1, -100]))
+    assert torch.allclose(gold, t([[0.25, 0.75], [0.5, 0.5]]))
+    assert torch.allclose(teacher_weights(logits, "weighted", weights=[1, 3]), t([[0.25, 0.75]] * 2))
+
+
+def test_combination_averages_softened_probabilities_and_confidence_uses_t1():
+    torch.manual_seed(0)
+    logits, T = torch.randn(3, 2, 4) * 3, 2.5
+    mean = combine_teachers(logits, T, "mean").exp()
+    assert torch.allclose(mean, (logits / T).softmax(-1).mean(1), atol=1e-6)
+    # confidence weights come from the teachers' own (T = 1) probabilities, applied to the softened ones.
+    w = logits.softmax(-1).amax(-1)
+    w = w / w.sum(-1, keepdim=True)
+    expected = (w[..., None] * (logits / T).softmax(-1)).sum(1)
+    assert torch.allclose(combine_teachers(logits, T, "confidence").exp(), expected, atol=1e-6)
+
+
+def test_teacher_weights_reject_bad_rules_and_weights():
+    with pytest.raises(ValueError, match="rule must be one of"):
+        teacher_weights(TWO, "max")
+    with pytest.raises(ValueError, match="2 teachers, 3 weights"):
+        teacher_weights(TWO, "weighted", weights=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="2 teachers, none"):
+        teacher_weights(TWO, "weighted")
+    with pytest.raises(ValueError, match="positive sum"):
+        teacher_weights(TWO, "weighted", weights=[0.0, 0.0])
+
+
+def test_soft_target_kl_matches_soft_label_kl():
+    torch.manual_seed(1)
+    s, te, T = torch.randn(4, 3), torch.randn(4, 3), 2.0
+    target = F.log_softmax(te / T, dim=-1)
+    assert approx(soft_target_kl(s, target, T), soft_label_kl(s, te, T).item())
+    # The hand value: target [0.8, 0.2] against a uniform student.
+    assert approx(soft_target_kl(t([logits_of(0.5, 0.5)]), t([logits_of(0.8, 0.2)])), KL_82_55)
+
+
+@pytest.mark.parametrize("rule", TEACHER_COMBINATIONS)
+def test_identical_teachers_give_the_one_teacher_loss(rule):
+    torch.manual_seed(2)
+    s, te, labels = torch.randn(5, 3), torch.randn(5, 3), torch.tensor([0, 2, -100, 1, 1])
+    one = distillation_loss(s, te, labels, alpha=0.4, temperature=2.0)
+    two = distillation_loss(
+        s, torch.stack([te, te], dim=1), labels, alpha=0.4, temperature=2.0, combination=rule, weights=[2, 1]
+    )
+    for key in ("loss", "soft", "hard"):
+        assert approx(two[key], one[key].item()), key
+
+
+def test_multi_teacher_distillation_hand_value_and_gradients():
+    student = t([logits_of(0.5, 0.5)], requires_grad=True)
+    teachers = TWO.clone().requires_grad_(True)
+    out = distillation_loss(
+        student, teachers, torch.tensor([1]), alpha=1.0, temperature=1.0, combination="gold"
+    )
+    # gold target [0.5, 0.5] = the student's distribution: KL 0.
+    assert approx(out["soft"], 0.0)
+    out = distillation_loss(student, teachers, None, alpha=1.0, temperature=1.0, combination="weighted",
+                            weights=[1.0, 0.0])  # fmt: skip
+    assert approx(out["soft"], KL_82_55)
+    out["loss"].backward()
+    assert student.grad is not None and teachers.grad is None
