@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import UserInputError
+from ..losses import TEACHER_COMBINATIONS
 from .base_config import check_temperature, check_unit_interval
 from .classifier_config import ClassifierConfig
 
@@ -44,7 +45,8 @@ class DistillConfig(ClassifierConfig):
     Training loss: ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``
     (rows labelled -100 get the soft term only) ``+ hidden_loss_weight * hidden-state loss
     + attention_loss_weight * attention loss`` over the mapped layers. Evaluation loss: the student's
-    plain cross-entropy, as in `ClassifierTrainer`, so runs stay comparable.
+    plain cross-entropy, as in `ClassifierTrainer`, so runs stay comparable. With several teachers the KL
+    target is their softened probabilities combined by `teacher_combination` (logit-level losses only).
     """
 
     temperature: float = field(
@@ -76,6 +78,25 @@ class DistillConfig(ClassifierConfig):
             "help": "Teacher-to-student layer pairs for the hidden/attention losses: 'uniform' (student layer j "
             "-> teacher layer round(j * T / S), plus embeddings) or 'teacher:student' pairs in hidden-state "
             "indexing, 0 = embeddings output, e.g. '0:0,2:1,4:2,6:3'."
+        },
+    )
+    teacher_combination: str = field(
+        default="mean",
+        metadata={
+            "help": "With several teachers, how their soft targets make the one target of the KL term: 'mean' "
+            "(the average of the teachers' probabilities at the temperature), 'weighted' (the same with the fixed "
+            "teacher_weights), 'confidence' (per example, each teacher weighted by its max probability at T = 1, "
+            "so unsure teachers count less) or 'gold' (per example, each teacher weighted by the probability it "
+            "gives the gold label at T = 1, so teachers that are wrong on an example count less; rows without a "
+            "gold label use the mean). Each teacher's own KL is logged as loss_soft_teacher<i>. One teacher: "
+            "ignored."
+        },
+    )
+    teacher_weights: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "One weight >= 0 per teacher, in teacher order, for teacher_combination 'weighted' (normalised "
+            "to sum to 1), e.g. 1 2."
         },
     )
     teacher_logits_cache: str | None = field(
@@ -117,10 +138,47 @@ class DistillConfig(ClassifierConfig):
             raise UserInputError(
                 f"teacher_logits_dtype must be one of {TEACHER_LOGITS_DTYPES}, got {self.teacher_logits_dtype!r}."
             )
+        if self.teacher_combination not in TEACHER_COMBINATIONS:
+            raise UserInputError(
+                f"teacher_combination must be one of {TEACHER_COMBINATIONS}, got {self.teacher_combination!r}."
+            )
+        self._check_teacher_weights()
         # Parsed form of layer_map (None = uniform, resolved by the trainer once the layer counts are known);
         # layer_map itself stays a string so the config round-trips through HfArgumentParser and JSON.
         self.layer_pairs: list[tuple[int, int]] | None = parse_layer_map(self.layer_map)
         super().__post_init__()
+
+    def _check_teacher_weights(self) -> None:
+        """teacher_weights go with teacher_combination 'weighted', and only with it; >= 0 with a positive sum."""
+        weights, rule = self.teacher_weights, self.teacher_combination
+        if rule == "weighted" and not weights:
+            raise UserInputError(
+                "teacher_combination 'weighted' needs teacher_weights: one weight per teacher, in teacher order "
+                "(e.g. teacher_weights: [1, 2]), or choose teacher_combination 'mean'."
+            )
+        if weights and rule != "weighted":
+            raise UserInputError(
+                f"teacher_weights {weights} are only used by teacher_combination 'weighted', but it is {rule!r}: "
+                "set teacher_combination: weighted, or drop teacher_weights."
+            )
+        if weights and (any(not w >= 0 for w in weights) or not sum(weights) > 0):
+            raise UserInputError(
+                f"teacher_weights {weights} must be >= 0 with a positive sum (they are normalised to sum to 1)."
+            )
+
+    def check_teacher_count(self, num_teachers: int) -> None:
+        """Settings that depend on how many teachers there are: one weight each; layer losses take one teacher."""
+        if self.teacher_weights and len(self.teacher_weights) != num_teachers:
+            raise UserInputError(
+                f"teacher_weights {self.teacher_weights} has {len(self.teacher_weights)} values for {num_teachers} "
+                f"teachers: give exactly one weight per teacher, in teacher order."
+            )
+        if num_teachers > 1 and (self.hidden_loss_weight > 0 or self.attention_loss_weight > 0):
+            raise UserInputError(
+                f"hidden_loss_weight / attention_loss_weight transfer one teacher's layers, but {num_teachers} "
+                "teachers are given: set hidden_loss_weight=0 and attention_loss_weight=0 (several teachers "
+                "teach through their combined logits), or distil from one teacher."
+            )
 
     def teacher_autocast_dtype(self) -> torch.dtype | None:
         """The autocast dtype of the cached teacher pass (teacher_logits_dtype resolved), or None for float32."""

@@ -18,6 +18,7 @@ from ..losses import (
     hidden_state_loss,
     hidden_to_attention_map,
     make_projections,
+    soft_label_kl,
     uniform_layer_map,
 )
 from .base_trainer import check_same_vocabulary, has_columns
@@ -44,6 +45,15 @@ class DistillTrainer(ClassifierTrainer):
     metrics are the student's own, exactly as in `ClassifierTrainer`. Checkpoints hold the student only;
     learned projections (student and teacher widths differ) go to ``distill_projections.safetensors``.
 
+    Several teachers: pass ``teacher_model`` as a list, each entry a model, a path, or None for a teacher whose
+    logits are cached; the ``teacher_logits`` column then holds one row of num_labels logits per None entry,
+    in teacher order (shape (n_cached, num_labels) per example), or one per teacher (then no teacher runs).
+    Their softened probabilities are combined by ``args.teacher_combination`` into the one KL target; each
+    teacher's own KL to the student is logged as ``loss_soft_teacher<i>`` (a diagnostic, no gradient).
+    Every teacher gets the label-set check, and the vocabulary check when it runs on the student's tokens.
+    Hidden-state and attention transfer take one teacher. ``teacher_model=None`` with a (K, num_labels)
+    column is K cached teachers.
+
     Side effects on the models passed in: the teacher is put in eval mode with ``requires_grad_(False)``;
     with the attention loss on, both switch to eager attention (SDPA returns no attention maps); with the
     hidden loss on and different widths, the student gets a ``distill_projections`` submodule. Precision is
@@ -58,7 +68,7 @@ class DistillTrainer(ClassifierTrainer):
     def __init__(
         self,
         model: PreTrainedModel | None = None,
-        teacher_model: PreTrainedModel | str | None = None,
+        teacher_model: PreTrainedModel | str | list[PreTrainedModel | str | None] | None = None,
         args: DistillConfig | None = None,
         train_dataset=None,
         eval_dataset=None,
@@ -69,17 +79,42 @@ class DistillTrainer(ClassifierTrainer):
         args = self.check_args(args)
         if model is None:
             raise UserInputError("DistillTrainer needs the student: pass model=<PreTrainedModel>.")
-        teacher_model, teacher_processing_class = self.load_teacher(
-            teacher_model, model, teacher_processing_class
-        )
         self.use_hidden_loss = args.hidden_loss_weight > 0
         self.use_attention_loss = args.attention_loss_weight > 0
-
         has_cached = has_columns(train_dataset, (TEACHER_LOGITS,))
-        self._check_teacher_source(teacher_model, has_cached)
-        self._check_labels(model, teacher_model, train_dataset if has_cached else None)
+        column_shape = _column_shape(train_dataset) if has_cached else None
+        # (teacher index -> online model, its forward's argument names), and where each teacher's logits come
+        # from: ("online", k) or ("cached", row of the column). None: one teacher, the code path of old.
+        self._online_teachers: dict[int, tuple[nn.Module, set[str]]] = {}
+        self.teacher_plan: list[tuple[str, int]] | None = None
+        teachers = None
+        if isinstance(teacher_model, (list, tuple)) and len(teacher_model) == 1:
+            teacher_model = teacher_model[0]
+            if isinstance(teacher_processing_class, (list, tuple)):
+                teacher_processing_class = teacher_processing_class[0]
+        if isinstance(teacher_model, (list, tuple)) or (column_shape is not None and len(column_shape) == 2):
+            teachers, teacher_tokenizers = self._load_teachers(
+                teacher_model, model, teacher_processing_class, column_shape
+            )
+            self._plan_teachers(
+                args, model, teachers, teacher_tokenizers, processing_class, has_cached, column_shape
+            )
+            teacher_model, teacher_processing_class = None, None  # the base trainer holds no single teacher
+        else:
+            teacher_model, teacher_processing_class = self.load_teacher(
+                teacher_model, model, teacher_processing_class
+            )
+            args.check_teacher_count(1)
+            self._check_teacher_source(teacher_model, has_cached)
+            self._check_labels(model, teacher_model, train_dataset if has_cached else None)
+        if teachers is not None:
+            self._check_labels(model, None, train_dataset if has_cached else None)
         # The teacher sees the student's input_ids whenever it runs, so the vocabularies must agree then.
-        if teacher_model is not None and (self.use_hidden_loss or self.use_attention_loss or not has_cached):
+        if (
+            teachers is None
+            and teacher_model is not None
+            and (self.use_hidden_loss or self.use_attention_loss or not has_cached)
+        ):
             _check_tokenizers(model, teacher_model, processing_class, teacher_processing_class)
         self.hidden_layer_map: list[tuple[int, int]] = []
         self.attention_layer_map: list[tuple[int, int]] = []
@@ -101,6 +136,120 @@ class DistillTrainer(ClassifierTrainer):
             teacher_processing_class=teacher_processing_class,
             **kwargs,
         )
+        for k, (source, _) in enumerate(self.teacher_plan or []):
+            if source == "online":
+                prepared = self._prepare_teacher(teachers[k])
+                self._online_teachers[k] = (prepared, self._teacher_arg_names)
+        # The teachers in teacher order as they run (None: logits from the column); [] with one teacher.
+        self.teacher_models = [
+            self._online_teachers.get(k, (None,))[0] for k in range(len(self.teacher_plan or []))
+        ]
+
+    # ---- several teachers ------------------------------------------------------------------------------
+
+    def _load_teachers(
+        self, teacher_model, student: PreTrainedModel, tokenizers, column_shape: tuple[int, ...] | None
+    ) -> tuple[list[PreTrainedModel | None], list]:
+        """The teacher list with paths loaded (None entries kept), and one tokenizer (or None) per teacher."""
+        if teacher_model is None:  # K cached teachers, from a (K, num_labels) column
+            teacher_model = [None] * column_shape[0]
+        elif not isinstance(teacher_model, (list, tuple)):  # one teacher model next to a (K, C) column
+            teacher_model, tokenizers = [teacher_model], [tokenizers]
+        if tokenizers is None:
+            tokenizers = [None] * len(teacher_model)
+        if not isinstance(tokenizers, (list, tuple)) or len(tokenizers) != len(teacher_model):
+            raise UserInputError(
+                f"teacher_processing_class must be a list of one tokenizer (or None) per teacher when teacher_model "
+                f"lists {len(teacher_model)} teachers; got {type(tokenizers).__name__}"
+                f"{f' of {len(tokenizers)}' if isinstance(tokenizers, (list, tuple)) else ''}."
+            )
+        loaded = [
+            self.load_teacher(t, student, tok) for t, tok in zip(teacher_model, tokenizers, strict=True)
+        ]
+        return [t for t, _ in loaded], [tok for _, tok in loaded]
+
+    def _plan_teachers(
+        self,
+        args: DistillConfig,
+        student: PreTrainedModel,
+        teachers: list[PreTrainedModel | None],
+        tokenizers: list,
+        tokenizer,
+        has_cached: bool | None,
+        column_shape: tuple[int, ...] | None,
+    ) -> None:
+        """Check every teacher (labels, vocabulary when online) and decide where each one's logits come from."""
+        args.check_teacher_count(len(teachers))
+        cached_slots = sum(t is None for t in teachers)
+        if (
+            self.use_hidden_loss or self.use_attention_loss
+        ):  # one teacher here: a cached one (see _check_teacher_source)
+            self._check_teacher_source(None, has_cached)
+        if has_cached is False and cached_slots:
+            raise UserInputError(
+                f"teacher_model lists {cached_slots} teacher(s) as None, whose logits come from a '{TEACHER_LOGITS}' "
+                "column, but train_dataset has none: add the column (one row of num_labels logits per None entry, "
+                "e.g. from hfkit.teacher_cache.teacher_logits_for_texts), or pass those teachers' models."
+            )
+        rows = None if column_shape is None else (1 if len(column_shape) == 1 else column_shape[0])
+        if rows is not None and rows == len(teachers) and rows != cached_slots:
+            # One cached row per teacher: like one teacher with a cached column, no teacher runs.
+            self.teacher_plan = [("cached", k) for k in range(len(teachers))]
+        elif rows is not None and rows != cached_slots:
+            raise UserInputError(
+                f"the '{TEACHER_LOGITS}' column holds {rows} teacher(s) per example but teacher_model lists "
+                f"{len(teachers)} teachers, {cached_slots} of them None: the column needs one row of logits per None "
+                f"entry (in teacher order), or one per teacher."
+            )
+        else:
+            slots = iter(range(cached_slots))
+            self.teacher_plan = [
+                ("cached", next(slots)) if t is None else ("online", k) for k, t in enumerate(teachers)
+            ]
+        for k, teacher in enumerate(teachers):
+            if teacher is None:
+                continue
+            self._check_labels(student, teacher, None)
+            if self.teacher_plan[k][0] == "online":
+                check_same_vocabulary(
+                    student,
+                    teacher,
+                    tokenizer,
+                    tokenizers[k],
+                    f"(teacher {k} runs on the student's token ids.) Cache its logits instead: compute them with "
+                    "its own tokenizer (hfkit.teacher_cache.teacher_logits_for_texts), put them in the "
+                    f"'{TEACHER_LOGITS}' column and pass None in its place in teacher_model.",
+                )
+
+    def _teachers_logits(
+        self, cached: torch.Tensor | None, inputs: dict[str, torch.Tensor], student_logits: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, K, C) logits of the K teachers in teacher order: cached rows from the column, online ones run now."""
+        num_cached = sum(source == "cached" for source, _ in self.teacher_plan)
+        if num_cached:
+            if cached is None:
+                raise UserInputError(
+                    f"the training batch has no '{TEACHER_LOGITS}', which {num_cached} teacher(s) read their logits "
+                    "from: add the column to every training example."
+                )
+            if cached.dim() == student_logits.dim():  # (B, C): one cached teacher in the one-teacher layout
+                cached = cached.unsqueeze(1)
+            expected = (student_logits.shape[0], num_cached, student_logits.shape[-1])
+            if tuple(cached.shape) != expected:
+                raise UserInputError(
+                    f"teacher_logits batch has shape {tuple(cached.shape)}, expected {expected}: one row of "
+                    f"num_labels logits per cached teacher ({num_cached}), in teacher order."
+                )
+        logits = []
+        for source, index in self.teacher_plan:
+            if source == "cached":
+                logits.append(cached[:, index].to(student_logits.dtype))
+                continue
+            teacher, names = self._online_teachers[index]
+            teacher.eval()
+            with torch.no_grad():
+                logits.append(teacher(**{k: v for k, v in inputs.items() if k in names}).logits)
+        return torch.stack(logits, dim=1)
 
     # ---- setup checks ----------------------------------------------------------------------------------
 
@@ -134,11 +283,9 @@ class DistillTrainer(ClassifierTrainer):
                     f"{s_config.num_labels} labels {s_names}. Fine-tune the teacher on the same labels (same "
                     "order) as the student, or build the student with the teacher's id2label/label2id."
                 )
-        if cached_dataset is not None and hasattr(cached_dataset, "__getitem__"):
-            try:
-                width = len(cached_dataset[0][TEACHER_LOGITS])
-            except (TypeError, KeyError, IndexError):
-                return
+        shape = _column_shape(cached_dataset) if cached_dataset is not None else None
+        if shape is not None:
+            width = shape[-1]
             if width != s_config.num_labels:
                 raise UserInputError(
                     f"label sets differ: the teacher_logits column has {width} values per row but the student "
@@ -232,7 +379,11 @@ class DistillTrainer(ClassifierTrainer):
         student_logits = outputs.logits
 
         teacher_outputs = None
-        if cached is not None and not extra:
+        if self.teacher_plan is not None:
+            teacher_logits = self._teachers_logits(cached, inputs, student_logits)
+            if teacher_logits.shape[1] == 1:  # one teacher (a (1, C) column): exactly the one-teacher loss
+                teacher_logits = teacher_logits[:, 0]
+        elif cached is not None and not extra:
             teacher_logits = cached
             self._check_teacher_logits(teacher_logits, student_logits)
         elif self.teacher_model is not None:
@@ -247,6 +398,14 @@ class DistillTrainer(ClassifierTrainer):
         parts = self._logit_loss(student_logits, teacher_logits, labels)
         loss = parts["loss"]
         metrics = {"soft": (parts["soft"], 1.0)}
+        if teacher_logits.dim() > student_logits.dim():
+            # Each teacher's own KL to the student: what it alone would teach (logged, no gradient).
+            with torch.no_grad():
+                for k in range(teacher_logits.shape[1]):
+                    kl = soft_label_kl(
+                        student_logits.detach(), teacher_logits[:, k], temperature=args.temperature
+                    )
+                    metrics[f"soft_teacher{k}"] = (kl, 1.0)
         if "hard" in parts:
             # The hard term of a batch without any gold label is a placeholder 0: give it no weight in the mean.
             metrics["hard"] = (parts["hard"], (labels != -100).any().float())
@@ -291,7 +450,13 @@ class DistillTrainer(ClassifierTrainer):
         """losses.distillation_loss, with the hard term re-weighted when class weights / label smoothing are set."""
         args = self.args
         parts = distillation_loss(
-            student_logits, teacher_logits, labels, alpha=args.alpha, temperature=args.temperature
+            student_logits,
+            teacher_logits,
+            labels,
+            alpha=args.alpha,
+            temperature=args.temperature,
+            combination=args.teacher_combination,
+            weights=args.teacher_weights,
         )
         if labels is None or (self.class_weights is None and args.label_smoothing_factor == 0):
             return parts
@@ -360,6 +525,20 @@ class DistillTrainer(ClassifierTrainer):
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
+
+
+def _column_shape(dataset) -> tuple[int, ...] | None:
+    """Shape of the first row's teacher_logits: (C,) for one teacher, (K, C) for K; None if unknown."""
+    if dataset is None or not hasattr(dataset, "__getitem__"):
+        return None
+    try:
+        row = dataset[0][TEACHER_LOGITS]
+    except (TypeError, KeyError, IndexError):
+        return None
+    # A list of lists (or a 2-D tensor/array, with a torch/numpy format): several teachers.
+    if len(row) and (isinstance(row[0], (list, tuple)) or getattr(row[0], "ndim", 0) >= 1):
+        return (len(row), len(row[0]))
+    return (len(row),)
 
 
 def _label_names(config) -> list[str]:
