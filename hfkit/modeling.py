@@ -57,19 +57,32 @@ class ModelArguments:
 class DistillModelArguments:
     """Teacher and student of a distillation run."""
 
-    teacher_name_or_path: str = field(
-        metadata={"help": "The fine-tuned teacher classifier: Hub id, local folder or 'wheel:<module>'."}
+    teacher_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "The fine-tuned teacher classifier: Hub id, local folder or 'wheel:<module>'. For several "
+            "teachers, use teachers instead."
+        },
+    )
+    teachers: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Several fine-tuned teacher classifiers instead of teacher_name_or_path (e.g. a MiniLM and an "
+            "MPNet folder): architectures and tokenizers may differ. Each reads the text with its own tokenizer "
+            "once (logits cached in teacher_logits_cache, if set); their soft targets are combined by "
+            "teacher_combination. Logit-level losses only."
+        },
     )
     student_name_or_path: str | None = field(
         default=None,
         metadata={
-            "help": "Start the student from this model (its own tokenizer is used); default: the teacher."
+            "help": "Start the student from this model (its own tokenizer is used); default: the (first) teacher."
         },
     )
     student_layers: list[int] | None = field(
         default=None,
         metadata={
-            "help": "Keep only these layers (e.g. 0 2 4) of student_name_or_path, or of the teacher when "
+            "help": "Keep only these layers (e.g. 0 2 4) of student_name_or_path, or of the (first) teacher when "
             "no student_name_or_path is given."
         },
     )
@@ -79,11 +92,22 @@ class DistillModelArguments:
     )
 
     def __post_init__(self):
+        if (self.teacher_name_or_path is None) == (not self.teachers):
+            raise UserInputError(
+                "give the teacher with teacher_name_or_path (one teacher) or teachers (a list of several), "
+                f"exactly one of the two; got teacher_name_or_path={self.teacher_name_or_path!r}, "
+                f"teachers={self.teachers!r}. To override a config's teacher on the command line, use the key the "
+                "config uses (--teachers also takes a single path)."
+            )
         if self.student_name_or_path is None and self.student_layers is None:
             raise ValueError(
                 "no student: give student_name_or_path (a model to start from) and/or student_layers "
                 "(layers to keep, e.g. [0, 2, 4], of that model or of the teacher)."
             )
+
+    def teacher_paths(self) -> list[str]:
+        """The teachers as given, in order: [teacher_name_or_path] or teachers."""
+        return list(self.teachers) if self.teachers else [self.teacher_name_or_path]
 
 
 def resolve_model_path(name_or_path: str) -> str:
@@ -200,7 +224,7 @@ def check_model_labels(model: PreTrainedModel, labels: list[str], name: str, fix
     """Raise if a fine-tuned classifier's label names (id order) are not the data's; `fix` says what to do."""
     model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if model_labels != labels:
-        raise ValueError(f"{name} predicts labels {model_labels} but the data has {labels}: {fix}")
+        raise UserInputError(f"{name} predicts labels {model_labels} but the data has {labels}: {fix}")
 
 
 def _has_classifier_labels(config) -> bool:

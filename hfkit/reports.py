@@ -408,7 +408,7 @@ def comparison_table(rows: Sequence[ModelMeasurement], caption: str = "") -> Tab
 def distill_report(
     rows: Sequence[ModelMeasurement],
     student: str,
-    teacher: str,
+    teacher: str | list[str],
     data: str | None,
     num_examples: int,
     temperature: float | None = None,
@@ -416,18 +416,18 @@ def distill_report(
     latency_batch_size: int = 32,
     rounds: int = 15,
 ) -> Report:
-    """Teacher vs student: parameters, size, accuracy/F1 on the validation data, latency timed together."""
+    """Teacher(s) vs student: parameters, size, accuracy/F1 on the validation data, latency timed together."""
     caption = (
         f"Latency: median ms per batch of {latency_batch_size} over {rounds} rounds, both models timed "
         f"round-robin on {_device_name(rows)}; speed-up relative to the teacher."
     )
     return Report(
         name="distill_report",
-        title=f"Distilled student {student} vs teacher {teacher} on {describe_data(data, num_examples)}",
+        title=f"Distilled student {student} vs {_teachers_text(teacher)} on {describe_data(data, num_examples)}",
         tables=[comparison_table(rows, caption)],
         data={
             "student": student,
-            "teacher": teacher,  # read by hfkit.hub.card for the model card
+            "teacher": teacher,  # read by hfkit.hub.card for the model card; a list for several teachers
             "data": data,
             "validation_examples": num_examples,
             "temperature": temperature,
@@ -436,6 +436,12 @@ def distill_report(
             "models": [asdict(r) for r in rows],
         },
     )
+
+
+def _teachers_text(teacher: str | list[str]) -> str:
+    if isinstance(teacher, str):
+        return f"teacher {teacher}"
+    return "teachers " + " + ".join(teacher)
 
 
 def _device_name(rows: Sequence[ModelMeasurement]) -> str:

@@ -319,7 +319,7 @@ def _gather(folder: Path, overrides: CardInfo | None) -> _Facts:
             facts.evaluated_on = facts.data["validation"].get("source")
     if configured is not None:
         facts.configured = configured
-        teacher = facts.configured.get("teacher_name_or_path")
+        teacher = facts.configured.get("teacher_name_or_path") or facts.configured.get("teachers")
         if teacher and found.teacher is None and not stages:
             found.teacher, found.method = teacher, "distillation"
         for key in ("temperature", "alpha"):
@@ -382,6 +382,11 @@ def _is_hub_id(value: str) -> bool:
     except HFValidationError:
         return False
     return True
+
+
+def _first_teacher(teacher: str | list[str] | None) -> str | None:
+    """The teacher, or the first of several (the one a student's layers come from when it has no other source)."""
+    return teacher[0] if isinstance(teacher, list) and teacher else teacher or None
 
 
 def _public_name(value: str, kind: str = "") -> str:
@@ -516,7 +521,7 @@ def _construction(facts: _Facts) -> str | None:
         return None
     source = (
         facts.configured.get("student_name_or_path")
-        or facts.info.teacher
+        or _first_teacher(facts.info.teacher)
         or facts.configured.get("model_name_or_path")
     )
     total = facts.config.get("num_hidden_layers")
@@ -584,7 +589,9 @@ def model_card(
     name = info.model_name or (repo_id.split("/")[-1] if repo_id else folder.resolve().name)
     distilled = info.method == "distillation"
     training = info.method
-    if training and distilled and info.teacher is not None:
+    if training and distilled and isinstance(info.teacher, list):  # several teachers (distill `teachers`)
+        training += f" from teachers {', '.join(_public_name(t) for t in info.teacher)}"
+    elif training and distilled and info.teacher is not None:
         training += f" from teacher {_public_name(info.teacher)}"
     details = [
         f"{k} {v}" for k, v in (("temperature", info.temperature), ("alpha", info.alpha)) if v is not None

@@ -1,11 +1,13 @@
-"""Distil a fine-tuned classifier (teacher) into a smaller student, then compare the two.
+"""Distil a fine-tuned classifier (teacher), or several (`teachers`), into a smaller student, then compare them.
 
     hfkit distill --config distill/minilm_l3_sst2 [--key value ...]
+    hfkit distill --config distill/minilm_mpnet_to_minilm_l3_sst2     # two teachers
 
 Order: args -> seed -> data -> teacher -> student -> augment -> tokenize -> teacher logits (cached)
 -> train -> save -> side-by-side report (parameters, size, accuracy/F1, CPU latency, speed-up).
 """
 
+import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from hfkit import DistillConfig, DistillTrainer
@@ -30,16 +32,32 @@ from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits, teac
 ARG_TYPES = (DistillModelArguments, DataArguments, AugmentArguments, DistillConfig, RunArguments)
 
 
-def load_teacher(args: DistillModelArguments, labels: list[str]):
-    """The fine-tuned teacher and its tokenizer; its label set must be the data's."""
-    path = resolve_model_path(args.teacher_name_or_path)
+def load_teacher(name: str, args: DistillModelArguments, labels: list[str]):
+    """A fine-tuned teacher and its tokenizer; its label set must be the data's."""
+    path = resolve_model_path(name)
     common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
     teacher = AutoModelForSequenceClassification.from_pretrained(path, **common)
     check_model_labels(
-        teacher, labels, f"teacher {args.teacher_name_or_path}",
+        teacher, labels, f"teacher {name}",
         "fine-tune the teacher on this data first (hfkit classify) or set class_names to match.",
     )  # fmt: skip
     return teacher, AutoTokenizer.from_pretrained(path, **common), path
+
+
+def teacher_logits(teacher, teacher_tokenizer, tokenizer, train, train_raw, data_args, config):
+    """The teacher's logits over the training rows, computed once (and cached when teacher_logits_cache is set)."""
+    cache, batch_size = config.teacher_logits_cache, config.per_device_eval_batch_size
+    dtype = config.teacher_autocast_dtype()
+    text, pair = data_args.text_column, data_args.text_pair_column
+    if same_vocabulary(tokenizer, teacher_tokenizer):  # the student's tokens are the teacher's: score them
+        return compute_teacher_logits(teacher, train, teacher_tokenizer, cache, batch_size, dtype)
+    # The teacher reads the text with its own tokenizer, and masked words with its own mask.
+    columns = [text] + ([pair] if pair else [])
+    teacher_mask = teacher_tokenizer.mask_token or teacher_tokenizer.unk_token
+    teacher_raw = replace_mask_token(train_raw, columns, tokenizer.mask_token or "[MASK]", teacher_mask)
+    return teacher_logits_for_texts(
+        teacher, teacher_tokenizer, teacher_raw, text, pair, data_args.max_length, cache, batch_size, dtype
+    )
 
 
 def main(argv: list[str] | None = None) -> DistillTrainer:
@@ -59,7 +77,10 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         f"{len(raw['validation']):,}",
         labels,
     )
-    teacher, teacher_tokenizer, teacher_path = load_teacher(model_args, labels)
+    names = model_args.teacher_paths()
+    config.check_teacher_count(len(names))  # before any model is loaded: one weight each, no layer losses
+    teachers = [load_teacher(name, model_args, labels) for name in names]
+    teacher, teacher_tokenizer, teacher_path = teachers[0]
     if model_args.student_name_or_path is None:
         student, tokenizer = teacher, teacher_tokenizer
     else:
@@ -82,25 +103,18 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         train = tokenize_dataset(train_raw, tokenizer, text, pair, data_args.max_length)
         validation = tokenize_dataset(raw["validation"], tokenizer, text, pair, data_args.max_length)
 
-    # Precompute the teacher's logits when asked to (cache folder) or when the tokenizers differ: the
-    # teacher then reads the text with its own tokenizer, and training needs no teacher in memory.
+    # Precompute the teacher's logits when asked to (cache folder), when the tokenizers differ, or when there
+    # are several teachers: each teacher then reads the text with its own tokenizer once, and training needs
+    # no teacher in memory. Several teachers: a (num_teachers, num_labels) row of logits per example.
     same_tokens = same_vocabulary(tokenizer, teacher_tokenizer)
     online_teacher = config.hidden_loss_weight > 0 or config.attention_loss_weight > 0
-    if config.teacher_logits_cache or not same_tokens:
-        cache, batch_size = config.teacher_logits_cache, config.per_device_eval_batch_size
-        dtype = config.teacher_autocast_dtype()
+    if config.teacher_logits_cache or not same_tokens or len(teachers) > 1:
         with config.main_process_first(desc="teacher logits"):
-            if same_tokens:  # the student's tokens are the teacher's: score them, no second tokenization
-                logits = compute_teacher_logits(teacher, train, teacher_tokenizer, cache, batch_size, dtype)
-            else:  # the teacher reads the text with its own tokenizer, and masked words with its own mask
-                columns = [text] + ([pair] if pair else [])
-                teacher_mask = teacher_tokenizer.mask_token or teacher_tokenizer.unk_token
-                teacher_raw = replace_mask_token(train_raw, columns, mask_token, teacher_mask)
-                logits = teacher_logits_for_texts(
-                    teacher, teacher_tokenizer, teacher_raw, text, pair, data_args.max_length, cache, batch_size,
-                    dtype,
-                )  # fmt: skip
-        train = add_teacher_logits(train, logits)
+            logits = [
+                teacher_logits(t, t_tokenizer, tokenizer, train, train_raw, data_args, config)
+                for t, t_tokenizer, _ in teachers
+            ]
+        train = add_teacher_logits(train, logits[0] if len(logits) == 1 else torch.stack(logits, dim=1))
     elif not online_teacher:
         online_teacher = True  # no cache: the teacher runs in every training step
 
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         train_dataset=train,
         eval_dataset=validation,
         processing_class=tokenizer,
-        teacher_processing_class=teacher_tokenizer,
+        teacher_processing_class=teacher_tokenizer if len(teachers) == 1 else None,
         eval_data_name=validation_source(data_args),
     )
     quiet_progress(trainer)
@@ -124,13 +138,15 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         # The student's metrics come from the trainer's final evaluation: the validation set is scored once
         # per model. Both models are then timed together, round-robin.
         student_metrics = trainer.report["metrics"] if trainer.report else None
+        models = {"teacher": (teacher, teacher_tokenizer, teacher_path)}
+        if len(teachers) > 1:  # "teacher 1", "teacher 2", ... in the order given
+            models = {f"teacher {i}": loaded for i, loaded in enumerate(teachers, start=1)}
+        models["student"] = (trainer.model, tokenizer, config.output_dir)
         rows = measure_classifiers(
-            {"teacher": (teacher, teacher_tokenizer, teacher_path),
-             "student": (trainer.model, tokenizer, config.output_dir)},
-            raw["validation"], text, pair, data_args.max_length, known_metrics={"student": student_metrics},
+            models, raw["validation"], text, pair, data_args.max_length, known_metrics={"student": student_metrics},
         )  # fmt: skip
         report = distill_report(
-            rows, config.output_dir, model_args.teacher_name_or_path,
+            rows, config.output_dir, names[0] if len(names) == 1 else names,
             validation_source(data_args), len(raw["validation"]),
             config.temperature, config.alpha,
         )  # fmt: skip

@@ -153,10 +153,13 @@ def compute_teacher_logits(
 
 
 def add_teacher_logits(dataset: Dataset, logits: torch.Tensor | np.ndarray) -> Dataset:
-    """Return the dataset with a float32 list column ``teacher_logits`` (one row of logits per example)."""
+    """Return the dataset with a float32 column ``teacher_logits``: (rows, C) one teacher, (rows, K, C) K teachers."""
     array = logits.detach().cpu().float().numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
-    if array.ndim != 2:
-        raise ValueError(f"logits must be 2-D (rows, num_labels), got shape {tuple(array.shape)}.")
+    if array.ndim not in (2, 3):
+        raise ValueError(
+            f"logits must be (rows, num_labels), or (rows, num_teachers, num_labels) for several teachers; got "
+            f"shape {tuple(array.shape)}."
+        )
     if array.shape[0] != len(dataset):
         raise ValueError(
             f"logits have {array.shape[0]} rows but the dataset has {len(dataset)}: they must come from the "
@@ -165,9 +168,8 @@ def add_teacher_logits(dataset: Dataset, logits: torch.Tensor | np.ndarray) -> D
     if TEACHER_LOGITS_COLUMN in dataset.column_names:
         logger.info("replacing the existing %r column.", TEACHER_LOGITS_COLUMN)
         dataset = dataset.remove_columns(TEACHER_LOGITS_COLUMN)
-    return dataset.add_column(
-        TEACHER_LOGITS_COLUMN, array.astype(np.float32).tolist(), feature=List(Value("float32"))
-    )
+    feature = List(Value("float32")) if array.ndim == 2 else List(List(Value("float32")))
+    return dataset.add_column(TEACHER_LOGITS_COLUMN, array.astype(np.float32).tolist(), feature=feature)
 
 
 def teacher_logits_for_texts(

@@ -151,8 +151,8 @@ class DistillTrainer(ClassifierTrainer):
         self, teacher_model, student: PreTrainedModel, tokenizers, column_shape: tuple[int, ...] | None
     ) -> tuple[list[PreTrainedModel | None], list]:
         """The teacher list with paths loaded (None entries kept), and one tokenizer (or None) per teacher."""
-        if teacher_model is None:  # K cached teachers, from a (K, num_labels) column
-            teacher_model = [None] * column_shape[0]
+        if teacher_model is None:  # K cached teachers, from a (K, num_labels) column; no tokenizer needed
+            teacher_model, tokenizers = [None] * column_shape[0], None
         elif not isinstance(teacher_model, (list, tuple)):  # one teacher model next to a (K, C) column
             teacher_model, tokenizers = [teacher_model], [tokenizers]
         if tokenizers is None:

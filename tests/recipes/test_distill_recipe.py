@@ -1,4 +1,5 @@
-"""recipes/distill.py end to end with tiny models: one process, the teacher-logit cache, 2-process DDP."""
+"""recipes/distill.py end to end with tiny models: one process, the teacher-logit cache, two teachers, 2-process
+DDP."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from safetensors import safe_open
 from transformers import AutoModelForSequenceClassification, BertTokenizerFast
 
+from hfkit.errors import UserInputError
+from hfkit.recipes import distill
 from hfkit.trainers.checkpoints import checkpoint_problem
 from tests.conftest import REPO, SPECIAL, WORDS, write_tiny_model, write_toy_tsv
 
@@ -133,3 +137,44 @@ def test_two_process_cpu_launch_trains_one_student(setup):
         "rng_state_1.pth",
     ]
     assert checkpoint_problem(out / "checkpoint-6") is None and not list(out.glob("_tmp-*"))
+
+
+def test_distill_recipe_two_teachers_with_different_tokenizers(setup, tiny_tokenizer):
+    """`teachers`: each teacher reads the text with its own tokenizer once; the student learns their combination."""
+    tmp, teacher, train = setup
+    other = BertTokenizerFast(vocab={t: i for i, t in enumerate(SPECIAL + list(reversed(WORDS)) + ["extra"])})
+    wide = write_tiny_model(tmp / "teacher_wide", other, layers=2, hidden=48)  # another shape and vocabulary
+    base = [
+        "--teachers", str(teacher), str(wide), "--student_layers", "0", "2", "--train_file", str(train),
+        "--text_column", "sentence", "--label_column", "sentiment", "--validation_split", "0.2",
+        "--learning_rate", "1e-3", "--max_steps", "3", "--per_device_train_batch_size", "16",
+        "--logging_steps", "1", "--disable_tqdm", "true", "--save_strategy", "no", "--eval_strategy", "no",
+        "--teacher_logits_cache", str(tmp / "cache"),
+    ]  # fmt: skip
+    trainer = distill.main([*base, "--output_dir", str(tmp / "pair"), "--teacher_combination", "gold"])
+
+    # Both teachers scored the 160 training rows once each (one cache file each); no teacher runs in training.
+    assert len(list((tmp / "cache").glob("teacher-logits-*.safetensors"))) == 2
+    assert trainer.teacher_plan == [("cached", 0), ("cached", 1)] and trainer.teacher_model is None
+    assert torch.tensor(trainer.train_dataset[0]["teacher_logits"]).shape == (2, 2)
+    logged = next(e for e in trainer.state.log_history if "loss" in e)
+    assert {"loss_soft", "loss_hard", "loss_soft_teacher0", "loss_soft_teacher1"} <= set(logged)
+    report = json.loads((tmp / "pair" / "distill_report.json").read_text())
+    assert [r["name"] for r in report["models"]] == ["teacher 1", "teacher 2", "student"]
+    assert report["teacher"] == [str(teacher), str(wide)]
+    student = AutoModelForSequenceClassification.from_pretrained(tmp / "pair")
+    assert student.config.num_hidden_layers == 2 and student.config.vocab_size == len(tiny_tokenizer)
+
+    # Checked before any model is loaded: one weight per teacher; layer losses take one teacher.
+    with pytest.raises(UserInputError, match="1 values for 2 teachers"):
+        distill.main([*base, "--output_dir", str(tmp / "w"), "--teacher_combination", "weighted",
+                      "--teacher_weights", "1"])  # fmt: skip
+    with pytest.raises(UserInputError, match="2 teachers are given: set hidden_loss_weight=0"):
+        distill.main([*base, "--output_dir", str(tmp / "h"), "--hidden_loss_weight", "1"])
+    # Every teacher's label set must be the data's.
+    three = write_tiny_model(tmp / "teacher_3", tiny_tokenizer, num_labels=3, id2label={0: "neg", 1: "pos", 2: "x"},
+                             label2id={"neg": 0, "pos": 1, "x": 2})  # fmt: skip
+    bad = [*base, "--output_dir", str(tmp / "l")]
+    bad[bad.index(str(wide))] = str(three)
+    with pytest.raises(UserInputError, match="teacher_3 predicts labels.*fine-tune the teacher on this data"):
+        distill.main(bad)

@@ -292,8 +292,13 @@ def test_add_teacher_logits_round_trip_and_row_count_error(tokenized):
     torch.testing.assert_close(torch.tensor(again[TEACHER_LOGITS_COLUMN]), logits * 2, atol=0, rtol=0)
     with pytest.raises(ValueError, match=r"logits have 6 rows but the dataset has 7"):
         add_teacher_logits(tokenized, logits[:-1])
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match=r"\(rows, num_labels\), or \(rows, num_teachers"):
         add_teacher_logits(tokenized, logits[:, 0])
+    # Several teachers: one (num_teachers, num_labels) row per example.
+    several = torch.randn(len(TEXTS), 2, NUM_LABELS)
+    ds = add_teacher_logits(tokenized, several)
+    torch.testing.assert_close(torch.tensor(ds[TEACHER_LOGITS_COLUMN]), several, atol=0, rtol=0)
+    assert ds.features[TEACHER_LOGITS_COLUMN].feature.feature.dtype == "float32"
 
 
 def test_untokenized_dataset_is_rejected(teacher, raw, tokenizer):
