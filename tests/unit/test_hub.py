@@ -540,6 +540,22 @@ def test_card_says_what_the_run_recorded(run_dir, tmp_path):
     assert "5e-05" not in text and "movie" not in text and str(tmp_path) not in text
 
 
+def test_card_names_every_teacher_of_a_multi_teacher_run(run_dir, tmp_path):
+    settings = {
+        **SETTINGS,
+        "teacher_name_or_path": None,
+        "teachers": ["my-org/minilm-sst2", "/data/mpnet_sst2"],
+    }
+    write_run_json(run_dir, settings, {})
+    text = model_card(run_dir, repo_id="me/student").content
+    # The student's layers came from the first teacher; a local teacher path is reduced to its name.
+    assert "of [my-org/minilm-sst2](https://huggingface.co/my-org/minilm-sst2) |" in text
+    assert (
+        "distillation from teachers [my-org/minilm-sst2](https://huggingface.co/my-org/minilm-sst2), " in text
+    )
+    assert "`mpnet_sst2` (local)" in text and "/data/" not in text
+
+
 def test_card_of_a_compressed_stage_reads_the_compression_report(tmp_path, tiny_tokenizer):
     out = tmp_path / "compressed"
     folder = write_tiny_model(out / "trim_vocab-int8", tiny_tokenizer)

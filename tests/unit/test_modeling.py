@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from transformers import BertConfig, BertForSequenceClassification
 
-from hfkit.modeling import check_model_labels
+from hfkit.errors import UserInputError
+from hfkit.modeling import DistillModelArguments, check_model_labels
 
 
 def tiny_classifier(labels: list[str]) -> BertForSequenceClassification:
@@ -26,3 +27,14 @@ def test_check_model_labels_names_both_label_sets_and_the_fix(data_labels):
         ValueError, match=r"teacher x predicts labels \['neg', 'pos'\] but the data has .*: retrain"
     ):
         check_model_labels(tiny_classifier(["neg", "pos"]), data_labels, "teacher x", "retrain it.")
+
+
+def test_distill_model_arguments_take_one_teacher_or_several():
+    one = DistillModelArguments(teacher_name_or_path="a", student_layers=[0])
+    several = DistillModelArguments(teachers=["a", "b"], student_layers=[0])
+    assert one.teacher_paths() == ["a"] and several.teacher_paths() == ["a", "b"]
+    for bad in ({}, {"teacher_name_or_path": "a", "teachers": ["b"]}, {"teachers": []}):
+        with pytest.raises(
+            UserInputError, match="exactly one of the two.*--teachers also takes a single path"
+        ):
+            DistillModelArguments(student_layers=[0], **bad)
