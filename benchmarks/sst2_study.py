@@ -12,6 +12,10 @@ scored on `sentence_split/validation.tsv` (1,000 whole sentences no training row
 gives mean and standard deviation over seeds, and McNemar's exact test of each cell against the CE
 baseline, pooled over the seeds both cells have (the same validation rows, one pair per seed).
 
+The pair cells (issue 16) distil from both teachers at once (distill/minilm_mpnet_to_minilm_l3_sst2.yaml,
+`teacher_combination` mean or gold); the report then adds McNemar's test of each against the better
+single-teacher student with the same data (`kd_mpnet_aug` or `kd_minilm_aug`, by mean accuracy).
+
 Equal steps: KD runs 1 epoch over 58,023 gold rows + 58,023 augmented copies = 3,627 steps of 32; the CE
 baseline runs 2 epochs over the gold rows = 3,628 steps, and keeps its better epoch.
 """
@@ -51,7 +55,19 @@ def cells() -> list[Cell]:
              "distill/mpnet_to_minilm_l3_sst2.yaml",
              ["--teacher_name_or_path", mpnet, "--augment_copies", "0", "--num_train_epochs", "2",
               "--early_stopping_patience", "2", *cache], needs="teacher_mpnet"),
+        Cell("kd_pair_mean_aug", "3-layer student, KD from MiniLM-L6 + MPNet (mean of their probabilities), "
+             "gold + 1 augmented copy, 1 epoch", "distill", "distill/minilm_mpnet_to_minilm_l3_sst2.yaml",
+             ["--teachers", minilm, mpnet, "--teacher_combination", "mean", "--num_train_epochs", "1", *cache],
+             needs=("teacher_minilm", "teacher_mpnet")),
+        Cell("kd_pair_gold_aug", "3-layer student, KD from MiniLM-L6 + MPNet (weighted per row by the gold label's "
+             "probability), gold + 1 augmented copy, 1 epoch", "distill", "distill/minilm_mpnet_to_minilm_l3_sst2.yaml",
+             ["--teachers", minilm, mpnet, "--teacher_combination", "gold", "--num_train_epochs", "1", *cache],
+             needs=("teacher_minilm", "teacher_mpnet")),
     ]  # fmt: skip
+
+
+PAIRS = ("kd_pair_mean_aug", "kd_pair_gold_aug")
+SINGLE_TEACHER = ("kd_mpnet_aug", "kd_minilm_aug")  # the pair cells' single-teacher counterparts (same data)
 
 
 def predictions(out: str) -> tuple[np.ndarray, np.ndarray]:
@@ -77,10 +93,28 @@ def predictions(out: str) -> tuple[np.ndarray, np.ndarray]:
     return predicted, gold
 
 
-def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
-    """Markdown table: accuracy per seed, mean +- std, pooled McNemar against the CE baseline."""
+def pooled_mcnemar(
+    got: dict[int | None, tuple[np.ndarray, np.ndarray]],
+    base: dict[int | None, tuple[np.ndarray, np.ndarray]],
+) -> tuple[str, str]:
+    """Accuracy difference (rows only one side gets right) and McNemar's p of `got` against `base`, pooled
+    over the seeds both have; ("-", "-") when they share none."""
     from hfkit.metrics import mcnemar
 
+    common = sorted(s for s in got if s in base)
+    if not common:
+        return "-", "-"
+    pred_b = np.concatenate([got[s][0] for s in common])
+    pred_a = np.concatenate([base[s][0] for s in common])
+    gold = np.concatenate([got[s][1] for s in common])
+    test = mcnemar(pred_a, pred_b, gold)
+    delta = 100 * float((pred_b == gold).mean() - (pred_a == gold).mean())
+    return f"{delta:+.2f} ({test['b_only']} vs {test['a_only']} rows)", f"{test['p_value']:.2g}"
+
+
+def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
+    """Markdown table: accuracy per seed, mean +- std, pooled McNemar against the CE baseline (and of the
+    pair cells against the better single-teacher student)."""
     results: dict[str, dict[int | None, tuple[np.ndarray, np.ndarray]]] = {}
     for cell in chosen:
         for seed in seeds if cell.seeded else [None]:
@@ -107,15 +141,7 @@ def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
         mean, std = mean_std(values)
         versus, p_text, of_teacher = "-", "-", "-"
         if cell.seeded and cell.name != "ce" and "ce" in results:
-            common = sorted(s for s in got if s in results["ce"])
-            if common:
-                pred_b = np.concatenate([got[s][0] for s in common])
-                pred_a = np.concatenate([results["ce"][s][0] for s in common])
-                gold = np.concatenate([got[s][1] for s in common])
-                test = mcnemar(pred_a, pred_b, gold)
-                delta = 100 * float((pred_b == gold).mean() - (pred_a == gold).mean())
-                versus = f"{delta:+.2f} ({test['b_only']} vs {test['a_only']} rows)"
-                p_text = f"{test['p_value']:.2g}"
+            versus, p_text = pooled_mcnemar(got, results["ce"])
         teacher = {"kd_mpnet_aug": "teacher_mpnet", "kd_mpnet_gold": "teacher_mpnet",
                    "kd_minilm_aug": "teacher_minilm"}.get(cell.name)  # fmt: skip
         if teacher in teacher_acc:
@@ -125,6 +151,16 @@ def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
             f"| `{cell.name}` | {cell.what} | {len(values)} | {per_seed} | **{mean:.2f}** | {std:.2f} | "
             f"{versus} | {p_text} | {of_teacher} |"
         )
+    singles = {n: np.mean([float((p == g).mean()) for p, g in results[n].values()]) for n in SINGLE_TEACHER
+               if n in results}  # fmt: skip
+    pairs = [n for n in PAIRS if n in results]
+    if singles and pairs:
+        best = max(singles, key=singles.get)
+        title = f"Pair of teachers against the better single-teacher student (`{best}`), pooled over seeds:"
+        lines += ["", title, "", "| cell | vs best single (pooled) | p (McNemar) |", "|---|---|---|"]
+        for name in pairs:
+            versus, p_text = pooled_mcnemar(results[name], results[best])
+            lines.append(f"| `{name}` | {versus} | {p_text} |")
     lines += ["", "Commands (each student cell adds `--seed S` and its own `--output_dir`):", ""]
     lines += commands_list(chosen)
     return "\n".join(lines)

@@ -2,8 +2,8 @@
 
 A cell runs once (teachers, base models) or once per seed, each run in its own folder under `runs`; a
 finished run leaves `study_run.json` and is never run again, so a study can be stopped and restarted.
-Overrides may name `{runs}` and `{seed}`; a cell that `needs` another waits until that one (the same
-seed, if it is seeded) has finished.
+Overrides may name `{runs}` and `{seed}`; a cell that `needs` another (or a tuple of others) waits until
+those (the same seed, if they are seeded) have finished.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Cell:
     recipe: str
     config: str
     overrides: list[str]
-    needs: str | None = None
+    needs: str | tuple[str, ...] | None = None
     seeded: bool = True
 
 
@@ -62,20 +62,23 @@ def run_all(
     threads = str(threads or max(1, (os.cpu_count() or 2) // lanes))
     os.makedirs(os.path.join(runs, "logs"), exist_ok=True)
 
-    def needed(cell: Cell, seed: int | None) -> str | None:
-        return None if cell.needs is None else run_dir(runs, by_name[cell.needs], seed)
+    def needed(cell: Cell, seed: int | None) -> list[str]:
+        names = (
+            [] if cell.needs is None else [cell.needs] if isinstance(cell.needs, str) else list(cell.needs)
+        )
+        return [run_dir(runs, by_name[name], seed) for name in names]
 
     def worker() -> None:
         while True:
             with lock:
                 pending = [j for j in jobs if (j[0].name, j[1]) not in running]
                 # A job whose prerequisite failed can never run: drop it instead of waiting forever.
-                for job in [j for j in pending if needed(*j) in failed]:
+                for job in [j for j in pending if any(d in failed for d in needed(*j))]:
                     jobs.remove(job)
                     pending.remove(job)
                 if not pending:
                     return
-                job = next((j for j in pending if needed(*j) is None or done(needed(*j))), None)
+                job = next((j for j in pending if all(done(d) for d in needed(*j))), None)
                 if job is not None:
                     running.add((job[0].name, job[1]))
             if job is None:  # everything left waits for a run another lane is doing
