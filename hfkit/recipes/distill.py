@@ -139,8 +139,10 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         # per model. Both models are then timed together, round-robin.
         student_metrics = trainer.report["metrics"] if trainer.report else None
         models = {"teacher": (teacher, teacher_tokenizer, teacher_path)}
-        if len(teachers) > 1:  # "teacher 1", "teacher 2", ... in the order given
-            models = {f"teacher {i}": loaded for i, loaded in enumerate(teachers, start=1)}
+        if (
+            len(teachers) > 1
+        ):  # teacher0, teacher1, ... in the order given, as in the loss_soft_teacher<i> logs
+            models = {f"teacher{i}": loaded for i, loaded in enumerate(teachers)}
         models["student"] = (trainer.model, tokenizer, config.output_dir)
         rows = measure_classifiers(
             models, raw["validation"], text, pair, data_args.max_length, known_metrics={"student": student_metrics},

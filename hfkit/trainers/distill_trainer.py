@@ -181,9 +181,8 @@ class DistillTrainer(ClassifierTrainer):
         """Check every teacher (labels, vocabulary when online) and decide where each one's logits come from."""
         args.check_teacher_count(len(teachers))
         cached_slots = sum(t is None for t in teachers)
-        if (
-            self.use_hidden_loss or self.use_attention_loss
-        ):  # one teacher here: a cached one (see _check_teacher_source)
+        if self.use_hidden_loss or self.use_attention_loss:
+            # Only one teacher gets here (more are refused above): a cached one, which holds no hidden states.
             self._check_teacher_source(None, has_cached)
         if has_cached is False and cached_slots:
             raise UserInputError(
@@ -243,12 +242,13 @@ class DistillTrainer(ClassifierTrainer):
         logits = []
         for source, index in self.teacher_plan:
             if source == "cached":
-                logits.append(cached[:, index].to(student_logits.dtype))
+                logits.append(cached[:, index].float())
                 continue
             teacher, names = self._online_teachers[index]
             teacher.eval()
             with torch.no_grad():
-                logits.append(teacher(**{k: v for k, v in inputs.items() if k in names}).logits)
+                logits.append(teacher(**{k: v for k, v in inputs.items() if k in names}).logits.float())
+        # float32: teachers under a half-precision autocast and float32 cached rows stack into one tensor.
         return torch.stack(logits, dim=1)
 
     # ---- setup checks ----------------------------------------------------------------------------------
@@ -441,7 +441,8 @@ class DistillTrainer(ClassifierTrainer):
         if teacher_logits.shape != student_logits.shape:
             raise UserInputError(
                 f"teacher_logits batch has shape {tuple(teacher_logits.shape)} but the student's logits have "
-                f"{tuple(student_logits.shape)}: the column needs num_labels floats per row."
+                f"{tuple(student_logits.shape)}: the column needs num_labels floats per row (for K cached "
+                "teachers, (K, num_labels) per row with teacher_model=[None] * K)."
             )
 
     def _logit_loss(

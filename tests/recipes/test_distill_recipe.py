@@ -160,7 +160,7 @@ def test_distill_recipe_two_teachers_with_different_tokenizers(setup, tiny_token
     logged = next(e for e in trainer.state.log_history if "loss" in e)
     assert {"loss_soft", "loss_hard", "loss_soft_teacher0", "loss_soft_teacher1"} <= set(logged)
     report = json.loads((tmp / "pair" / "distill_report.json").read_text())
-    assert [r["name"] for r in report["models"]] == ["teacher 1", "teacher 2", "student"]
+    assert [r["name"] for r in report["models"]] == ["teacher0", "teacher1", "student"]
     assert report["teacher"] == [str(teacher), str(wide)]
     student = AutoModelForSequenceClassification.from_pretrained(tmp / "pair")
     assert student.config.num_hidden_layers == 2 and student.config.vocab_size == len(tiny_tokenizer)
