@@ -7,7 +7,9 @@ Every model hfkit writes is a `save_pretrained` folder; what differs is how it m
   built first (a subclass of the model class), then the weights load into them;
 * bitsandbytes (``quantization_config`` with load_in_8bit / load_in_4bit): transformers reads the settings
   from config.json; hfkit keeps each 4-bit layer's state as loaded (so a later save is exact) and the
-  generic CPU kernel for widths bitsandbytes' packed kernel cannot take (see `cpu_safe_4bit`).
+  generic CPU kernel for widths bitsandbytes' packed kernel cannot take (see `cpu_safe_4bit`);
+* CPU int8 (``cpu_int8`` in config.json, written by hfkit.compress.cpu_int8): an ONNX Runtime graph,
+  ``model.onnx``, run by `OnnxClassifier`, a torch Module called like the transformers model it came from.
 
 `load_model` picks the path from config.json. `TaskKind` is the one name for a task: a Hub pipeline tag
 (``text-classification``), with the Auto class, the architecture suffix and the PEFT task type it maps to;
@@ -38,10 +40,14 @@ from .modeling import resolve_model_path
 __all__ = [
     "LOWRANK_FIELD",
     "LowRankLinear",
+    "ONNX_FILE",
+    "CPU_INT8_FIELD",
+    "OnnxClassifier",
     "TaskKind",
     "apply_lowrank_structure",
     "cpu_safe_4bit",
     "is_bnb_quantized",
+    "is_cpu_int8",
     "load_lowrank",
     "load_model",
     "load_weights",
@@ -50,6 +56,10 @@ __all__ = [
 
 # config.json field listing the factorized layers of a low-rank model: {qualified layer name: rank}.
 LOWRANK_FIELD = "lowrank_ranks"
+# config.json field of a CPU int8 folder (ONNX Runtime graph): export settings, parameter and weight-byte counts.
+CPU_INT8_FIELD = "cpu_int8"
+# The graph file of a CPU int8 folder.
+ONNX_FILE = "model.onnx"
 # Module attribute holding a 4-bit layer's quant state as loaded, before any CPU repacking.
 ORIGINAL_QUANT_STATE = "_hfkit_original_quant_state"
 
@@ -285,17 +295,102 @@ def _remember_quant_states(model: nn.Module) -> None:
             setattr(module, ORIGINAL_QUANT_STATE, copy.copy(state))
 
 
+# ----------------------------------------------------------------------------------------------- ONNX Runtime
+
+
+def is_cpu_int8(config: PretrainedConfig | dict) -> bool:
+    """True when a config (or config.json dict) belongs to a CPU int8 folder (an ONNX Runtime graph)."""
+    return bool((config if isinstance(config, dict) else config.to_dict()).get(CPU_INT8_FIELD))
+
+
+class OnnxClassifier(nn.Module):
+    """A sequence classifier run by ONNX Runtime on the CPU, called like the transformers model it came from.
+
+    `model(input_ids=..., attention_mask=...)` returns a `SequenceClassifierOutput` with float32 torch logits,
+    so hfkit's evaluation and timing code takes it like any classifier. It holds no torch parameters: the
+    weights live in the ONNX Runtime session. `num_parameters()` is the exported float model's count and
+    `get_memory_footprint()` the bytes of the graph's weights (int8 tables plus their float scales), both
+    recorded at export time.
+    """
+
+    main_input_name = "input_ids"
+
+    def __init__(self, folder: str | os.PathLike, config: PretrainedConfig, num_threads: int | None = None):
+        super().__init__()
+        try:
+            import onnxruntime as ort
+        except ImportError as err:
+            raise UserInputError(
+                f"{folder} is a CPU int8 (ONNX Runtime) folder and onnxruntime is not installed: "
+                'pip install "hfkit[onnx]".'
+            ) from err
+        options = ort.SessionOptions()
+        # Same thread count as torch (OMP_NUM_THREADS / torch.set_num_threads), so the two compare fairly.
+        options.intra_op_num_threads = num_threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        path = os.path.join(os.fspath(folder), ONNX_FILE)
+        if not os.path.isfile(path):
+            raise MissingInputError(
+                f"{path} not found: {folder} is not a complete CPU int8 folder; export it again."
+            )
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.config = config
+        self._facts = getattr(config, CPU_INT8_FIELD)
+
+    @property
+    def device(self) -> torch.device:
+        """Always the CPU."""
+        return torch.device("cpu")
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """Logits for one tokenized batch (token_type_ids default to 0 and the mask to all ones, as in BERT)."""
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        feed = {}
+        for name in self.input_names:
+            value = given.get(name)
+            if value is None:
+                value = (
+                    torch.ones_like(input_ids) if name == "attention_mask" else torch.zeros_like(input_ids)
+                )
+            feed[name] = value.detach().cpu().to(torch.int64).numpy()
+        (logits,) = self.session.run(None, feed)
+        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+
+    def num_parameters(self) -> int:
+        """Parameters of the float model the graph was exported from (each one is stored once, int8 or float)."""
+        return int(self._facts["parameters"])
+
+    def get_memory_footprint(self) -> int:
+        """Bytes of the graph's weights (initializers), as recorded at export."""
+        return int(self._facts["weight_bytes"])
+
+
 # ----------------------------------------------------------------------------------------------- one loader
 
 
 def load_weights(folder: str | os.PathLike, task: TaskKind | str, **kwargs: Any) -> PreTrainedModel:
-    """The model of a saved folder (dense, low-rank, bitsandbytes) in eval mode; kwargs go to from_pretrained.
+    """The model of a saved folder (dense, low-rank, bitsandbytes, CPU int8) in eval mode; kwargs go to from_pretrained.
 
     A float folder loads quantized when kwargs carry a `quantization_config` (hfkit.compress.quantize does).
+    A CPU int8 folder loads as an `OnnxClassifier` (kwarg `num_threads`: ONNX Runtime's thread count).
     """
     folder = os.fspath(folder)
     task = TaskKind.parse(task)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=kwargs.get("trust_remote_code", False))
+    if is_cpu_int8(config):
+        if task is not TaskKind.TEXT_CLASSIFICATION:
+            raise UserInputError(
+                f"{folder} is a CPU int8 (ONNX Runtime) sequence classifier; it cannot load as {task.value}."
+            )
+        return OnnxClassifier(folder, config, kwargs.get("num_threads")).eval()
     quantized = is_bnb_quantized(config) or kwargs.get("quantization_config") is not None
     if quantized:
         kwargs.setdefault("device_map", default_device_map())
@@ -314,7 +409,7 @@ def load_weights(folder: str | os.PathLike, task: TaskKind | str, **kwargs: Any)
 def load_model(
     folder: str | os.PathLike, task: TaskKind | str | None = None, trust_remote_code: bool = False, **kwargs
 ) -> tuple[PreTrainedModel, Any]:
-    """Load (model, tokenizer) from any folder hfkit saves: dense, low-rank or bitsandbytes, in eval mode.
+    """Load (model, tokenizer) from any folder hfkit saves: dense, low-rank, bitsandbytes or CPU int8, in eval mode.
 
     `task` (a TaskKind or pipeline tag such as 'text-classification') overrides config.architectures. Also
     takes 'wheel:<module>'. trust_remote_code stays off unless you turn it on.

@@ -274,7 +274,8 @@ def evaluate_classifier(
 
 def _forward_batch(model: PreTrainedModel, tokenizer, texts: list[str], batch_size: int, max_length: int):
     """One padded batch of `texts`, on the model's device, holding only the inputs its forward accepts."""
-    device = next(model.parameters()).device
+    # A model without torch parameters (hfkit.io.OnnxClassifier) runs on the CPU.
+    device = next(model.parameters(), torch.zeros(0)).device
     batch = tokenizer(
         texts[:batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
     )
@@ -317,11 +318,11 @@ def measure_latencies_together(
 
 
 def size_on_disk_mb(folder: str) -> float:
-    """Total size of the weight files (safetensors/bin) in a saved model folder, in MB."""
+    """Total size of the weight files (safetensors/bin, or an ONNX graph) in a saved model folder, in MB."""
     total = sum(
         os.path.getsize(os.path.join(folder, f))
         for f in os.listdir(folder)
-        if f.endswith((".safetensors", ".bin")) and not f.startswith("distill_projections")
+        if f.endswith((".safetensors", ".bin", ".onnx")) and not f.startswith("distill_projections")
     )
     return total / 1e6
 

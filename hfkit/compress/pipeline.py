@@ -1,5 +1,8 @@
 """Compression pipeline for sequence classifiers: chains of prune -> recover -> low-rank -> trim_vocab -> quantize.
 
+Quantization is the last stage: ``int8``/``nf4`` (bitsandbytes, for GPUs) or ``cpu_int8`` (an ONNX Runtime
+int8 graph, embeddings included, for CPUs; hfkit.compress.cpu_int8).
+
 A chain is written as stages joined by ``>``, each stage optionally followed by ``:key=value,...``
 overrides of its arguments, e.g. ``prune:ffn_keep_fraction=0.5>recover>lowrank:energy=0.9>int8``.
 Chains that share a prefix share its work: ``prune>recover`` runs once for both
@@ -36,6 +39,7 @@ from ..reports import (
     measure_latencies_together,
     size_on_disk_mb,
 )
+from .cpu_int8 import CpuInt8Arguments, export_cpu_int8
 from .lowrank import LowRankArguments, factorize_model, save_lowrank
 from .prune import PruneArguments, prunable_linears, prune
 from .quantize import (
@@ -50,8 +54,9 @@ logger = logging.getLogger(__name__)
 
 # Stage name -> its position in a chain: stages run in this order, quantization last. trim_vocab comes after
 # any training (recover would need the data re-tokenized with the trimmed tokenizer).
-STAGE_ORDER = {"prune": 0, "recover": 1, "lowrank": 2, "trim_vocab": 3, "int8": 4, "nf4": 4}
-_QUANT_STAGES = {"int8": 8, "nf4": 4}
+STAGE_ORDER = {"prune": 0, "recover": 1, "lowrank": 2, "trim_vocab": 3, "int8": 4, "nf4": 4, "cpu_int8": 4}
+_QUANT_STAGES = {"int8": 8, "nf4": 4}  # bitsandbytes bits
+_FINAL_STAGES = {*_QUANT_STAGES, "cpu_int8"}  # nothing is trained, pruned or factorized after these
 
 
 @dataclass
@@ -72,8 +77,9 @@ class CompressArguments:
         default_factory=lambda: ["int8", "nf4"],
         metadata={
             "help": "Chains to run, each 'stage>stage>...' with stages prune, recover, lowrank, trim_vocab, "
-            "int8, nf4 in that order, each optionally with overrides, e.g. "
-            "'prune:ffn_keep_fraction=0.5>recover>int8', 'lowrank:rank=64' or 'trim_vocab>int8'."
+            "then one of int8, nf4 (bitsandbytes) or cpu_int8 (ONNX Runtime int8 for CPUs), each optionally "
+            "with overrides, e.g. 'prune:ffn_keep_fraction=0.5>recover>int8', 'lowrank:rank=64' or "
+            "'trim_vocab>cpu_int8'."
         },
     )
     latency_batch_size: int = field(
@@ -128,15 +134,15 @@ def parse_chain(spec: str) -> list[Stage]:
             overrides[key.strip()] = yaml.safe_load(value.strip())
         stages.append(Stage(name, overrides))
     for before, after in zip(stages, stages[1:]):
-        if before.name in _QUANT_STAGES:
+        if before.name in _FINAL_STAGES:
             raise ValueError(
-                f"chain {spec!r}: {before.name} must be the last stage (a bitsandbytes model is not trained, "
-                "pruned or factorized further)."
+                f"chain {spec!r}: {before.name} must be the last stage (a quantized model is not trained, "
+                "pruned, factorized or quantized further)."
             )
         if STAGE_ORDER[after.name] < STAGE_ORDER[before.name] and after.name != "recover":
             raise ValueError(
                 f"chain {spec!r}: {after.name} cannot follow {before.name}; the order is prune > recover > "
-                "lowrank > trim_vocab > int8/nf4 (recover may also follow lowrank)."
+                "lowrank > trim_vocab > int8/nf4/cpu_int8 (recover may also follow lowrank)."
             )
     names = [s.name for s in stages]
     if "trim_vocab" in names and "recover" in names[names.index("trim_vocab") :]:
@@ -169,7 +175,7 @@ def _slug(stages: list[Stage]) -> str:
 
 
 def load_classifier_folder(folder: str) -> tuple[PreTrainedModel, object]:
-    """(model, tokenizer) of any folder the pipeline writes: dense, low-rank or bitsandbytes, in eval mode."""
+    """(model, tokenizer) of any folder the pipeline writes: dense, low-rank, bitsandbytes or CPU int8, in eval mode."""
     model, tokenizer = load_model(folder, task=TaskKind.TEXT_CLASSIFICATION)
     return model.eval(), tokenizer
 
@@ -293,12 +299,13 @@ def run_chains(
     root_parameters: int | None = None,
     trim_args: TrimVocabArguments | None = None,
     corpus: CorpusFn | None = None,
+    cpu_int8_args: CpuInt8Arguments | None = None,
 ) -> list[VariantResult]:
     """Run every chain from the input model, sharing common prefixes; save, reload and measure each stage.
 
     `measure(name, chain, model, folder, parameters, tokenizer)` measures one reloaded stage with its own
     tokenizer; `parameters` is the float parent's count for quantized stages (bitsandbytes packs 4-bit
-    weights) and None otherwise. `corpus(split)` gives the texts a trim_vocab stage keeps the tokens of.
+    weights; an ONNX Runtime graph has no torch parameters) and None otherwise. `corpus(split)` gives the texts a trim_vocab stage keeps the tokens of.
     """
     # prefix -> (folder, parameter count of the model saved there, its tokenizer)
     done: dict[str, tuple[str, int | None, Any]] = {"": (args.model_name_or_path, root_parameters, tokenizer)}
@@ -321,6 +328,14 @@ def run_chains(
                 model = load_quantized(parent_folder, q, task=TaskKind.TEXT_CLASSIFICATION)
                 save_quantized(model, tokenizer, folder)
                 model, _ = load_classifier_folder(folder)  # measure what users reload
+                results.append(measure(prefix, chain, model, folder, parent_params, tokenizer))
+            elif stage.name == "cpu_int8":
+                export_cpu_int8(
+                    parent_folder, folder, stage_args(cpu_int8_args or CpuInt8Arguments(), stage), tokenizer
+                )
+                model, _ = load_classifier_folder(
+                    folder
+                )  # measured as reloaded, like the bitsandbytes stages
                 results.append(measure(prefix, chain, model, folder, parent_params, tokenizer))
             else:
                 model, _ = load_classifier_folder(parent_folder)

@@ -3,7 +3,7 @@
     hfkit compress --config compress/minilm_l3_sst2 [--key value ...]
 
 Order: args -> data (the same split as training) -> measure teacher and student -> run each chain of
-prune > recover > lowrank > trim_vocab > int8/nf4 (shared prefixes run once; every stage saved, reloaded, measured)
+prune > recover > lowrank > trim_vocab > int8/nf4/cpu_int8 (shared prefixes run once; every stage saved, reloaded, measured)
 -> compression_report.{md,json,png} in output_dir and the table printed.
 """
 
@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, set_seed
 
 from hfkit import ClassifierTrainer, DistillConfig, DistillTrainer
+from hfkit.compress.cpu_int8 import CpuInt8Arguments
 from hfkit.compress.lowrank import LowRankArguments
 from hfkit.compress.pipeline import (
     CompressArguments,
@@ -46,6 +47,7 @@ ARG_TYPES = (
     LowRankArguments,
     QuantizeArguments,
     TrimVocabArguments,
+    CpuInt8Arguments,
     DistillConfig,
 )
 
@@ -54,7 +56,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     os.environ.setdefault(
         "TOKENIZERS_PARALLELISM", "false"
     )  # tokenizers' threads fight the model's for cores
-    args, data_args, prune_args, lowrank_args, quant_args, trim_args, config = parse_args(ARG_TYPES, argv)
+    args, data_args, prune_args, lowrank_args, quant_args, trim_args, cpu_int8_args, config = parse_args(
+        ARG_TYPES, argv
+    )
     setup_logging(config)
     set_seed(config.seed)
     raw, labels = load_classification_data(data_args)
@@ -144,13 +148,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results += run_chains(
         args, tokenizer, config.output_dir, measure, prune_args, lowrank_args, quant_args,
         recover=recover if needs_training else None, calibration=calibration if needs_calibration else None,
-        root_parameters=student_row.parameters, trim_args=trim_args, corpus=corpus,
+        root_parameters=student_row.parameters, trim_args=trim_args, corpus=corpus, cpu_int8_args=cpu_int8_args,
     )  # fmt: skip
 
     # Timed last and together (round-robin), so every model sees the same machine, busy or not.
     time_all(results, raw["validation"][text][: args.latency_batch_size], args, max_length or 128)
     rows = report_rows(results)
-    settings = settings_dict(args, prune_args, lowrank_args, quant_args, trim_args)
+    settings = settings_dict(args, prune_args, lowrank_args, quant_args, trim_args, cpu_int8_args)
     paths = write_report(
         rows, config.output_dir, settings, len(raw["validation"]), student_path,
         validation_source(data_args),

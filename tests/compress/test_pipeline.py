@@ -47,6 +47,8 @@ def test_parse_chain_names_order_and_overrides():
         ("lowrank>prune", "prune cannot follow lowrank"),
         ("prune:sparsity", "write overrides as key=value"),
         ("int8>trim_vocab", "int8 must be the last stage"),
+        ("cpu_int8>int8", "cpu_int8 must be the last stage"),
+        ("trim_vocab>cpu_int8>recover", "cpu_int8 must be the last stage"),
         ("trim_vocab>prune", "prune cannot follow trim_vocab"),
         ("lowrank>trim_vocab>recover", "recover cannot follow trim_vocab"),
     ],

