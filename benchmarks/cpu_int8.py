@@ -8,7 +8,7 @@ accuracy. The int8 folder is exported with hfkit.compress.cpu_int8 (the `cpu_int
 models run on the same inputs, `--length` tokens (padded), in rounds: each round times one forward of every
 (model, batch size) pair in turn, so both see the same machine state; medians are printed with the ratio to
 float32 from this run. Memory: the weight file, the bytes of the weights as held (torch parameters and buffers;
-the graph's initializers) and the process's resident-memory growth while loading each and running it once. Accuracy: both models
+the graph's initializers) and the resident-memory growth of a fresh process that loads it and runs it once. Accuracy: both models
 on the validation file through hfkit.reports.evaluate_classifier, as the compress recipe scores its variants.
 `--profile` prints the top operators of each model at the largest batch (torch.profiler, ONNX Runtime's profiler).
 """
@@ -22,6 +22,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -44,19 +46,30 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-@torch.inference_mode()
-def load_measured(folder: str, length: int):
-    """(model, tokenizer, resident bytes that loading and one batch-1 forward added).
+def resident_growth(folder: str, length: int) -> int:
+    """Resident bytes that loading the model and one batch-1 forward add, in a fresh process.
 
-    The forward counts because safetensors are memory-mapped (pages become resident when first read) and
-    ONNX Runtime prepacks its int8 weights on the first run; a batch-1 forward's activations are tiny.
+    A fresh process per model, so memory one model freed is not reused by the next; the forward counts
+    because safetensors are memory-mapped (pages become resident when read) and ONNX Runtime prepacks its
+    int8 weights on the first run. A batch-1 forward's activations are tiny.
     """
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss_of", folder, "--length", str(length)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return int(out.stdout.split()[-1])
+
+
+@torch.inference_mode()
+def _print_resident_growth(folder: str, length: int) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    batch = tokenizer(["warm up"], padding="max_length", max_length=length, return_tensors="pt")
     gc.collect()
     before = rss_bytes()
-    model, tokenizer = load_model(folder)
-    model(**tokenizer(["warm up"], padding="max_length", max_length=length, return_tensors="pt"))
+    model, _ = load_model(folder)
+    model(**batch)
     gc.collect()
-    return model, tokenizer, rss_bytes() - before
+    print(rss_bytes() - before)
 
 
 def build_untrained_student(folder: str) -> None:
@@ -116,7 +129,13 @@ def main() -> None:
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--rss_of", help=argparse.SUPPRESS
+    )  # internal: one model's memory, in a child process
     args = parser.parse_args()
+    if args.rss_of:
+        _print_resident_growth(args.rss_of, args.length)
+        return
 
     work = args.work_dir or tempfile.mkdtemp(prefix="cpu_int8_")
     trained = args.model is not None
@@ -130,9 +149,10 @@ def main() -> None:
 
     raw = load_data_file(args.data)
     texts = raw[args.text_column]
-    models = {}
-    for name, folder in (("float32", float_dir), ("cpu_int8", int8_dir)):
-        models[name] = load_measured(folder, args.length)
+    folders = {"float32": float_dir, "cpu_int8": int8_dir}
+    models = {
+        name: (*load_model(folder), resident_growth(folder, args.length)) for name, folder in folders.items()
+    }
     batches = {
         bs: dict(models["float32"][1](texts[:bs], padding="max_length", truncation=True,
                                       max_length=args.length, return_tensors="pt"))
@@ -176,8 +196,7 @@ def main() -> None:
         f"\n{'model':<10} {'file MB':>8} {'weights MB':>10} {'RSS +MB':>8} {'accuracy':>9}  ({len(raw):,} rows)"
     )
     for name, (model, _, rss) in models.items():
-        folder = float_dir if name == "float32" else int8_dir
-        print(f"{name:<10} {size_on_disk_mb(folder):>8.1f} {model.get_memory_footprint() / 1e6:>10.1f} "
+        print(f"{name:<10} {size_on_disk_mb(folders[name]):>8.1f} {model.get_memory_footprint() / 1e6:>10.1f} "
               f"{rss / 1e6:>8.1f} {100 * accuracy[name]:>8.2f}%")  # fmt: skip
     if args.profile:
         bs = max(batches)
