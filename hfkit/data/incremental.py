@@ -37,8 +37,21 @@ class IncrementalArguments:
         metadata={"help": "Or mix this fraction of old_train_file (in [0, 1]) into the new data; 0: none."},
     )
     replay_seed: int = field(default=0, metadata={"help": "Seed of the replay sample."})
+    new_class_init: str = field(
+        default="random",
+        metadata={
+            "help": "How the new classes' output rows start: 'random' (small normal values, as a new head) or "
+            "'imprint' (each row = its class's mean head input under the previous model, at the old rows' "
+            "norm: weight imprinting, so a short update that also protects the old classes still learns them).",
+            "choices": ["random", "imprint"],
+        },
+    )
 
     def __post_init__(self):
+        if self.new_class_init not in ("random", "imprint"):
+            raise UserInputError(
+                f"new_class_init must be 'random' or 'imprint', got {self.new_class_init!r}."
+            )
         if self.replay_examples is not None and self.replay_fraction is not None:
             raise UserInputError("set replay_examples or replay_fraction, not both.")
         if self.replay_examples is not None and self.replay_examples < 0:

@@ -32,7 +32,12 @@ from hfkit.runtime import checkpoint_to_resume
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 from hfkit.trainers.classifier_trainer import ClassifierTrainer
 from hfkit.trainers.incremental_config import IncrementalConfig
-from hfkit.trainers.incremental_trainer import IncrementalTrainer, grow_classifier_head, label_names
+from hfkit.trainers.incremental_trainer import (
+    IncrementalTrainer,
+    grow_classifier_head,
+    imprint_new_classes,
+    label_names,
+)
 
 ARG_TYPES = (IncrementalArguments, DataArguments, IncrementalConfig)
 
@@ -98,6 +103,8 @@ def main(argv: list[str] | None = None):
     )
 
     model = grow_classifier_head(copy.deepcopy(previous), new_labels, seed=config.seed)
+    if new_labels and inc_args.new_class_init == "imprint":
+        imprint_new_classes(model, train, len(old_labels), tokenizer, config.per_device_eval_batch_size)
     if config.alpha > 0:
         logits = compute_teacher_logits(
             previous, train, tokenizer, config.teacher_logits_cache, config.per_device_eval_batch_size

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 from torch import nn
-from transformers import PreTrainedModel, TrainerCallback
+from transformers import DataCollatorWithPadding, PreTrainedModel, TrainerCallback
 
 from ..errors import UserInputError
 from ..losses import hard_label_ce, soft_label_kl
 from .distill_trainer import TEACHER_LOGITS, DistillTrainer
 from .incremental_config import IncrementalConfig
 
-__all__ = ["IncrementalTrainer", "align_new_classes", "grow_classifier_head", "label_names"]
+__all__ = [
+    "IncrementalTrainer",
+    "align_new_classes",
+    "grow_classifier_head",
+    "imprint_new_classes",
+    "label_names",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +89,46 @@ def grow_classifier_head(model: PreTrainedModel, new_labels: list[str], seed: in
     if hasattr(model, "num_labels"):
         model.num_labels = total  # the forward's own loss reads it
     return model
+
+
+@torch.no_grad()
+def imprint_new_classes(
+    model: PreTrainedModel, dataset, num_old: int, tokenizer, batch_size: int = 64
+) -> None:
+    """Start each new class's output row from its training rows' mean head input (weight imprinting, Qi et
+    al. 2018), scaled to the old rows' mean norm, bias = the old rows' mean bias. A random row starts near 0
+    and, with old classes protected by replay or LwF, a short update barely lifts it; an imprinted row already
+    points at the class. `dataset` is tokenized with a `labels` column; old rows are left as they are."""
+    name, head = _head_linear(model)
+    labels = np.asarray(dataset["labels"])
+    features: list[torch.Tensor] = []
+    hook = head.register_forward_hook(lambda module, inputs, output: features.append(inputs[0].float()))
+    was_training = model.training
+    model.eval()
+    collate = DataCollatorWithPadding(tokenizer)
+    columns = [c for c in ("input_ids", "attention_mask", "token_type_ids") if c in dataset.column_names]
+    rows = np.flatnonzero(labels >= num_old)
+    try:
+        for start in range(0, len(rows), batch_size):
+            batch = collate(
+                [{c: dataset[int(i)][c] for c in columns} for i in rows[start : start + batch_size]]
+            )
+            model(**{k: v.to(head.weight.device) for k, v in batch.items()})
+    finally:
+        hook.remove()
+        model.train(was_training)
+    feats = torch.cat(features) if features else torch.empty(0, head.in_features)
+    old_norm = head.weight[:num_old].float().norm(dim=1).mean()
+    for c in range(num_old, head.out_features):
+        chosen = feats[torch.as_tensor(labels[rows] == c)]
+        if len(chosen) == 0:
+            raise UserInputError(
+                f"cannot imprint class {model.config.id2label[c]!r}: the training data has no row of it."
+            )
+        mean = chosen.mean(dim=0)
+        head.weight[c] = (mean / mean.norm() * old_norm).to(head.weight.dtype)
+        if head.bias is not None:
+            head.bias[c] = head.bias[:num_old].mean()
 
 
 def align_new_classes(model: PreTrainedModel, num_old: int) -> float | None:

@@ -19,6 +19,7 @@ from hfkit.trainers.incremental_trainer import (
     IncrementalTrainer,
     align_new_classes,
     grow_classifier_head,
+    imprint_new_classes,
     label_names,
 )
 from tests.conftest import FILLER, REPO, tiny_bert_config, toy_dataset
@@ -241,3 +242,36 @@ def test_replay_zero_means_no_replay_and_negative_is_refused():
     assert IncrementalArguments(previous_model="m", replay_fraction=0.1, old_train_file="old.csv").uses_replay
     with pytest.raises(UserInputError, match=r"replay_fraction must be in \[0, 1\]"):
         IncrementalArguments(previous_model="m", replay_fraction=-0.1)
+
+
+def test_imprint_points_each_new_row_at_its_class_mean_feature(tiny_tokenizer):
+    model = grow_classifier_head(_tiny(tiny_tokenizer), ["meh"])
+    old_weight, old_bias = model.classifier.weight[:2].clone(), model.classifier.bias[:2].clone()
+    data = toy_dataset(tiny_tokenizer, 12).cast_column("labels", ClassLabel(names=["bad", "good", "meh"]))
+    data = data.map(lambda row, i: {"labels": 2 if i % 3 == 0 else row["labels"]}, with_indices=True)
+    imprint_new_classes(model, data, num_old=2, tokenizer=tiny_tokenizer, batch_size=5)
+    # The head's input for the "meh" rows, taken independently of the function under test.
+    seen = []
+    hook = model.classifier.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0]))
+    with torch.no_grad():
+        for i in range(0, len(data), 3):
+            model(input_ids=torch.tensor([data[i]["input_ids"]]))
+    hook.remove()
+    mean = torch.cat(seen).mean(0)
+    row = model.classifier.weight[2].detach()
+    assert torch.allclose(row / row.norm(), mean / mean.norm(), atol=1e-5)
+    assert row.norm().item() == pytest.approx(old_weight.norm(dim=1).mean().item(), rel=1e-5)
+    assert model.classifier.bias[2].item() == pytest.approx(old_bias.mean().item(), abs=1e-7)
+    assert torch.equal(model.classifier.weight[:2], old_weight) and torch.equal(
+        model.classifier.bias[:2], old_bias
+    )
+
+
+def test_imprint_needs_a_row_of_every_new_class(tiny_tokenizer):
+    model = grow_classifier_head(_tiny(tiny_tokenizer), ["meh", "ok"])
+    data = toy_dataset(tiny_tokenizer, 6).cast_column(
+        "labels", ClassLabel(names=["bad", "good", "meh", "ok"])
+    )
+    data = data.map(lambda row: {"labels": 2})
+    with pytest.raises(UserInputError, match="cannot imprint class 'ok'"):
+        imprint_new_classes(model, data, num_old=2, tokenizer=tiny_tokenizer)
