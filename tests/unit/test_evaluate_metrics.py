@@ -52,9 +52,10 @@ def test_a_local_evaluate_module_is_computed_next_to_the_built_in_metrics(tmp_pa
 
 def test_a_name_hfkit_already_reports_is_prefixed_not_replaced(tmp_path):
     modules = load_evaluate_metrics([write_metric(tmp_path, "my_accuracy", "accuracy")])
-    logits, labels = np.array([[2.0, 0.0], [0.0, 1.0]]), np.array([0, 0])
+    logits, labels = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]]), np.array([0, 1, 1])
     result = classification_metrics_with(modules)((logits, labels))
-    assert result["accuracy"] == 0.5 and result["evaluate_accuracy"] == pytest.approx(0.0)
+    # hfkit's accuracy 2/3; the module's "accuracy" is its balanced error, 1 - (1 + 1/2) / 2 = 1/4
+    assert result["accuracy"] == pytest.approx(2 / 3) and result["evaluate_accuracy"] == pytest.approx(0.25)
 
 
 def test_a_metric_that_cannot_be_loaded_names_the_fix(tmp_path):
