@@ -248,13 +248,14 @@ def same_vocabulary(tokenizer_a, tokenizer_b) -> bool:
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """Return (total, trainable) parameter counts; tied weights are counted once."""
-    seen: set[int] = set()
+    """Return (total, trainable) parameter counts; tied weights are counted once. Transformers models are
+    counted by `PreTrainedModel.num_parameters`, which also counts bitsandbytes 4-bit weights at their real
+    size (their packed storage holds two weights a byte); other modules (PEFT wrappers, exported models) by
+    their parameters."""
+    if isinstance(model, PreTrainedModel):
+        return model.num_parameters(), model.num_parameters(only_trainable=True)
     total = trainable = 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
+    for p in model.parameters():  # parameters() yields a tied (shared) tensor once
         total += p.numel()
         if p.requires_grad:
             trainable += p.numel()

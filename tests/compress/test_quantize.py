@@ -30,6 +30,7 @@ from hfkit.compress.quantize import (
     save_quantized,
     skip_modules_for,
 )
+from hfkit.modeling import count_parameters
 from hfkit.reports import evaluate_classifier, measure_latencies_together
 from tests.conftest import tiny_bert_config, toy_dataset, toy_texts, write_tiny_model
 
@@ -338,3 +339,11 @@ def test_task_must_be_known_or_inferable(tmp_path, tiny_tokenizer):
     config = tiny_bert_config(tiny_tokenizer, architectures=["BertModel"])
     with pytest.raises(ValueError, match="cannot tell the task.*BertModel.*pass task="):
         skip_modules_for(config)
+
+
+@pytest.mark.parametrize("name", ["8bit", "nf4"])
+def test_count_parameters_counts_quantized_weights_at_their_real_size(tmp_path, tiny_tokenizer, name):
+    folder = bert_folder(tmp_path / "float", tiny_tokenizer)
+    float_total = count_parameters(AutoModelForSequenceClassification.from_pretrained(folder))[0]
+    # 4-bit storage packs two weights a byte; the count is still the float model's.
+    assert count_parameters(load_quantized(folder, SETTINGS[name]))[0] == float_total
