@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +175,16 @@ def _tokenize_prompt_response(
     return out
 
 
+_GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
+
+
+def _marks_assistant_tokens(tokenizer: Any) -> bool:
+    """True when the chat template wraps assistant text in {% generation %} blocks, so transformers itself can
+    return the assistant-token mask (`apply_chat_template(..., return_assistant_tokens_mask=True)`)."""
+    template = getattr(tokenizer, "chat_template", None)
+    return isinstance(template, str) and bool(_GENERATION_TAG.search(template))
+
+
 def _assistant_spans(tokenizer: Any, messages: list[dict], text: str, row: int) -> list[tuple[int, int]]:
     """Character spans of `text` (the rendered conversation) written by the assistant turns."""
     spans = []
@@ -206,8 +217,19 @@ def _tokenize_messages(batch, indices, *, tokenizer, column, completion_only_los
                 f"{split} row {row}, column {column!r}: expected a list of {{'role': ..., 'content': ...}} messages, "
                 f"got {messages!r}."
             )
+        if completion_only_loss and _marks_assistant_tokens(tokenizer):
+            # The template marks the assistant's text: transformers' own mask says which tokens it wrote.
+            encoded = tokenizer.apply_chat_template(
+                messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            )
+            ids = list(encoded["input_ids"])
+            labels = [t if m else IGNORE_INDEX for t, m in zip(ids, encoded["assistant_masks"], strict=True)]
+            out["input_ids"].append(ids)
+            out["labels"].append(labels)
+            continue
         text = tokenizer.apply_chat_template(messages, tokenize=False)
-        # The template writes the special tokens itself; offsets map every token back to the characters.
+        # The template writes the special tokens itself; offsets map every token back to the characters
+        # (templates without {% generation %} blocks: the assistant's spans are found by rendering prefixes).
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         ids = encoded["input_ids"]
         if completion_only_loss:

@@ -14,6 +14,7 @@ from datasets import Dataset
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+import hfkit.data.lm as lm_module
 from hfkit.data.lm import (
     TOPK_INDICES,
     TOPK_VALUES,
@@ -322,6 +323,32 @@ def test_non_text_value_names_the_row(tokenizer):
     ds = Dataset.from_dict({"prompt": ["w1", None], "response": ["w2", "w3"]})
     with pytest.raises(ValueError, match="train row 1, column 'prompt': expected text"):
         build_lm_dataset(ds, tokenizer, args(), 8)
+
+
+def test_a_template_with_generation_blocks_gives_the_same_labels_through_transformers_mask(
+    tokenizer, monkeypatch
+):
+    conversation = [
+        {"role": "user", "content": "hello w1"},
+        {"role": "assistant", "content": "w2 w3"},
+        {"role": "user", "content": "w4"},
+        {"role": "assistant", "content": "w5"},
+    ]
+    data = Dataset.from_dict({"messages": [conversation]})
+    by_spans = build_lm_dataset(data, tokenizer, args(), 64, packing=False)[0]
+    marked = word_tokenizer()
+    # The same rendering, with the assistant's text (and its end token) inside {% generation %} blocks.
+    marked.chat_template = (
+        "{% for m in messages %}{{ '<|' + m['role'] + '|> ' }}"
+        "{% if m['role'] == 'assistant' %}{% generation %}{{ m['content'] + ' <|end|> ' }}{% endgeneration %}"
+        "{% else %}{{ m['content'] + ' <|end|> ' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|> ' }}{% endif %}"
+    )
+    # The marked template must not need the prefix-rendering search at all.
+    monkeypatch.setattr(lm_module, "_assistant_spans", lambda *a, **k: pytest.fail("prefix search used"))
+    by_mask = build_lm_dataset(data, marked, args(), 64, packing=False)[0]
+    assert by_mask["input_ids"] == by_spans["input_ids"] and by_mask["labels"] == by_spans["labels"]
+    assert sum(label != -100 for label in by_mask["labels"]) == 5  # w2 w3 <|end|> w5 <|end|>
 
 
 def test_chat_data_needs_a_chat_template():
