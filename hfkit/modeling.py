@@ -9,6 +9,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -191,8 +192,11 @@ def load_tokenizer(args: ModelArguments):
     )
 
 
-def load_classifier(args: ModelArguments, labels: list[str]) -> PreTrainedModel:
-    """Load a sequence classifier for `labels`, replacing the head when the checkpoint has another label set."""
+def load_classifier(
+    args: ModelArguments, labels: list[str], **from_pretrained_kwargs: Any
+) -> PreTrainedModel:
+    """Load a sequence classifier for `labels`, replacing the head when the checkpoint has another label set;
+    `from_pretrained_kwargs` go to `from_pretrained` (e.g. a `quantization_config` for QLoRA)."""
     path = resolve_model_path(args.model_name_or_path)
     common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
     old = AutoConfig.from_pretrained(path, **common)
@@ -207,6 +211,7 @@ def load_classifier(args: ModelArguments, labels: list[str]) -> PreTrainedModel:
         # A checkpoint fine-tuned on another number of classes: drop its head, keep the encoder.
         ignore_mismatched_sizes=True,
         **common,
+        **from_pretrained_kwargs,
     )
     if trained_head and old.label2id != label2id:
         # Same number of classes but other labels: the old head's rows mean other things, so start it afresh.

@@ -18,8 +18,6 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftConfig, PeftModel, TaskType, get_peft_model, prepare_model_for_kbit_training
 from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     BitsAndBytesConfig,
     PreTrainedModel,
@@ -29,9 +27,8 @@ from ..errors import UserInputError
 from ..io import TaskKind
 from ..modeling import (
     ModelArguments,
-    _has_classifier_labels,
-    _reset_head,
     count_parameters,
+    load_classifier,
     resolve_model_path,
 )
 
@@ -164,22 +161,8 @@ def load_quantized_classifier(
         raise ValueError(
             "load_quantized_classifier needs qlora_bits (4 or 8); use load_classifier for float."
         )
-    path = resolve_model_path(model_args.model_name_or_path)
-    common = {"revision": model_args.revision, "trust_remote_code": model_args.trust_remote_code}
-    old = AutoConfig.from_pretrained(path, **common)
-    label2id = {name: i for i, name in enumerate(labels)}
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id=label2id,
-        ignore_mismatched_sizes=True,  # a head for another number of classes is dropped, as in load_classifier
-        quantization_config=quantization_config,
-        **common,
-    )
-    if _has_classifier_labels(old) and old.label2id != label2id:
-        _reset_head(model)  # same number of classes, other labels: start the (float) head afresh
-    return model
+    # The same loading and head handling as in float; the base is quantized on load, the head stays float.
+    return load_classifier(model_args, list(labels), quantization_config=quantization_config)
 
 
 def _is_quantized(model: torch.nn.Module) -> bool:
