@@ -289,6 +289,17 @@ def layers_prefix(model: torch.nn.Module) -> str:
     raise ValueError(f"{type(model).__name__}: the layer list found by find_layers is not a named submodule.")
 
 
+def head_parameter_names(model: torch.nn.Module) -> list[str]:
+    """Names of the task head's parameters: every parameter outside the base model (BERT `classifier.*`,
+    RoBERTa/MPNet `classifier.dense/out_proj.*`, LLaMA-style `score.*`); a PEFT wrapper is looked through."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    prefix = getattr(inner, "base_model_prefix", "")
+    if not prefix or not hasattr(inner, prefix):
+        raise ValueError(f"{type(inner).__name__} has no base model to tell its task head from.")
+    head = {id(p) for n, p in inner.named_parameters() if not n.startswith(prefix + ".")}
+    return [n for n, p in model.named_parameters() if id(p) in head]
+
+
 def freeze(model: PreTrainedModel, embeddings: bool = False, num_layers: int = 0) -> None:
     """Freeze the embeddings and/or the first `num_layers` transformer layers (requires_grad=False)."""
     if embeddings:

@@ -50,6 +50,15 @@ class ClassifierConfig(BaseConfig):
     )
 
     # Transfer learning.
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Peak learning rate of the task head (the parameters outside the base model, e.g. BERT's "
+            "`classifier`), on the same warmup/decay schedule; the rest keeps learning_rate. A new or grown head "
+            "starts far from its optimum while the pre-trained body needs small steps: e.g. 1e-3 with a body at "
+            "5e-5. Default: learning_rate for every parameter."
+        },
+    )
     freeze_embeddings: bool = field(default=False, metadata={"help": "Do not train the embedding layer."})
     freeze_layers: int = field(default=0, metadata={"help": "Do not train the first N transformer layers."})
 
@@ -76,6 +85,8 @@ class ClassifierConfig(BaseConfig):
                 raise UserInputError("set either class_weights or balance_classes, not both.")
             if any(w <= 0 for w in self.class_weights):
                 raise UserInputError(f"class_weights must all be > 0, got {self.class_weights}.")
+        if self.head_learning_rate is not None and self.head_learning_rate <= 0:
+            raise UserInputError(f"head_learning_rate must be > 0, got {self.head_learning_rate}.")
         if self.freeze_layers < 0:
             raise UserInputError(f"freeze_layers must be >= 0, got {self.freeze_layers}.")
         super().__post_init__()

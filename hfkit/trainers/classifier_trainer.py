@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification
 
 from ..errors import UserInputError
 from ..metrics import classification_metrics_with, confusion_matrix, load_evaluate_metrics
-from ..modeling import freeze
+from ..modeling import freeze, head_parameter_names
 from ..reports import Report, classification_report, report_stem
 from .base_trainer import BaseTrainer
 from .classifier_config import ClassifierConfig
@@ -112,6 +112,30 @@ class ClassifierTrainer(BaseTrainer):
                 f"balance_classes: label ids {np.flatnonzero(counts == 0).tolist()} never occur in training."
             )
         return torch.tensor(counts.sum() / (num_labels * counts), dtype=torch.float32)
+
+    def create_optimizer(self, model=None):
+        """Trainer's optimizer; with `head_learning_rate` the head's parameters move to groups of their own
+        (same weight decay) with that peak rate. The scheduler scales every group by the same factor."""
+        optimizer = super().create_optimizer(model)
+        if self.args.head_learning_rate is None:
+            return optimizer
+        opt_model = self.model if model is None else model
+        names = set(head_parameter_names(opt_model))
+        head = {id(p) for n, p in opt_model.named_parameters() if n in names and p.requires_grad}
+        if not head:
+            raise UserInputError(
+                f"head_learning_rate is set but {type(opt_model).__name__} has no trainable head parameter "
+                "outside its base model; leave head_learning_rate out."
+            )
+        for group in list(optimizer.param_groups):
+            moved = [p for p in group["params"] if id(p) in head]
+            if not moved or len(moved) == len(group["params"]):  # no head here, or a head group already
+                continue
+            group["params"] = [p for p in group["params"] if id(p) not in head]
+            settings = {k: v for k, v in group.items() if k != "params"}
+            optimizer.add_param_group({**settings, "params": moved, "lr": self.args.head_learning_rate})
+        logger.info("task head: %d tensors at learning rate %g", len(head), self.args.head_learning_rate)
+        return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """Cross-entropy with optional class weights and label smoothing, computed in float32."""

@@ -93,6 +93,45 @@ def test_weight_decay_skips_bias_and_layernorm(tmp_path, tiny_bert, tiny_tokeniz
     assert not any(name.endswith("bias") or "LayerNorm" in name for name in decay)
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before:UserWarning")
+def test_head_learning_rate_gets_its_own_groups_and_schedule(tmp_path, tiny_bert, tiny_tokenizer):
+    """The head (classifier.*) trains at head_learning_rate, with and without weight decay as before; the body
+    keeps learning_rate; the warmup/decay schedule scales both."""
+    train = toy_dataset(tiny_tokenizer, 32, seed=1)
+    config = make_config(tmp_path, learning_rate=1e-4, head_learning_rate=1e-2, warmup_steps=2, max_steps=4)
+    trainer = ClassifierTrainer(
+        model=tiny_bert, args=config, train_dataset=train, processing_class=tiny_tokenizer
+    )
+    trainer.create_optimizer_and_scheduler(num_training_steps=4)
+    names = {id(p): n for n, p in tiny_bert.named_parameters()}
+    groups = [
+        (g["lr"], g["weight_decay"], sorted(names[id(p)] for p in g["params"]))
+        for g in trainer.optimizer.param_groups
+    ]
+    head = [g for g in groups if any(n.startswith("classifier.") for n in g[2])]
+    assert sorted((lr, wd, n) for lr, wd, n in head) == [
+        (0.0, 0.0, ["classifier.bias"]),  # warmup step 0: lr = 0 for every group
+        (0.0, 0.01, ["classifier.weight"]),
+    ]
+    assert all(not n.startswith("classifier.") for g in groups if g not in head for n in g[2])
+    trainer.lr_scheduler.step()
+    by_part = {
+        "classifier" if names[id(g["params"][0])].startswith("classifier.") else "body": g["lr"]
+        for g in trainer.optimizer.param_groups
+    }
+    assert by_part == {
+        "classifier": pytest.approx(0.5e-2),
+        "body": pytest.approx(0.5e-4),
+    }  # half-way up the warmup
+    trainer.create_optimizer()  # a second call must not split again
+    assert len(trainer.optimizer.param_groups) == 4
+
+
+def test_head_learning_rate_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="head_learning_rate must be > 0"):
+        make_config(tmp_path, head_learning_rate=0.0)
+
+
 def _one_batch(tokenizer, n=8):
     ds = toy_dataset(tokenizer, n, seed=3)
     return tokenizer.pad(
