@@ -5,9 +5,9 @@ loading any saved folder in hfkit.io; model cards and uploads in hfkit.hub; text
 hfkit.generation.
 """
 
-from .logs import quiet_dependencies
+from .noise_filters import quiet_dependencies
 
-quiet_dependencies()  # before peft imports bitsandbytes, whose CPU backend logs at import
+quiet_dependencies()  # before transformers' Trainer imports bitsandbytes, whose CPU backend logs at import
 
 from .data import (
     DataArguments,

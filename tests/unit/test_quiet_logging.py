@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import warnings
 
 import datasets
@@ -47,6 +49,25 @@ def test_dependency_noise_is_filtered_on_its_own_logger():
     assert emitted("bitsandbytes.backends.cpu.ops", "something else went wrong") == 1
     cast = "MatMul8bitLt: inputs will be cast from torch.float32 to float16 during quantization"
     assert emitted("bitsandbytes.autograd._functions", cast, times=300) <= 1  # once per process at most
+
+
+def test_filters_are_in_place_before_bitsandbytes_is_imported():
+    """`import hfkit` installs the filters before transformers' Trainer imports bitsandbytes (whose CPU backend
+    logs at import on AVX512-BF16 machines): checked in a fresh interpreter at the moment of that import."""
+    code = (
+        "import builtins, logging\n"
+        "seen, original = [], builtins.__import__\n"
+        "def spy(name, *args, **kwargs):\n"
+        "    if name.startswith('bitsandbytes') and not seen:\n"
+        "        seen.append(bool(logging.getLogger('bitsandbytes.backends.cpu.ops').filters))\n"
+        "    return original(name, *args, **kwargs)\n"
+        "builtins.__import__ = spy\n"
+        "import hfkit, hfkit.trainers\n"
+        "print(seen)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[True]"
+    assert "gemm_4bit_forward" not in out.stderr
 
 
 def test_load_report_of_a_new_head_is_dropped_but_other_findings_stay():
