@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -24,7 +25,16 @@ from .errors import UserInputError
 # The YAML configs shipped inside the package (hfkit/recipes/configs/<command>/<name>.yaml).
 SHIPPED_CONFIGS = Path(__file__).resolve().parent / "recipes" / "configs"
 
-__all__ = ["ConfigError", "load_yaml_config", "parse_args", "resolve_config", "shipped_configs", "valid_keys"]
+__all__ = [
+    "ConfigError",
+    "data_dir",
+    "expand_variables",
+    "load_yaml_config",
+    "parse_args",
+    "resolve_config",
+    "shipped_configs",
+    "valid_keys",
+]
 
 _HINT = "(run with --help for all keys)"
 
@@ -60,7 +70,8 @@ def resolve_config(value: str | Path) -> Path:
 
     Shipped names are ``<command>/<name>`` (``distill/minilm_l3_sst2_demo``, ``.yaml`` optional), or the bare
     ``<name>`` when only one command ships a config of that name. Paths inside a config (data files, output
-    folders) stay relative to the directory the command runs from, as for any other config.
+    folders) stay relative to the directory the command runs from, as for any other config; the shipped data
+    paths start at ``${HFKIT_DATA}`` (see `data_dir`).
     """
     path = Path(value)
     if path.is_file():
@@ -80,6 +91,46 @@ def resolve_config(value: str | Path) -> Path:
     )
 
 
+DATA_VARIABLE = "HFKIT_DATA"
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def data_dir() -> str | None:
+    """The folder ``${HFKIT_DATA}`` stands for in a config: the environment variable when set, else the first
+    ``shared/data`` folder found beside the working directory, the hfkit package or the Python environment, or
+    one of their parents (a clone with ``../shared/data`` next to it works from any directory, also from a
+    plain ``pip install`` into a virtual environment inside the clone); None when there is none."""
+    if os.environ.get(DATA_VARIABLE):
+        return os.environ[DATA_VARIABLE]
+    starts = [Path.cwd(), Path(__file__).resolve().parent, Path(sys.prefix).resolve()]
+    for start in starts:
+        for folder in [start, *start.parents]:
+            if (folder / "shared" / "data").is_dir():
+                return str(folder / "shared" / "data")
+    return None
+
+
+def expand_variables(value: Any) -> Any:
+    """``${NAME}`` and ``${NAME:-default}`` in the strings of a config value, from the environment; ``${HFKIT_DATA}``
+    falls back to `data_dir`. A variable with no value and no default is left as written, so the error of the
+    file it names shows it."""
+
+    def one(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name) or (data_dir() if name == DATA_VARIABLE else None)
+        if found:
+            return found
+        return default if default is not None else match.group(0)
+
+    if isinstance(value, str):
+        return _VARIABLE.sub(one, value)
+    if isinstance(value, list):
+        return [expand_variables(v) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_variables(v) for k, v in value.items()}
+    return value
+
+
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file (or a shipped config by name, see `resolve_config`) into a dict."""
     path = resolve_config(path)
@@ -91,7 +142,7 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"top level of {path} must be a mapping of key: value, got {type(data).__name__}")
-    return data
+    return expand_variables(data)
 
 
 def valid_keys(dataclass_types: Sequence[type]) -> list[str]:

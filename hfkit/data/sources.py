@@ -89,9 +89,16 @@ def load_data_file(path: str, what: str = "data file", text_sample_by: str | Non
     that way instead and keeps its line breaks (documents for causal-LM training).
     """
     if not os.path.isfile(path):
+        unset = "${HFKIT_DATA}" in path
         raise MissingInputError(
-            f"{what} not found: {path!r} (absolute: {os.path.abspath(path)}). "
-            "Check the path, or pass another one on the command line."
+            f"{what} not found: {path!r}"
+            + (
+                ": the config reads it from ${HFKIT_DATA} and no data folder was found. Set HFKIT_DATA to the "
+                "folder that holds the data sets (e.g. export HFKIT_DATA=/path/to/shared/data), or pass the "
+                "file on the command line."
+                if unset
+                else f" (absolute: {os.path.abspath(path)}). Check the path, or pass another one on the command line."
+            )
         )
     ext = os.path.splitext(path)[1].lower()
     if ext not in _BUILDERS:

@@ -216,7 +216,9 @@ def test_shipped_configs_compare_distillation_with_ce_on_equal_terms(tmp_path, m
     }
     model, _, data, config, _ = parsed["smollm2_shakespeare"]
     assert model.model_name_or_path == "models/smollm2-135m" and config.block_size == 256
-    assert data.train_file == "../shared/data/tinyshakespeare/input.txt" and 100 <= config.max_steps <= 200
+    assert (
+        data.train_file.endswith("shared/data/tinyshakespeare/input.txt") and 100 <= config.max_steps <= 200
+    )
     (d_model, _, d_data, d_config, _), (c_model, _, c_data, c_config, _) = (
         parsed["smollm2_distill_l10"],
         parsed["smollm2_ce_l10"],

@@ -253,3 +253,50 @@ def test_help_prints_argparse_help_and_exits(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "--config FILE_OR_NAME" in out and "--learning_rate" in out and "--max_length" in out
+
+
+def test_environment_variables_in_config_values(write, monkeypatch):
+    monkeypatch.setenv("MY_DATA", "/data/here")
+    monkeypatch.delenv("NOT_SET", raising=False)
+    values = load_yaml_config(
+        write(
+            "a: ${MY_DATA}/x.tsv\n"
+            "b: ${NOT_SET:-fallback}/y.tsv\n"
+            'c: ["${MY_DATA}", plain]\n'  # inside [...] a ${...} is quoted (YAML flow syntax)
+            "d: ${NOT_SET}/z.tsv\n"  # no value, no default: left as written, so the missing file names it
+            "e: 5\n"
+        )
+    )
+    assert values == {
+        "a": "/data/here/x.tsv",
+        "b": "fallback/y.tsv",
+        "c": ["/data/here", "plain"],
+        "d": "${NOT_SET}/z.tsv",
+        "e": 5,
+    }
+
+
+def test_hfkit_data_is_found_from_any_directory(tmp_path, monkeypatch):
+    """${HFKIT_DATA}: the environment variable, else a shared/data folder beside the working directory or one of
+    its parents (the shipped SST-2 configs read ${HFKIT_DATA}/sst2/...)."""
+    from hfkit import parsing
+
+    monkeypatch.delenv("HFKIT_DATA", raising=False)
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "project" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "project" / "sub")
+    assert parsing.data_dir() == str(tmp_path / "shared" / "data")
+    config = load_yaml_config("classify/minilm_sst2_demo")  # a shipped config, by name
+    assert config["train_file"] == str(tmp_path / "shared" / "data" / "sst2/sentence_split/train.tsv")
+    monkeypatch.setenv("HFKIT_DATA", "/elsewhere")
+    assert load_yaml_config("classify/minilm_sst2_demo")["validation_file"] == (
+        "/elsewhere/sst2/sentence_split/validation.tsv"
+    )
+
+
+def test_missing_hfkit_data_says_how_to_set_it(tmp_path):
+    from hfkit.data import load_data_file
+    from hfkit.errors import MissingInputError
+
+    with pytest.raises(MissingInputError, match="Set HFKIT_DATA to the folder that holds the data sets"):
+        load_data_file("${HFKIT_DATA}/sst2/train.tsv", "train file")
