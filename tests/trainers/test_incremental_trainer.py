@@ -180,7 +180,8 @@ def test_recipe_adds_a_class_and_reports_before_and_after(tiny_tokenizer, tmp_pa
     _write_three_class_csv(validation, 90, 3)
     monkeypatch.chdir(REPO)
     out = tmp_path / "run"
-    trainer = load_recipe("incremental").main(
+    recipe = load_recipe("incremental")
+    trainer = recipe.main(
         ["--previous_model", str(previous), "--train_file", str(new_train), "--validation_file", str(validation),
          "--old_train_file", str(old_train), "--replay_fraction", "0.1", "--output_dir", str(out),
          "--use_cpu", "true", "--max_steps", "6", "--per_device_train_batch_size", "16", "--learning_rate", "1e-3",
@@ -195,6 +196,10 @@ def test_recipe_adds_a_class_and_reports_before_and_after(tiny_tokenizer, tmp_pa
     assert report["forgetting"] == pytest.approx(
         report["before"]["old_classes"] - report["after"]["old_classes"]
     )
+    # The after figures (taken from the trainer's final report, one scoring pass) are the updated model's.
+    scored = trainer.predict(trainer.eval_dataset)
+    direct = recipe.group_accuracy(scored.predictions.argmax(-1), scored.label_ids, 2)
+    assert report["after"] == pytest.approx(direct)
     saved = AutoModelForSequenceClassification.from_pretrained(out)
     assert label_names(saved) == ["bad", "good", "meh"]
     # The previous model on disk is untouched (the recipe grows a copy).
