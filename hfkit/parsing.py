@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import yaml
 from transformers import HfArgumentParser
@@ -189,6 +189,19 @@ def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:
     return value
 
 
+_NONE_WORDS = ("null", "none", "None", "~")
+
+
+def _or_none(convert):
+    """An argparse type that reads null/none/None/~ as None and everything else with `convert`."""
+
+    def parse(value: str):
+        return None if value in _NONE_WORDS else convert(value)
+
+    parse.__name__ = getattr(convert, "__name__", "value")  # argparse names the type in its errors
+    return parse
+
+
 class _GroupedParser(HfArgumentParser):
     """HfArgumentParser whose --help lists each dataclass's fields under its own heading, with help and default."""
 
@@ -203,6 +216,10 @@ class _GroupedParser(HfArgumentParser):
             if f.init:
                 f.type = hints[f.name]
                 self._parse_dataclass_field(group, f)
+                if type(None) in get_args(hints[f.name]):  # `X | None`: `--key null` (as in YAML) gives None
+                    action = self._option_string_actions.get(f"--{f.name}")
+                    if action is not None and action.type is not None:
+                        action.type = _or_none(action.type)
 
 
 def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = None) -> tuple:

@@ -300,3 +300,19 @@ def test_missing_hfkit_data_says_how_to_set_it(tmp_path):
 
     with pytest.raises(MissingInputError, match="Set HFKIT_DATA to the folder that holds the data sets"):
         load_data_file("${HFKIT_DATA}/sst2/train.tsv", "train file")
+
+
+def test_null_on_the_command_line_clears_an_optional_key(tmp_path):
+    from hfkit import ClassifierConfig
+
+    (config,) = parse_args(
+        [ClassifierConfig],
+        ["--output_dir", str(tmp_path), "--early_stopping_patience", "null", "--max_grad_norm", "0.5"],
+    )
+    assert config.early_stopping_patience is None and config.max_grad_norm == 0.5
+    (config,) = parse_args(
+        [ClassifierConfig], ["--output_dir", str(tmp_path), "--early_stopping_patience", "3"]
+    )
+    assert config.early_stopping_patience == 3
+    with pytest.raises(SystemExit):  # a non-optional key still refuses it
+        parse_args([ClassifierConfig], ["--output_dir", str(tmp_path), "--learning_rate", "null"])
