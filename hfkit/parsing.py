@@ -189,11 +189,11 @@ def _coerce(action: argparse.Action, key: str, value: Any, where: str) -> Any:
     return value
 
 
-_NONE_WORDS = ("null", "none", "None", "~")
+_NONE_WORDS = ("null", "Null", "NULL", "~")  # YAML's nulls; not "none": report_to none is a value
 
 
 def _or_none(convert):
-    """An argparse type that reads null/none/None/~ as None and everything else with `convert`."""
+    """An argparse type that reads null/~ as None and everything else with `convert`."""
 
     def parse(value: str):
         return None if value in _NONE_WORDS else convert(value)

@@ -314,5 +314,7 @@ def test_null_on_the_command_line_clears_an_optional_key(tmp_path):
         [ClassifierConfig], ["--output_dir", str(tmp_path), "--early_stopping_patience", "3"]
     )
     assert config.early_stopping_patience == 3
+    (config,) = parse_args([ClassifierConfig], ["--output_dir", str(tmp_path), "--report_to", "none"])
+    assert config.report_to == []  # "none" is report_to's value (no reporting), not None
     with pytest.raises(SystemExit):  # a non-optional key still refuses it
         parse_args([ClassifierConfig], ["--output_dir", str(tmp_path), "--learning_rate", "null"])
