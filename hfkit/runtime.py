@@ -84,6 +84,7 @@ NOT_IDENTITY = frozenset(
     [
         "output_dir",
         "overwrite_output_dir",
+        "keep_checkpoints",
         "resume_from_checkpoint",
         "logging_dir",
         "logging_strategy",
@@ -139,6 +140,14 @@ class RunArguments:
         metadata={
             "help": "Start afresh in an output_dir that holds another run (its checkpoints and run.json are "
             "deleted). Without it a rerun resumes the same run, and refuses a run with other settings."
+        },
+    )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the checkpoint-N folders (weights, optimizer state) once the run has finished. By default "
+            "they are deleted after the final model is saved in output_dir: they exist to resume an interrupted "
+            "run, and a finished run is never resumed."
         },
     )
 
@@ -324,15 +333,39 @@ def _clear_run(out: str) -> None:
         logger.warning("overwrite_output_dir: deleted %s of the earlier run in %s", ", ".join(removed), out)
 
 
-def finish_run(args: TrainingArguments) -> None:
-    """Mark output_dir's run.json finished, so a rerun of the same command says so instead of training 0 steps."""
-    run_file = os.path.join(args.output_dir, RUN_FILE)
+def finish_run(args: TrainingArguments, keep_checkpoints: bool = False, model_card: bool = True) -> None:
+    """End a run whose model is saved in output_dir: write its model card (README.md, from what the run recorded),
+    delete its checkpoints unless `keep_checkpoints`, and mark run.json finished, so a rerun of the same command
+    says so instead of training 0 steps. Main process only; a card that cannot be built costs a warning, not the run.
+    """
+    out = args.output_dir
+    run_file = os.path.join(out, RUN_FILE)
     if not args.should_save or not os.path.isfile(run_file):
         return
+    done = []  # one line at the end of a run: what this step wrote and removed
+    if model_card:
+        # hub imports the trainers' reports: loaded only at the end of a run.
+        from .hub import write_model_card
+
+        try:
+            done.append(f"model card {write_model_card(out)}")
+        except Exception as err:  # noqa: BLE001 - the model is saved; a card problem must not fail the run
+            logger.warning(
+                "model card not written (%s: %s): `hfkit push` builds it again", type(err).__name__, err
+            )
     with open(run_file, encoding="utf-8") as f:
         record = json.load(f)
     record["finished"] = True
     _write_json_atomic(run_file, record)
+    if not keep_checkpoints:  # after the run is marked finished: a kill in between leaves a finished run
+        folders = checkpoint_folders(out)[::-1]
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+        if folders:
+            names = ", ".join(p.name for p in folders)
+            done.append(f"deleted {names} (a finished run is not resumed; keep_checkpoints: true keeps them)")
+    if done:
+        logger.info("finished: %s", "; ".join(done))
 
 
 DEBUG_FLAG = "--debug"

@@ -31,6 +31,7 @@ from transformers import BitsAndBytesConfig
 
 from ..errors import UserInputError
 from ..io import LOWRANK_FIELD, TaskKind
+from ..modeling import display_name
 from ..reports import format_metric, markdown_table, percent
 
 __all__ = ["CardInfo", "collect_card_info", "model_card", "write_model_card"]
@@ -337,6 +338,11 @@ def _gather(folder: Path, overrides: CardInfo | None) -> _Facts:
             for key, label in _HYPER.items()
             if facts.configured.get(key) not in _OFF
         }
+        warmup = facts.configured.get("warmup_steps")
+        # transformers 5: a warmup_steps float below 1 is a ratio of the optimizer steps.
+        if isinstance(warmup, float) and 0 < warmup < 1:
+            hyper.pop(_HYPER["warmup_steps"])
+            hyper["warmup"] = f"{100 * warmup:g}% of the optimizer steps"
         for label, value in facts.trained.items():
             hyper.setdefault(label, value)  # the run record's configured value wins
     found.hyperparameters = hyper or None
@@ -391,6 +397,7 @@ def _first_teacher(teacher: str | list[str] | None) -> str | None:
 
 def _public_name(value: str, kind: str = "") -> str:
     """A Hub id as a link; a local path reduced to its last part, so no local directory leaks into a card."""
+    value = display_name(value)
     if _is_hub_id(value):
         return f"[{value}](https://huggingface.co/{kind}{value})"
     if value.startswith("wheel:"):

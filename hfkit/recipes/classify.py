@@ -62,7 +62,7 @@ def save_lora_model(
 
 def main(argv: list[str] | None = None) -> ClassifierTrainer:
     parsed = parse_args(ARG_TYPES, argv)
-    model_args, data_args, lora_args, config, _ = parsed
+    model_args, data_args, lora_args, config, run_args = parsed
     setup_logging(config)
     run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
     if run.finished:
@@ -115,5 +115,5 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
     trainer.save_state()
     if config.push_to_hub:
         trainer.push_to_hub()
-    finish_run(config)
+    finish_run(config, run_args.keep_checkpoints)
     return trainer

@@ -82,7 +82,7 @@ def load_lm(path: str, args: CLMModelArguments):
 
 def main(argv: list[str] | None = None) -> CLMTrainer:
     parsed = parse_args(ARG_TYPES, argv)
-    model_args, lora_args, data_args, config, _ = parsed
+    model_args, lora_args, data_args, config, run_args = parsed
     if lora_args.qlora_bits is not None:
         raise UserInputError(
             "qlora_bits: this recipe trains causal LMs with LoRA on a float base only; unset qlora_bits "
@@ -215,5 +215,5 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
         print("\n" + report.text())
     if config.push_to_hub:
         trainer.push_to_hub()
-    finish_run(config)
+    finish_run(config, run_args.keep_checkpoints)
     return trainer

@@ -62,7 +62,7 @@ def teacher_logits(teacher, teacher_tokenizer, tokenizer, train, train_raw, data
 
 def main(argv: list[str] | None = None) -> DistillTrainer:
     parsed = parse_args(ARG_TYPES, argv)
-    model_args, data_args, aug_args, config, _ = parsed
+    model_args, data_args, aug_args, config, run_args = parsed
     setup_logging(config)
     run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
     if run.finished:
@@ -156,5 +156,5 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         print("\n" + report.text())
     if config.push_to_hub:
         trainer.push_to_hub()
-    finish_run(config)
+    finish_run(config, run_args.keep_checkpoints)
     return trainer

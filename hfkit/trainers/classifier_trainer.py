@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification
 
 from ..errors import UserInputError
 from ..metrics import classification_metrics_with, confusion_matrix, load_evaluate_metrics
-from ..modeling import freeze, head_parameter_names
+from ..modeling import display_name, freeze, head_parameter_names
 from ..reports import Report, classification_report, report_stem
 from .base_trainer import BaseTrainer
 from .classifier_config import ClassifierConfig
@@ -199,7 +199,7 @@ class ClassifierTrainer(BaseTrainer):
             labels=labels,
             num_examples=len(prediction.label_ids),
             model=self.args.output_dir,
-            base_model=getattr(config, "_name_or_path", "") or None,
+            base_model=display_name(getattr(config, "_name_or_path", "")) or None,
             data=self.eval_data_name,
             parameters=self.param_counts,
             name=report_stem(self.args.report_file),

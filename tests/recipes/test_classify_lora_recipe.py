@@ -22,7 +22,8 @@ def run_recipe(model_dir, train, out, *extra: str) -> subprocess.CompletedProces
         "--model_name_or_path", str(model_dir), "--train_file", str(train),
         "--text_column", "sentence", "--label_column", "sentiment", "--validation_split", "0.2",
         "--output_dir", str(out), "--use_cpu", "true", "--per_device_train_batch_size", "16",
-        "--disable_tqdm", "true", "--use_lora", "true", *extra,
+        "--disable_tqdm", "true", "--use_lora", "true",
+        "--keep_checkpoints", "true", *extra,
     ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfkit.data import load_data_file
@@ -73,7 +74,13 @@ def test_recipe_subprocess_trains_saves_and_resumes(tmp_path, tiny_tokenizer):
     assert report["metrics"]["accuracy"] > 0.85
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "neg", 1: "pos"}
-    assert sorted(p.name for p in out.glob("checkpoint-*"))  # per-epoch checkpoints kept
+    # A finished run ends with a model card (parsed back: valid metadata, the measured accuracy) and without
+    # its checkpoints: they exist to resume, and a finished run is never resumed (keep_checkpoints keeps them).
+    assert not list(out.glob("checkpoint-*")) and "deleted checkpoint-" in result.stderr
+    card = ModelCard.load(out / "README.md")
+    assert card.data.pipeline_tag == "text-classification" and card.data.library_name == "transformers"
+    accuracy = next(r.metric_value for r in card.data.eval_results if r.metric_type == "accuracy")
+    assert accuracy == pytest.approx(report["metrics"]["accuracy"], abs=1e-4)
 
     # Run the same command again: the run is finished, and it says so instead of training 0 steps.
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -41,7 +41,7 @@ def distill_args(teacher, train, out, *extra) -> list[str]:
         "--text_column", "sentence", "--label_column", "sentiment", "--validation_split", "0.2",
         "--output_dir", str(out), "--learning_rate", "1e-3", "--max_steps", "6",
         "--per_device_train_batch_size", "16", "--disable_tqdm", "true", "--save_strategy", "steps",
-        "--save_steps", "3", "--eval_strategy", "no", *extra,
+        "--save_steps", "3", "--eval_strategy", "no", "--keep_checkpoints", "true", *extra,
     ]  # fmt: skip
 
 

@@ -28,7 +28,7 @@ def classify(tmp_path, tiny_tokenizer, capsys):
             "--label_column", "sentiment", "--validation_split", "0.25", "--output_dir", str(tmp_path / "run"),
             "--use_cpu", "true", "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2",
             "--eval_strategy", "no", "--per_device_train_batch_size", "8", "--disable_tqdm", "true",
-            "--report_to", "none", *extra,
+            "--report_to", "none", "--keep_checkpoints", "true", *extra,
         ]  # fmt: skip
         try:
             run_recipe(recipe.main, argv)

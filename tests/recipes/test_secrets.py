@@ -26,7 +26,8 @@ def classify_argv(tmp_path, tokenizer, *extra) -> list[str]:
         "--model_name_or_path", str(model), "--train_file", str(train), "--text_column", "sentence",
         "--label_column", "sentiment", "--validation_split", "0.25", "--output_dir", str(tmp_path / "run"),
         "--use_cpu", "true", "--max_steps", "2", "--save_strategy", "steps", "--save_steps", "1",
-        "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--report_to", "none", *extra,
+        "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--report_to", "none",
+        "--keep_checkpoints", "true", *extra,
     ]  # fmt: skip
 
 

