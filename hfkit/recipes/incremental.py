@@ -9,8 +9,6 @@ classes. `alpha: 0` is plain fine-tuning on the new data (the baseline that forg
 """
 
 import copy
-import json
-import os
 
 import numpy as np
 from datasets import concatenate_datasets
@@ -27,8 +25,8 @@ from hfkit.errors import UserInputError
 from hfkit.logs import quiet_progress, setup_logging
 from hfkit.modeling import resolve_model_path
 from hfkit.parsing import parse_args
-from hfkit.reports import format_table, predict_logits
-from hfkit.runtime import checkpoint_to_resume
+from hfkit.reports import Report, Table, describe_data, percent, predict_logits
+from hfkit.runtime import RunArguments, finish_run, start_run
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 from hfkit.trainers.classifier_trainer import ClassifierTrainer
 from hfkit.trainers.incremental_config import IncrementalConfig
@@ -39,7 +37,7 @@ from hfkit.trainers.incremental_trainer import (
     label_names,
 )
 
-ARG_TYPES = (IncrementalArguments, DataArguments, IncrementalConfig)
+ARG_TYPES = (IncrementalArguments, DataArguments, IncrementalConfig, RunArguments)
 
 
 def group_accuracy(predicted: np.ndarray, gold: np.ndarray, num_old: int) -> dict[str, float | None]:
@@ -65,9 +63,49 @@ def confusion_group_accuracy(matrix: list[list[int]], num_old: int) -> dict[str,
             "all": float(right.sum() / total.sum())}  # fmt: skip
 
 
+def incremental_report(
+    previous: str, updated: str, old_labels: list[str], new_labels: list[str], before: dict, after: dict,
+    train_rows: dict[str, int], validation: str, num_validation: int, alpha: float, temperature: float,
+) -> Report:  # fmt: skip
+    """Before / after accuracy on the old classes, the new classes and all rows, and the forgetting."""
+    forgetting = None if before["old_classes"] is None else before["old_classes"] - after["old_classes"]
+
+    rows = [
+        ["before (previous model)", percent(before["old_classes"]), percent(before["new_classes"]), percent(before["all"]), "-"],
+        ["after", percent(after["old_classes"]), percent(after["new_classes"]), percent(after["all"]),
+         "-" if forgetting is None else f"{100 * forgetting:+.2f} points"],
+    ]  # fmt: skip
+    added = f"{len(new_labels)} new {new_labels}" if new_labels else "no new classes"
+    caption = (
+        f"{len(old_labels)} old classes, {added}; {train_rows['new']:,} new rows + {train_rows['replay']:,} "
+        f"replayed; LwF alpha {alpha}, temperature {temperature}. Forgetting: old-class accuracy before - after."
+    )
+    return Report(
+        name="incremental_report",
+        title=f"Incremental update {updated} of {previous} on {describe_data(validation, num_validation)}",
+        tables=[Table(["model", "old classes", "new classes", "all", "forgetting (old)"], rows, caption)],
+        data={
+            "previous_model": previous,
+            "old_classes": old_labels,
+            "new_classes": new_labels,
+            "train_rows": train_rows,
+            "validation_rows": num_validation,
+            "alpha": alpha,
+            "temperature": temperature,
+            "before": before,
+            "after": after,
+            "forgetting": forgetting,
+        },  # fmt: skip
+    )
+
+
 def main(argv: list[str] | None = None):
-    inc_args, data_args, config = parse_args(ARG_TYPES, argv)
+    parsed = parse_args(ARG_TYPES, argv)
+    inc_args, data_args, config, run_args = parsed
     setup_logging(config)
+    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
+    if run.finished:
+        return None
     set_seed(config.seed)
     if data_args.train_file is None or data_args.validation_file is None:
         raise UserInputError(
@@ -117,7 +155,13 @@ def main(argv: list[str] | None = None):
     model = grow_classifier_head(copy.deepcopy(previous), new_labels, seed=config.seed)
     if new_labels and inc_args.new_class_init == "imprint":
         imprint_new_classes(model, train, len(old_labels), tokenizer, config.per_device_eval_batch_size)
-    if config.alpha > 0:
+    if config.hidden_loss_weight > 0 or config.attention_loss_weight > 0:
+        # Feature distillation needs the previous model's hidden states: it runs online, no logit cache.
+        trainer = IncrementalTrainer(
+            model=model, teacher_model=previous, args=config, train_dataset=train, eval_dataset=validation,
+            processing_class=tokenizer, teacher_processing_class=tokenizer,
+        )  # fmt: skip
+    elif config.alpha > 0:
         logits = compute_teacher_logits(
             previous, train, tokenizer, config.teacher_logits_cache, config.per_device_eval_batch_size
         )
@@ -130,7 +174,7 @@ def main(argv: list[str] | None = None):
             model=model, args=config, train_dataset=train, eval_dataset=validation, processing_class=tokenizer
         )
     quiet_progress(trainer)
-    trainer.train(resume_from_checkpoint=checkpoint_to_resume(config))
+    trainer.train(resume_from_checkpoint=run.resume_from)
     trainer.save_model()
     trainer.save_state()
 
@@ -138,37 +182,12 @@ def main(argv: list[str] | None = None):
         # The trainer's final report scored the updated model on the validation rows: its confusion matrix
         # gives the after figures without a second pass.
         after = confusion_group_accuracy(trainer.report["confusion_matrix"], len(old_labels))
-        forgetting = None if before["old_classes"] is None else before["old_classes"] - after["old_classes"]
-        report = {
-            "previous_model": inc_args.previous_model,
-            "old_classes": old_labels,
-            "new_classes": new_labels,
-            "train_rows": {
-                "new": len(train) - (len(replay) if replay else 0),
-                "replay": len(replay) if replay else 0,
-            },
-            "validation_rows": len(validation),
-            "alpha": config.alpha,
-            "temperature": config.temperature,
-            "before": before,
-            "after": after,
-            "forgetting": forgetting,
-        }
-        with open(os.path.join(config.output_dir, "incremental_report.json"), "w") as f:
-            json.dump(report, f, indent=2)
-
-        def pct(value: float | None) -> str:
-            return "-" if value is None else f"{100 * value:.2f}%"
-
-        rows = [
-            ["before (previous model)", pct(before["old_classes"]), pct(before["new_classes"]), pct(before["all"]), "-"],
-            ["after", pct(after["old_classes"]), pct(after["new_classes"]), pct(after["all"]),
-             "-" if forgetting is None else f"{100 * forgetting:+.2f} points"],
-        ]  # fmt: skip
-        print(
-            f"\nIncremental update of {inc_args.previous_model}: {len(old_labels)} old classes, {len(new_labels)} new "
-            f"{new_labels}, {report['train_rows']['new']:,} new rows + {report['train_rows']['replay']:,} replayed, "
-            f"alpha {config.alpha}; validation {len(validation):,} rows"
-        )
-        print(format_table(rows, header=["model", "old classes", "new classes", "all", "forgetting (old)"]))
+        report = incremental_report(
+            inc_args.previous_model, config.output_dir, old_labels, new_labels, before, after,
+            {"new": len(train) - (len(replay) if replay else 0), "replay": len(replay) if replay else 0},
+            data_args.validation_file, len(validation), config.alpha, config.temperature,
+        )  # fmt: skip
+        report.save(config.output_dir)
+        print("\n" + report.text())
+    finish_run(config, run_args.keep_checkpoints)
     return trainer

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import UserInputError
 from .distill_config import DistillConfig
 
 
@@ -13,8 +12,10 @@ class IncrementalConfig(DistillConfig):
     """`DistillConfig` for `IncrementalTrainer`: the previous model is the teacher on its own classes.
 
     Training loss: ``alpha * T^2 * KL(previous_T || updated_T over the old classes) + (1 - alpha) * CE(all
-    classes)``; ``alpha = 0`` is plain fine-tuning on the new data. Learning without Forgetting (Li & Hoiem,
-    2016) works on logits only, so the hidden-state and attention losses stay off.
+    classes)``; ``alpha = 0`` is plain fine-tuning on the new data (Learning without Forgetting, Li & Hoiem, 2016).
+    ``hidden_loss_weight`` > 0 adds feature distillation from the previous model (its hidden states over
+    `layer_map`, e.g. ``"6:6"`` for the last layer, ``hidden_loss_type`` mse or cosine): the previous model then
+    runs in every training step instead of from cached logits.
     """
 
     alpha: float = field(
@@ -33,11 +34,3 @@ class IncrementalConfig(DistillConfig):
             "rows grows those rows and then calls old-class inputs new; aligning removes that bias."
         },
     )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.hidden_loss_weight > 0 or self.attention_loss_weight > 0:
-            raise UserInputError(
-                "incremental training distils the previous model's logits only: set hidden_loss_weight 0 and "
-                "attention_loss_weight 0 (the updated model has the previous model's layers already)."
-            )

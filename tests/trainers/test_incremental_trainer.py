@@ -119,9 +119,30 @@ def test_trainer_refuses_a_student_whose_classes_do_not_extend_the_teachers(tiny
         _trainer(grow_classifier_head(_tiny(tiny_tokenizer), ["meh"]), tiny_tokenizer, tmp_path, 4)
 
 
-def test_config_refuses_layer_losses():
-    with pytest.raises(UserInputError, match="logits only"):
-        IncrementalConfig(output_dir="x", hidden_loss_weight=1.0)
+def test_feature_distillation_runs_the_previous_model_and_is_zero_at_the_start(tiny_tokenizer, tmp_path):
+    """hidden_loss_weight > 0: the previous model runs online; its hidden states and the grown copy's are
+    equal before the first update (loss 0), and the term is logged next to the LwF parts."""
+    previous = _tiny(tiny_tokenizer)
+    grown = grow_classifier_head(copy.deepcopy(previous), ["meh"])
+    args = IncrementalConfig(
+        output_dir=str(tmp_path), use_cpu=True, report_to="none", eval_strategy="no", save_strategy="no",
+        hidden_loss_weight=1.0, hidden_loss_type="cosine", layer_map="2:2", max_steps=2,
+        per_device_train_batch_size=4, disable_tqdm=True,
+    )  # fmt: skip
+    data = toy_dataset(tiny_tokenizer, 8)
+    trainer = IncrementalTrainer(
+        model=grown, teacher_model=previous, args=args, train_dataset=data, processing_class=tiny_tokenizer
+    )
+    assert trainer.num_old_classes == 2 and trainer.hidden_layer_map == [(2, 2)]
+    batch = trainer.data_collator([data[i] for i in range(4)])
+    trainer.model.train()
+    parts = {}
+    trainer._log_loss_part = lambda name, value, weight: parts.setdefault(name, float(value.detach()))
+    trainer.compute_loss(trainer.model, batch)
+    assert parts["hidden"] == pytest.approx(0.0, abs=1e-6)
+    assert parts["soft"] == pytest.approx(0.0, abs=1e-6)
+    trainer.train()  # two steps end to end with the previous model online
+    assert trainer.state.global_step == 2
 
 
 def test_replay_sample_is_seeded_and_stratified():
@@ -200,6 +221,9 @@ def test_recipe_adds_a_class_and_reports_before_and_after(tiny_tokenizer, tmp_pa
     scored = trainer.predict(trainer.eval_dataset)
     direct = recipe.group_accuracy(scored.predictions.argmax(-1), scored.label_ids, 2)
     assert report["after"] == pytest.approx(direct)
+    markdown = (out / "incremental_report.md").read_text()
+    assert "| after |" in markdown and "1 new ['meh']" in markdown
+    assert (out / "README.md").is_file() and json.loads((out / "run.json").read_text())["finished"] is True
     saved = AutoModelForSequenceClassification.from_pretrained(out)
     assert label_names(saved) == ["bad", "good", "meh"]
     # The previous model on disk is untouched (the recipe grows a copy).
