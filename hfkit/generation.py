@@ -6,6 +6,7 @@ only prepares prompts (chat template, left padding) and collects the new text.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
@@ -264,6 +265,7 @@ def generate_details(
     if args.stream and args.batch_size > 1 and len(prompts) > 1:
         logger.info("--stream: generating the %d prompts one at a time (no batching)", len(prompts))
     eos = _eos_ids(config, model, tokenizer)
+    accepted = set(inspect.signature(model.forward).parameters)
     completions = []
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(
@@ -273,6 +275,8 @@ def generate_details(
             # The chat template already wrote the special tokens (e.g. BOS) it wants.
             add_special_tokens=not templated,
         ).to(model.device)
+        # A tokenizer may return inputs the model does not take (BERT-style token_type_ids): generate refuses them.
+        inputs = {k: v for k, v in batch.items() if k in accepted}
         streamer = None
         if args.stream:
             print(f">>> {prompts[start]}", flush=True)  # the streamer then prints the completion under it
@@ -280,7 +284,7 @@ def generate_details(
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)  # time the decoding, not the queue before it
         start_time = time.perf_counter()
-        output = model.generate(**batch, generation_config=config, streamer=streamer)
+        output = model.generate(**inputs, generation_config=config, streamer=streamer)
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)
         seconds = time.perf_counter() - start_time

@@ -408,3 +408,13 @@ def test_real_smollm2_greedy_answers():
     input_ids, output = calls[0]
     assert output.shape[1] - input_ids.shape[1] <= 10
     assert generate(model, tokenizer, ["What is the capital of France?"], args) == [answer]
+
+
+def test_inputs_the_model_does_not_take_are_left_out(model, tokenizer):
+    """A BERT-style tokenizer also returns token_type_ids, which a causal LM's generate refuses."""
+    tokenizer.model_input_names = ["input_ids", "token_type_ids", "attention_mask"]
+    assert "token_type_ids" in tokenizer(PROMPTS[:1])
+    args = args_for(max_new_tokens=3)
+    assert generate(model, tokenizer, PROMPTS[:1], args) == generate(
+        model, make_tokenizer(), PROMPTS[:1], args
+    )
