@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import random
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+# bf16 autocast is on by default where the CPU runs it natively; the tests keep float32 so that they check the
+# same numbers on every machine (subprocess recipes inherit this). test_base_config checks the detection itself.
+os.environ["HFKIT_AUTO_BF16"] = "0"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -17,6 +17,32 @@ from .checkpoints import NoTokenOnDisk
 MAX_LEARNING_RATE = 1.0
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# "0": an unset bf16 stays off everywhere (the tests: the same numbers on any CPU).
+AUTO_BF16_ENV = "HFKIT_AUTO_BF16"
+
+
+def native_bf16(on_cpu: bool) -> bool:
+    """Whether bf16 runs natively where training will run: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or
+    AMX. Elsewhere torch emulates bf16 and autocast is slower than float32, so it stays off."""
+    if os.environ.get(AUTO_BF16_ENV, "1").strip().lower() in ("0", "false", "no"):
+        return False
+    if not on_cpu:
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
 @dataclass
 class BaseConfig(NoTokenOnDisk, TrainingArguments):
     """`TrainingArguments` with the defaults and checks every hfkit trainer shares (TRL's base-config shape).
@@ -52,6 +78,16 @@ class BaseConfig(NoTokenOnDisk, TrainingArguments):
         default=0.0, metadata={"help": "Minimum improvement that counts as one, for early stopping."}
     )
 
+    bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bf16 autocast (float32 master weights). Default (unset): on where bf16 runs natively, a CUDA "
+            "GPU with bf16 or a CPU with AVX512-BF16/AMX (~2x faster training there, same accuracy: see "
+            "benchmarks/RESULTS.md); off elsewhere, where it is emulated and slower (and with HFKIT_AUTO_BF16=0). "
+            "true / false force it."
+        },
+    )
+
     plot_curves: bool = field(
         default=True,
         metadata={
@@ -71,6 +107,11 @@ class BaseConfig(NoTokenOnDisk, TrainingArguments):
             # Several launched processes and no GPU: without use_cpu each process would silently train its
             # own copy (Trainer's parallel_mode stays NOT_PARALLEL); with it they form one gloo DDP group.
             self.use_cpu = True
+        if self.bf16 is None:
+            on_cpu = self.use_cpu or not torch.accelerator.is_available()
+            self.bf16 = not self.fp16 and native_bf16(on_cpu)
+            if self.bf16 and on_cpu:
+                self.use_cpu = True  # Trainer takes bf16 on a CPU only with use_cpu
         super().__post_init__()
 
     def _check_training_values(self) -> None:

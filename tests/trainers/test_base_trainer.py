@@ -265,3 +265,23 @@ def test_incremental_trainer_takes_only_its_own_config(tmp_path, tiny_bert):
 
     with pytest.raises(TypeError, match="args must be an IncrementalConfig, got DistillConfig"):
         IncrementalTrainer(model=tiny_bert, args=DistillConfig(output_dir=str(tmp_path)))
+
+
+def test_bf16_defaults_on_where_the_cpu_runs_it_natively(tmp_path, monkeypatch):
+    """Unset bf16 turns on with AVX512-BF16 / AMX (use_cpu with it, as Trainer needs), stays off on other CPUs
+    (emulated bf16 is slower), and an explicit value or HFKIT_AUTO_BF16=0 wins."""
+    from hfkit.trainers import base_config
+
+    monkeypatch.setenv("HFKIT_AUTO_BF16", "1")
+    out = str(tmp_path)
+    monkeypatch.setattr(base_config, "cpu_flags", lambda: {"avx512f", "avx512_bf16", "amx_bf16"})
+    if not torch.accelerator.is_available():
+        config = ClassifierConfig(output_dir=out)
+        assert config.bf16 is True and config.use_cpu is True
+    assert ClassifierConfig(output_dir=out, use_cpu=True).bf16 is True
+    assert ClassifierConfig(output_dir=out, use_cpu=True, bf16=False).bf16 is False
+    monkeypatch.setattr(base_config, "cpu_flags", lambda: {"avx512f", "avx2"})
+    assert ClassifierConfig(output_dir=out, use_cpu=True).bf16 is False
+    monkeypatch.setattr(base_config, "cpu_flags", lambda: {"amx_bf16"})
+    monkeypatch.setenv("HFKIT_AUTO_BF16", "0")
+    assert ClassifierConfig(output_dir=out, use_cpu=True).bf16 is False
