@@ -69,6 +69,7 @@ from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer, resolve_mod
 from hfkit.parsing import data_dir, load_yaml_config
 from hfkit.reports import format_table, markdown_table, measure_latencies_together
 from hfkit.teacher_cache import add_teacher_logits, classifier_logits
+from hfkit.trainers.base_config import cpu_flags, native_bf16
 
 GROUPS = ("finetune", "distill", "inference", "generate")
 HERE = Path(__file__).resolve().parent
@@ -372,24 +373,24 @@ class Env:
     device: str
     settings: Settings
     work: str  # scratch folder for output_dir and saved models
+    profile: bool = False  # --profile: where the time of hfkit's own paths goes (torch.profiler)
+    profiles: list[str] = dataclasses.field(default_factory=list)  # "title\ntable" per profiled path
+
+    def profile_run(self, title: str, run: Callable[[], object], top: int = 12) -> None:
+        """Run `run` once under torch.profiler and keep its top operators by self time (what a miss comes from)."""
+        if not self.profile:
+            return
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.cuda:
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as prof:
+            run()
+        key = "self_cuda_time_total" if self.cuda else "self_cpu_time_total"
+        self.profiles.append(f"{title}\n{prof.key_averages().table(sort_by=key, row_limit=top)}")
 
     @property
     def cuda(self) -> bool:
         return self.device == "cuda"
-
-
-def cpu_flags() -> set[str]:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def bf16_supported(device: str) -> bool:
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})  # without them bf16 is emulated: slower
 
 
 def recipe_training_keys(recipe: dict, config_class: type) -> dict:
@@ -467,7 +468,7 @@ def finetune_rows(env: Env) -> list[Row]:
             "hfkit": tokenize_dataset(raw, tokenizer, "text_a", max_length=max_length),
         }
         what = f"MiniLM-L6 (pre-trained body, untrained head), {len(raw)} SST-2 rows"
-    bf16 = bf16_supported(env.device)
+    bf16 = native_bf16(on_cpu=not env.cuda)  # without AVX512-BF16/AMX bf16 is emulated: slower
     best_flags = dict(
         per_device_train_batch_size=32,
         train_sampling_strategy="group_by_length",  # batches of similar length: little padding
@@ -492,15 +493,19 @@ def finetune_rows(env: Env) -> list[Row]:
             train_dataset=data["hfkit"], processing_class=tokenizer),
     }  # fmt: skip
     m = alternate({k: (lambda k=k: train_epoch(make[k], env.device)) for k in make}, s.rounds, "finetune")
+    env.profile_run(
+        "finetune: one epoch of hfkit's ClassifierTrainer", lambda: train_epoch(make["hfkit"], env.device)
+    )
     speed = {k: v["rows_per_s"] for k, v in m.items()}
     memory = {k: v["peak_mb"] for k, v in m.items()}
     memory_note = "peak GPU memory growth" if env.cuda else "peak RSS growth"
     flags = f"batch 32, group_by_length, bf16 {'on' if bf16 else 'off'}, " + (
         "tf32, 2 dataloader workers" if env.cuda else "dynamic padding"
     )
+    hfkit_bf16 = ClassifierConfig(**timing_args(env, "hfkit"), **hfkit_args).bf16  # unset in the YAML: auto
     recipe_note = (
         f"hfkit: classify/minilm_sst2.yaml settings (batch {hfkit_keys.get('per_device_train_batch_size')}, "
-        f"{hfkit_keys.get('train_sampling_strategy')}, bf16 {'on' if hfkit_keys.get('bf16') else 'off'})"
+        f"{hfkit_keys.get('train_sampling_strategy')}, bf16 {'on' if hfkit_bf16 else 'off'})"
     )
     name = "finetune: samples/s, "
     rows = [
@@ -712,6 +717,9 @@ def generate_rows(env: Env) -> list[Row]:
             return {"tokens_per_s": sum(map(len, out["hfkit"])) / generations[0].seconds}
 
         m = alternate({"plain": plain, "hfkit": hfkit}, env.settings.rounds, f"generate batch {bs}")
+        if bs == 1:
+            env.profile_run("generate: plain model.generate, batch 1", plain)
+            env.profile_run("generate: hfkit's path, batch 1", hfkit)
         same = out["plain"] == out["hfkit"]
         target = (Target(">=", 10.0) if env.cuda else Target(">=", 1.5)) if bs == 1 else None
         path = "static cache + torch.compile" if env.cuda else "static cache"
@@ -762,6 +770,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="measured rounds per group (default: 5, --quick 2)")
     parser.add_argument("--only", nargs="+", choices=GROUPS, default=list(GROUPS), metavar="GROUP",
                         help=f"row groups to run, of {', '.join(GROUPS)}")  # fmt: skip
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile hfkit's fine-tuning epoch and generation (top operators by self time)")  # fmt: skip
     parser.add_argument("--results", help="Markdown file to append the section to (default: "
                         "benchmarks/RESULTS.md; --quick: none)")  # fmt: skip
     parser.add_argument("--chart", help="PNG bar chart of the ratios (default: benchmarks/run_<device>.png; "
@@ -787,7 +797,7 @@ def main() -> None:
     started = time.perf_counter()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="hfkit_bench_") as work:
-        env = Env(args.device, settings, work)
+        env = Env(args.device, settings, work, profile=args.profile)
         for group in args.only:
             print(f"[{group}]", flush=True)
             t = time.perf_counter()
@@ -800,6 +810,8 @@ def main() -> None:
             gc.collect()
     minutes = (time.perf_counter() - started) / 60
 
+    for text in env.profiles:
+        print(f"\nprofile: {text}")
     print()
     print(text_table(rows))
     print(f"\n{'quick' if args.quick else 'full'} run, {minutes:.1f} min")
@@ -819,6 +831,9 @@ def main() -> None:
         with open(results, "a") as f:
             shown = os.path.relpath(written, HERE.parent) if written else None  # repo-relative in the file
             f.write("\n" + markdown_section(rows, info, command, how, shown))
+            for text in env.profiles:  # where the time goes: the evidence behind a missed target
+                title, table = text.split("\n", 1)
+                f.write(f"\nProfile, {title} (top operators by self time):\n\n```\n{table.rstrip()}\n```\n")
         print(f"appended to {results}")
 
 
