@@ -285,3 +285,27 @@ def test_bf16_defaults_on_where_the_cpu_runs_it_natively(tmp_path, monkeypatch):
     monkeypatch.setattr(base_config, "cpu_flags", lambda: {"amx_bf16"})
     monkeypatch.setenv("HFKIT_AUTO_BF16", "0")
     assert ClassifierConfig(output_dir=out, use_cpu=True).bf16 is False
+
+
+def test_inference_model_drops_the_mixed_precision_wrapper(tmp_path, tiny_bert, tiny_tokenizer):
+    """After bf16 training, accelerate leaves autocast on the model's forward; `inference_model` is the model as
+    loaded from output_dir (float32), which reports time and score."""
+    from transformers import AutoModelForSequenceClassification
+
+    data = toy_dataset(tiny_tokenizer, 16)
+    args = ClassifierConfig(
+        output_dir=str(tmp_path), use_cpu=True, bf16=True, max_steps=1, per_device_train_batch_size=8,
+        report_to="none", save_strategy="no", eval_strategy="no", disable_tqdm=True,
+    )  # fmt: skip
+    trainer = ClassifierTrainer(
+        model=tiny_bert, args=args, train_dataset=data, processing_class=tiny_tokenizer
+    )
+    trainer.train()
+    trainer.save_model()
+    batch = trainer.data_collator([data[i] for i in range(8)])
+    batch = {k: v for k, v in batch.items() if k != "labels"}
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    plain = trainer.inference_model.eval()
+    with torch.no_grad():
+        expected = reloaded(**batch).logits
+        torch.testing.assert_close(plain(**batch).logits, expected)
