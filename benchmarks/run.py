@@ -743,7 +743,8 @@ def machine(device: str) -> str:
     has = lambda *names: "yes" if any(n in flags for n in names) else "no"  # noqa: E731
     parts = [
         f"{name} (avx512_bf16: {has('avx512_bf16')}, amx: {has('amx_bf16', 'amx_tile')}), "
-        f"{os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}",
+        f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores usable "
+        f"(of {os.cpu_count()}), torch threads {torch.get_num_threads()}",
     ]
     if device == "cuda":
         parts.append(f"GPU {torch.cuda.get_device_name()}")

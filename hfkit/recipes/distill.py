@@ -135,23 +135,18 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
     trainer.save_state()
 
     if trainer.is_world_process_zero():
-        # The student's metrics come from the trainer's final evaluation: the validation set is scored once
-        # per model. Both models are then timed together, round-robin.
-        # Every row is measured as loaded from disk (float32): the trainer's own evaluation ran under the
-        # training's autocast when it was on, so then the student is scored again (it is the fast model).
+        # Every model is scored and timed as loaded from disk (float32), all timed together, round-robin. The
+        # student's metrics come from the trainer's final evaluation (the validation set is scored once per
+        # model) unless that ran under the training's autocast: then the student is scored again.
         mixed = config.bf16 or config.fp16
         student_metrics = trainer.report["metrics"] if trainer.report and not mixed else None
-        # An online teacher went through the accelerator too: unwrap it like the student.
-        plain = [
-            (trainer.accelerator.unwrap_model(t, keep_fp32_wrapper=False), tok, path)
-            for t, tok, path in teachers
-        ]
+        plain = [(trainer.unwrapped(t), tok, path) for t, tok, path in teachers]
         models = {"teacher": plain[0]}
         if (
             len(teachers) > 1
         ):  # teacher0, teacher1, ... in the order given, as in the loss_soft_teacher<i> logs
             models = {f"teacher{i}": loaded for i, loaded in enumerate(plain)}
-        models["student"] = (trainer.inference_model, tokenizer, config.output_dir)
+        models["student"] = (trainer.unwrapped(), tokenizer, config.output_dir)
         rows = measure_classifiers(
             models, raw["validation"], text, pair, data_args.max_length, known_metrics={"student": student_metrics},
         )  # fmt: skip

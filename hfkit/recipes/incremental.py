@@ -95,7 +95,7 @@ def incremental_report(
             "before": before,
             "after": after,
             "forgetting": forgetting,
-        },  # fmt: skip
+        },
     )
 
 

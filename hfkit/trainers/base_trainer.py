@@ -149,12 +149,11 @@ class BaseTrainer(AtomicCheckpointMixin, Trainer):
         # wrapped in DDP, since it has no gradients to synchronise. One place decides device and precision.
         return self.accelerator.prepare_model(teacher, evaluation_mode=True)
 
-    @property
-    def inference_model(self) -> nn.Module:
-        """The trained model as a user loads it from output_dir: without the mixed-precision forward wrapper that
-        accelerate puts on it for bf16/fp16 training (which would keep autocast on in later timing or scoring).
-        The wrapper is removed in place: take it after training."""
-        return self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+    def unwrapped(self, model: nn.Module | None = None) -> nn.Module:
+        """`model` (default: the trained one; an online teacher went through the accelerator too) as a user loads
+        it from disk: without the mixed-precision forward wrapper that accelerate puts on it for bf16/fp16
+        training, which would keep autocast on in later timing or scoring. Removed in place: call after training."""
+        return self.accelerator.unwrap_model(self.model if model is None else model, keep_fp32_wrapper=False)
 
     def _parameters_note(self) -> str:
         """Extra words for the start-up parameter-count line (e.g. where the teacher signal comes from)."""

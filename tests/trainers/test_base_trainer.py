@@ -287,8 +287,8 @@ def test_bf16_defaults_on_where_the_cpu_runs_it_natively(tmp_path, monkeypatch):
     assert ClassifierConfig(output_dir=out, use_cpu=True).bf16 is False
 
 
-def test_inference_model_drops_the_mixed_precision_wrapper(tmp_path, tiny_bert, tiny_tokenizer):
-    """After bf16 training, accelerate leaves autocast on the model's forward; `inference_model` is the model as
+def test_unwrapped_drops_the_mixed_precision_wrapper(tmp_path, tiny_bert, tiny_tokenizer):
+    """After bf16 training, accelerate leaves autocast on the model's forward; `unwrapped()` is the model as
     loaded from output_dir (float32), which reports time and score."""
     from transformers import AutoModelForSequenceClassification
 
@@ -305,7 +305,7 @@ def test_inference_model_drops_the_mixed_precision_wrapper(tmp_path, tiny_bert, 
     batch = trainer.data_collator([data[i] for i in range(8)])
     batch = {k: v for k, v in batch.items() if k != "labels"}
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
-    plain = trainer.inference_model.eval()
+    plain = trainer.unwrapped().eval()
     with torch.no_grad():
         expected = reloaded(**batch).logits
         torch.testing.assert_close(plain(**batch).logits, expected)
