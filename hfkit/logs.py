@@ -52,6 +52,7 @@ def setup_logging(args: TrainingArguments) -> None:
         handler.setFormatter(_PhaseFormatter(datefmt="%H:%M:%S"))
         logging.getLogger().addHandler(handler)
     logger.setLevel(logging.INFO if args.should_log else logging.WARNING)
+    _one_handler()
     if verbose_logging(args):
         level = args.get_process_log_level()
         transformers.utils.logging.set_verbosity(level)
@@ -63,6 +64,19 @@ def setup_logging(args: TrainingArguments) -> None:
     datasets.utils.logging.set_verbosity(logging.WARNING)
     transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
+
+
+def _one_handler() -> None:
+    """transformers and datasets log through the root handler above, once, in hfkit's format. Left alone, each
+    library also has its own stderr handler: transformers propagates to the root when `CI` is set, datasets
+    always, so every warning would print twice."""
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()
+    library = logging.getLogger("datasets")
+    for handler in list(library.handlers):
+        if type(handler) is logging.StreamHandler:  # datasets' default handler (stderr)
+            library.removeHandler(handler)
+    library.propagate = True
 
 
 class QuietProgressCallback(ProgressCallback):

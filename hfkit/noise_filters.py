@@ -20,6 +20,9 @@ _NOISE = (
     ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward", False),
     # 8-bit matmuls on float32 inputs: one line per forward pass (hundreds per evaluation); once is enough.
     ("bitsandbytes.autograd._functions", "MatMul8bitLt: inputs will be cast", True),
+    # Checkpoint rotation sorts by mtime; two checkpoints saved within a second make transformers say it falls
+    # back to step order, which is the order hfkit wants anyway (fast machines, small models).
+    ("transformers.trainer_utils", "mtime may not be reliable", False),
 )
 # Parameter names of a freshly initialised task head: MISSING when a classifier starts from a base model.
 _NEW_HEAD = re.compile(r"^(classifier|score|pre_classifier|qa_outputs)\.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import warnings
@@ -124,3 +125,28 @@ def test_quiet_progress_prints_no_dict_per_logging_step(
     captured = capsys.readouterr()
     assert "{'loss'" not in captured.out + captured.err
     assert [h["step"] for h in trainer.state.log_history if "loss" in h] == [1, 2, 3]  # still logged
+
+
+@pytest.mark.parametrize("ci", ["", "1"])
+def test_library_warnings_print_once_in_hfkit_format(ci):
+    """transformers propagates to the root logger when `CI` is set (datasets always) while keeping its own
+    handler: without hfkit's one-handler setup every warning printed twice. The mtime notice of checkpoint
+    rotation is noise (transformers falls back to step order by itself)."""
+    code = (
+        "import logging, transformers\n"
+        "from hfkit.logs import setup_logging\n"
+        "setup_logging(transformers.TrainingArguments(output_dir='unused', report_to='none'))\n"
+        "logging.getLogger('transformers.trainer').warning('the transformers warning')\n"
+        "logging.getLogger('datasets.builder').warning('the datasets warning')\n"
+        "logging.getLogger('transformers.trainer_utils').warning("
+        "'mtime may not be reliable on this filesystem, falling back to numerical ordering')\n"
+        "logging.getLogger('hfkit').info('the phase line')\n"
+    )
+    env = {**os.environ, "CI": ci}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    lines = out.stderr.splitlines()
+    shown = [line for line in lines if "the transformers warning" in line]
+    assert len(shown) == 1 and shown[0].endswith("WARNING transformers.trainer: the transformers warning")
+    assert sum("the datasets warning" in line for line in lines) == 1
+    assert sum("the phase line" in line for line in lines) == 1
+    assert "mtime" not in out.stderr
