@@ -36,7 +36,9 @@ STUDENT = ["--keep_layers", "0", "2", "4"]
 def cells() -> list[Cell]:
     """The study's cells, in the order they are started."""
     mpnet, minilm = "{runs}/teacher_mpnet", "{runs}/teacher_minilm"
-    cache = ["--teacher_logits_cache", "{runs}/teacher_cache", "--teacher_logits_dtype", "float32"]
+    # The teacher pass in the training precision ('auto': bf16 where native, float32 elsewhere), shared by every
+    # cell through the cache (its key includes the dtype).
+    cache = ["--teacher_logits_cache", "{runs}/teacher_cache", "--teacher_logits_dtype", "auto"]
     return [
         Cell("teacher_mpnet", "teacher: MPNet-base fine-tuned, 1 epoch", "classify",
              "classify/mpnet_sst2.yaml", ["--num_train_epochs", "1"], seeded=False),
