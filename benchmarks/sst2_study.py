@@ -64,6 +64,14 @@ def cells() -> list[Cell]:
              "distill", "distill/mpnet_to_minilm_l3_sst2.yaml",
              ["--teacher_name_or_path", mpnet, "--augment_copies", "3", "--num_train_epochs", "1", *cache],
              needs="teacher_mpnet"),
+        # Two-stage (teacher assistant, Mirzadeh et al. 2020): MPNet -> MiniLM-L6 (6 layers) -> the 3-layer student.
+        Cell("ta_minilm", "assistant: MiniLM-L6 distilled from MPNet, gold + 1 augmented copy, 1 epoch", "distill",
+             "distill/mpnet_to_minilm_sst2.yaml",
+             ["--teacher_name_or_path", mpnet, "--augment_copies", "1", "--num_train_epochs", "1", *cache],
+             needs="teacher_mpnet", seeded=False),
+        Cell("kd_ta_aug", "3-layer student, KD from the assistant (MPNet -> MiniLM-L6), gold + 1 augmented copy, "
+             "1 epoch", "distill", "distill/minilm_l3_sst2.yaml",
+             ["--teacher_name_or_path", "{runs}/ta_minilm", "--num_train_epochs", "1", *cache], needs="ta_minilm"),
         Cell("kd_pair_mean_aug", "3-layer student, KD from MiniLM-L6 + MPNet (mean of their probabilities), "
              "gold + 1 augmented copy, 1 epoch", "distill", "distill/minilm_mpnet_to_minilm_l3_sst2.yaml",
              ["--teachers", minilm, mpnet, "--teacher_combination", "mean", "--num_train_epochs", "1", *cache],
@@ -142,7 +150,7 @@ def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     teacher_acc = {
-        name: 100 * float((p == g).mean()) for name, runs_ in results.items() if name.startswith("teacher")
+        name: 100 * float((p == g).mean()) for name, runs_ in results.items() if name.startswith(("teacher", "ta_"))
         for (p, g) in runs_.values()
     }  # fmt: skip
     for cell in chosen:
@@ -158,7 +166,7 @@ def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
             versus, p_text = pooled_mcnemar(got, results[baseline])
             versus += "" if baseline == "ce" else f" vs `{baseline}`"
         teacher = {"kd_mpnet_aug": "teacher_mpnet", "kd_mpnet_gold": "teacher_mpnet", "kd_mpnet_aug3": "teacher_mpnet",
-                   "kd_minilm_aug": "teacher_minilm"}.get(cell.name)  # fmt: skip
+                   "kd_minilm_aug": "teacher_minilm", "kd_ta_aug": "ta_minilm"}.get(cell.name)  # fmt: skip
         if teacher in teacher_acc:
             of_teacher = f"{100 * mean / teacher_acc[teacher]:.1f}%"
         per_seed = ", ".join(f"{a:.1f}" for a in values)

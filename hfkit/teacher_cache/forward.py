@@ -44,7 +44,9 @@ def forward_batches(
     precision = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     try:
         with torch.inference_mode(), precision:
-            for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch"):
+            # disable=None: a bar on a terminal, none in a log file (a redirected run is not filled with redraws).
+            steps = range(0, len(dataset), batch_size)
+            for start in tqdm(steps, desc=desc, unit="batch", disable=None):
                 idx = order[start : start + batch_size]
                 rows = view[idx.tolist()]
                 batch = collate([{c: rows[c][i] for c in columns} for i in range(len(idx))])
