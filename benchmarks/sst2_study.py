@@ -149,9 +149,10 @@ def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
         "| cell | what | seeds | accuracy per seed | mean | std | vs CE, equal steps (pooled) | p (McNemar) | of teacher |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    # Teachers (and the assistant) are the unseeded cells; a student's teacher is the one cell it needs.
     teacher_acc = {
-        name: 100 * float((p == g).mean()) for name, runs_ in results.items() if name.startswith(("teacher", "ta_"))
-        for (p, g) in runs_.values()
+        cell.name: 100 * float((p == g).mean()) for cell in chosen if not cell.seeded and cell.name in results
+        for (p, g) in results[cell.name].values()
     }  # fmt: skip
     for cell in chosen:
         if cell.name not in results:
@@ -165,8 +166,7 @@ def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
         if cell.seeded and cell.name not in CE_CELLS and baseline in results:
             versus, p_text = pooled_mcnemar(got, results[baseline])
             versus += "" if baseline == "ce" else f" vs `{baseline}`"
-        teacher = {"kd_mpnet_aug": "teacher_mpnet", "kd_mpnet_gold": "teacher_mpnet", "kd_mpnet_aug3": "teacher_mpnet",
-                   "kd_minilm_aug": "teacher_minilm", "kd_ta_aug": "ta_minilm"}.get(cell.name)  # fmt: skip
+        teacher = cell.needs if cell.seeded and isinstance(cell.needs, str) else None  # a pair: no single one
         if teacher in teacher_acc:
             of_teacher = f"{100 * mean / teacher_acc[teacher]:.1f}%"
         per_seed = ", ".join(f"{a:.1f}" for a in values)
