@@ -9,7 +9,9 @@ Chains that share a prefix share its work: ``prune>recover`` runs once for both
 ``prune>recover>int8`` and ``prune>recover>lowrank``. Every stage is saved in its own folder under
 the output directory (safetensors), reloaded the way a user would reload it, and measured: parameters,
 size on disk, memory, CPU latency per batch, accuracy and F1 on the validation split. A stage after
-``trim_vocab`` works with (and saves) the trimmed tokenizer, so every stage uses its parent folder's tokenizer.
+``trim_vocab`` works with (and saves) the trimmed tokenizer, so every stage uses its parent folder's tokenizer;
+``trim_vocab:trim_min_frequency=8>recover`` retrains the trimmed model on the data re-tokenized with it (words
+whose tokens were dropped are split into kept pieces, and recovery teaches the model those splits).
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ from .trim_vocab import TrimVocabArguments, oov_rates, trim_vocabulary
 
 logger = logging.getLogger(__name__)
 
-# Stage name -> its position in a chain: stages run in this order, quantization last. trim_vocab comes after
-# any training (recover would need the data re-tokenized with the trimmed tokenizer).
+# Stage name -> its position in a chain: stages run in this order, quantization last. recover may also follow
+# lowrank or trim_vocab (after trim_vocab it trains on the data re-tokenized with the trimmed tokenizer).
 STAGE_ORDER = {"prune": 0, "recover": 1, "lowrank": 2, "trim_vocab": 3, "int8": 4, "nf4": 4, "cpu_int8": 4}
 _QUANT_STAGES = {"int8": 8, "nf4": 4}  # bitsandbytes bits
 _FINAL_STAGES = {*_QUANT_STAGES, "cpu_int8"}  # nothing is trained, pruned or factorized after these
@@ -142,14 +144,8 @@ def parse_chain(spec: str) -> list[Stage]:
         if STAGE_ORDER[after.name] < STAGE_ORDER[before.name] and after.name != "recover":
             raise ValueError(
                 f"chain {spec!r}: {after.name} cannot follow {before.name}; the order is prune > recover > "
-                "lowrank > trim_vocab > int8/nf4/cpu_int8 (recover may also follow lowrank)."
+                "lowrank > trim_vocab > int8/nf4/cpu_int8 (recover may also follow lowrank or trim_vocab)."
             )
-    names = [s.name for s in stages]
-    if "trim_vocab" in names and "recover" in names[names.index("trim_vocab") :]:
-        raise ValueError(
-            f"chain {spec!r}: recover cannot follow trim_vocab (the training data is tokenized with the full "
-            "vocabulary); trim after training, e.g. 'prune>recover>trim_vocab>int8'."
-        )
     return stages
 
 
@@ -266,7 +262,9 @@ def time_all(
         r.latency_ms = ms[r.name]
 
 
-RecoverFn = Callable[[PreTrainedModel, str], PreTrainedModel]
+# (model, output folder, the model's tokenizer) -> the recovered model. The tokenizer is the trimmed one after
+# a trim_vocab stage: the training data must be tokenized with it.
+RecoverFn = Callable[[PreTrainedModel, str, Any], PreTrainedModel]
 # split name ('train' or 'validation') -> the texts of that split, for vocabulary trimming.
 CorpusFn = Callable[[str], list[str]]
 
@@ -373,7 +371,7 @@ def run_chains(
                         )
                     masks = sparsity_masks(model)
                     hold_masks(model, masks)
-                    model = recover(model, folder)
+                    model = recover(model, folder, tokenizer)
                     release_masks(model, masks)
                     model.save_pretrained(folder)  # over the trainer's save: plain weights, masks applied
                 tokenizer.save_pretrained(folder)

@@ -8,6 +8,8 @@ prune > recover > lowrank > trim_vocab > int8/nf4/cpu_int8 (shared prefixes run 
 """
 
 import copy
+import hashlib
+import json
 import os
 
 import torch
@@ -50,6 +52,12 @@ ARG_TYPES = (
     CpuInt8Arguments,
     DistillConfig,
 )
+
+
+def _vocab_key(tokenizer) -> str:
+    """A fingerprint of a tokenizer's vocabulary: equal for the student's and a stage that kept its tokens."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     needs_calibration = prune_args.importance == "taylor" or any(
         s.overrides.get("importance") == "taylor" for c in args.chains for s in parse_chain(c)
     )
-    train = validation = None
+    train = validation = logits = None
     if needs_training or needs_calibration:
         train = tokenize_dataset(raw["train"], tokenizer, text, pair, max_length)
         validation = tokenize_dataset(raw["validation"], tokenizer, text, pair, max_length)
@@ -117,18 +125,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
             config.teacher_autocast_dtype(),
         )  # fmt: skip
         train = add_teacher_logits(train, logits)
+    # The data tokenized per vocabulary: a stage after trim_vocab trains on text split with the kept tokens.
+    tokenized = {_vocab_key(tokenizer): (train, validation)} if train is not None else {}
 
-    def recover(model, folder):
+    def recover(model, folder, stage_tokenizer):
         """Fine-tune (or distil back) a compressed model with the shared training arguments."""
+        key = _vocab_key(stage_tokenizer)
+        if key not in tokenized:
+            stage_train = tokenize_dataset(raw["train"], stage_tokenizer, text, pair, max_length)
+            if logits is not None:  # the teacher's logits belong to the rows, whatever the student's tokens
+                stage_train = add_teacher_logits(stage_train, logits)
+            tokenized[key] = (
+                stage_train,
+                tokenize_dataset(raw["validation"], stage_tokenizer, text, pair, max_length),
+            )
+        stage_train, stage_validation = tokenized[key]
         stage_config = copy.copy(config)
         stage_config.output_dir = folder
-        trainer_class = DistillTrainer if "teacher_logits" in train.column_names else ClassifierTrainer
+        trainer_class = DistillTrainer if "teacher_logits" in stage_train.column_names else ClassifierTrainer
         trainer = trainer_class(
             model=model,
             args=stage_config,
-            train_dataset=train,
-            eval_dataset=validation,
-            processing_class=tokenizer,
+            train_dataset=stage_train,
+            eval_dataset=stage_validation,
+            processing_class=stage_tokenizer,
         )
         trainer.train()
         return trainer.model

@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 
+import torch
 from safetensors import safe_open
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfkit.compress.lowrank import load_lowrank
 from hfkit.compress.quantize import load_quantized
@@ -29,7 +30,7 @@ def test_compress_recipe_runs_chains_and_writes_report(tmp_path, tiny_tokenizer)
         "--validation_split", "0.2", "--output_dir", str(out),
         "--chains", "int8", "prune:method=magnitude,sparsity=0.5>recover",
         "prune:method=magnitude,sparsity=0.5>recover>lowrank:rank=4", "lowrank:rank=4>nf4",
-        "trim_vocab:trim_corpus=train>int8",
+        "trim_vocab:trim_corpus=train>int8", "trim_vocab:trim_corpus=train,trim_min_frequency=40>recover",
         "--max_steps", "3", "--per_device_train_batch_size", "16", "--learning_rate", "1e-3",
         "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true",
         "--latency_repeats", "2", "--latency_batch_size", "4",
@@ -45,6 +46,7 @@ def test_compress_recipe_runs_chains_and_writes_report(tmp_path, tiny_tokenizer)
     assert names == [
         "teacher", "student", "int8", pruned, f"{pruned}-recover", f"{pruned}-recover-lowrank_rank=4",
         "lowrank_rank=4", "lowrank_rank=4-nf4", "trim_vocab_trim_corpus=train", "trim_vocab_trim_corpus=train-int8",
+        "trim_vocab_trim_corpus=train_trim_min_frequency=40", "trim_vocab_trim_corpus=train_trim_min_frequency=40-recover",
     ]  # fmt: skip
     assert report["validation_examples"] == 40
     for row in report["models"]:
@@ -73,6 +75,24 @@ def test_compress_recipe_runs_chains_and_writes_report(tmp_path, tiny_tokenizer)
     # The toy text uses every word of the 47-token vocabulary: trimming keeps all of it, and says so.
     trimmed = next(r for r in report["models"] if r["chain"] == "trim_vocab:trim_corpus=train")
     assert trimmed["extra"]["vocab_size"] == 47 and trimmed["extra"]["oov_tokens"] == 0
+
+    # Recovery after a lossy trim trains the trimmed model on text re-tokenized with the trimmed tokenizer (the
+    # full vocabulary's ids would index past its embedding table) and keeps the trimmed vocabulary.
+    lossy = next(
+        r for r in report["models"] if r["chain"] == "trim_vocab:trim_corpus=train,trim_min_frequency=40"
+    )
+    assert 0 < lossy["extra"]["vocab_size"] < 47 and lossy["extra"]["oov_tokens"] > 0
+    lossy_recovered = next(
+        r for r in report["models"] if r["chain"].endswith("trim_min_frequency=40>recover")
+    )
+    before = AutoModelForSequenceClassification.from_pretrained(lossy["folder"])
+    after = AutoModelForSequenceClassification.from_pretrained(lossy_recovered["folder"])
+    assert after.config.vocab_size == before.config.vocab_size == lossy["extra"]["vocab_size"]
+    assert len(AutoTokenizer.from_pretrained(lossy_recovered["folder"])) == lossy["extra"]["vocab_size"]
+    assert not torch.equal(
+        before.bert.embeddings.word_embeddings.weight, after.bert.embeddings.word_embeddings.weight
+    )  # trained
+    assert lossy_recovered["parameters"] == lossy["parameters"] < student_row["parameters"]
 
     assert (out / "compression_report.md").read_text().count("|") > 10
     assert (out / "compression_report.png").read_bytes()[:4] == b"\x89PNG"
