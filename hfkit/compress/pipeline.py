@@ -272,7 +272,9 @@ CorpusFn = Callable[[str], list[str]]
 def _trim(model: PreTrainedModel, tokenizer, args: TrimVocabArguments, corpus: CorpusFn):
     """Trim the vocabulary to the configured corpus; extra report fields say how often validation falls back."""
     texts = [t for split in args.trim_corpus.split("+") for t in corpus(split)]
-    model, trimmed, result = trim_vocabulary(model, tokenizer, texts, args.trim_min_frequency)
+    model, trimmed, result = trim_vocabulary(
+        model, tokenizer, texts, args.trim_min_frequency, args.trim_keep_characters
+    )
     # Measured with the parent's tokenizer: which validation tokens the kept vocabulary does not hold.
     extra = {"vocab_size": result.vocab_size, "original_vocab_size": result.original_vocab_size}
     extra.update(oov_rates(tokenizer, result.kept_ids, corpus("validation")))

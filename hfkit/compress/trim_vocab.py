@@ -12,7 +12,11 @@ and the split (hence the ids, renumbered) is unchanged.
 
 Fallback for text outside the kept set: a word whose original pieces are not all kept is split again with
 the kept pieces (WordPiece's usual rule); when no split exists the whole word becomes [UNK], as for any word
-a WordPiece vocabulary cannot spell. `oov_rates` measures how often a text set hits this (rows and tokens).
+a WordPiece vocabulary cannot spell. With `keep_characters` (the default) every character of the corpus is
+kept as a word-initial and a continuation piece ("q" and "##q"), so any word made of the corpus's characters
+can still be spelled, down to single characters, instead of becoming [UNK]: this matters when
+`min_frequency` drops rare tokens, and a `recover` stage then teaches the model the new splits.
+`oov_rates` measures how often a text set hits the fallback (rows and tokens).
 
 Supported: fast tokenizers with a WordPiece model (BERT, MiniLM, MPNet, DistilBERT, ELECTRA ...). BPE and
 Unigram (SentencePiece) vocabularies are not trimmed: their merges/pieces need a closure over intermediate
@@ -42,6 +46,7 @@ __all__ = [
     "TrimResult",
     "corpus_token_counts",
     "kept_token_ids",
+    "character_token_ids",
     "oov_rates",
     "trim_tokenizer_json",
     "trim_vocabulary",
@@ -76,6 +81,13 @@ class TrimVocabArguments:
     trim_min_frequency: int = field(
         default=1,
         metadata={"help": "Keep a token only if the corpus produces it at least this many times."},
+    )
+    trim_keep_characters: bool = field(
+        default=True,
+        metadata={
+            "help": "Also keep every character of the corpus as a piece ('q' and '##q'), so a word whose "
+            "tokens were dropped is spelled with smaller kept pieces instead of becoming [UNK]."
+        },
     )
 
     def __post_init__(self):
@@ -138,15 +150,36 @@ def corpus_token_counts(tokenizer, texts: Iterable[str], batch_size: int = 1000)
     return counts
 
 
-def kept_token_ids(tokenizer, texts: Iterable[str], min_frequency: int = 1) -> list[int]:
-    """Sorted ids to keep: every id the texts produce (at least min_frequency times) plus all added/special ids."""
+def kept_token_ids(
+    tokenizer, texts: Iterable[str], min_frequency: int = 1, keep_characters: bool = False
+) -> list[int]:
+    """Sorted ids to keep: every id the texts produce (at least min_frequency times) plus all added/special ids.
+
+    With keep_characters, also the single-character pieces of every character in the (normalized) texts.
+    """
+    texts = list(texts)
     counts = corpus_token_counts(tokenizer, texts)
     if not counts:
         raise UserInputError("the corpus for vocabulary trimming is empty: give training text.")
     keep = {i for i, n in counts.items() if n >= min_frequency}
     keep |= set(tokenizer.all_special_ids)
     keep |= set(tokenizer.added_tokens_decoder)  # added tokens are matched before the model: keep them all
+    if keep_characters:
+        keep |= character_token_ids(tokenizer, texts)
     return sorted(keep)
+
+
+def character_token_ids(tokenizer, texts: Iterable[str]) -> set[int]:
+    """Ids of the one-character pieces ('q', '##q') for every character the texts hold after normalization."""
+    state = _backend_json(tokenizer)
+    prefix = state["model"].get("continuing_subword_prefix") or "##"
+    normalizer = tokenizer.backend_tokenizer.normalizer
+    characters: set[str] = set()
+    for text in texts:
+        characters.update(normalizer.normalize_str(text) if normalizer is not None else text)
+    vocab = tokenizer.get_vocab()
+    pieces = (piece for c in characters if not c.isspace() for piece in (c, prefix + c))
+    return {vocab[piece] for piece in pieces if piece in vocab}
 
 
 def trim_tokenizer_json(state: dict, result: TrimResult) -> dict:
@@ -183,13 +216,20 @@ def _slice_embedding(old: nn.Embedding, ids: torch.Tensor, padding_idx: int | No
     return new
 
 
-def trim_vocabulary(model: PreTrainedModel, tokenizer, texts: Iterable[str], min_frequency: int = 1):
+def trim_vocabulary(
+    model: PreTrainedModel,
+    tokenizer,
+    texts: Iterable[str],
+    min_frequency: int = 1,
+    keep_characters: bool = True,
+):
     """Trim `model` (in place) and `tokenizer` to the ids `texts` produce; return (model, tokenizer, TrimResult).
 
     The returned tokenizer is a new fast tokenizer of the same class built from the rewritten tokenizer.json.
+    `keep_characters` also keeps the corpus's one-character pieces (the fallback for dropped tokens).
     """
     state = _backend_json(tokenizer)
-    kept = kept_token_ids(tokenizer, texts, min_frequency)
+    kept = kept_token_ids(tokenizer, texts, min_frequency, keep_characters)
     embeddings = model.get_input_embeddings()
     if embeddings.num_embeddings < len(tokenizer):
         raise UserInputError(

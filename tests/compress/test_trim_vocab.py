@@ -52,7 +52,7 @@ def test_trimmed_classifier_gives_the_same_logits_on_covered_text_and_reloads(be
     before = _logits(model, bert_tokenizer, COVERED)
     model, tokenizer, result = trim_vocabulary(model, bert_tokenizer, CORPUS)
 
-    assert result.original_vocab_size == 30522 and 30 < result.vocab_size < 80
+    assert result.original_vocab_size == 30522 and 30 < result.vocab_size < 120  # words + their characters
     assert model.get_input_embeddings().num_embeddings == result.vocab_size == model.config.vocab_size
     assert len(tokenizer) == result.vocab_size
     assert tokenizer.pad_token_id == model.config.pad_token_id == 0  # [PAD] was id 0 and stays first
@@ -83,6 +83,27 @@ def test_words_outside_the_kept_set_fall_back_to_unk_and_are_counted(bert_tokeni
     assert rates["oov_rows"] == 2 and rates["oov_row_fraction"] == pytest.approx(2 / 3)
     assert rates["oov_tokens"] == 3 and rates["oov_token_fraction"] == pytest.approx(3 / 7)
     assert oov_rates(bert_tokenizer, result.kept_ids, COVERED)["oov_rows"] == 0
+
+
+@pytest.mark.parametrize("keep_characters", [True, False])
+def test_dropped_words_are_spelled_with_kept_character_pieces(bert_tokenizer, keep_characters):
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_bert_config(bert_tokenizer, layers=1)).eval()
+    corpus = CORPUS + ["the plot is thin", "the jokes fall flat"]  # only these words are seen twice
+    _, tokenizer, result = trim_vocabulary(
+        model, bert_tokenizer, corpus, min_frequency=2, keep_characters=keep_characters
+    )
+    tokens = tokenizer.tokenize("a gripping plot")
+    if keep_characters:
+        # 'gripping' (seen once) is dropped, but its characters are kept: it is spelled, not [UNK].
+        assert "[UNK]" not in tokens and "gripping" not in tokens
+        assert "".join(t.removeprefix("##") for t in tokens[1:-1]) == "gripping" and tokens[-1] == "plot"
+        assert {"g", "##g", "##r"} <= set(tokenizer.get_vocab())
+    else:
+        assert tokens == ["[UNK]", "[UNK]", "plot"]
+    # Tokens of a character the corpus never holds stay unknown either way ('z').
+    assert tokenizer.tokenize("zzz") == ["[UNK]"]
+    assert result.vocab_size < 120
 
 
 def test_min_frequency_and_special_tokens_are_kept(tiny_tokenizer):
