@@ -37,6 +37,15 @@ class IncrementalArguments:
         metadata={"help": "Or mix this fraction of old_train_file (in [0, 1]) into the new data; 0: none."},
     )
     replay_seed: int = field(default=0, metadata={"help": "Seed of the replay sample."})
+    replay_selection: str = field(
+        default="random",
+        metadata={
+            "help": "Which old rows fill each class's replay quota: 'random' (seeded) or 'low_margin' (the rows "
+            "with the smallest margin between their class's logit and the best other class's under the grown "
+            "model, imprinted new rows included: the rows the update most easily flips).",
+            "choices": ["random", "low_margin"],
+        },
+    )
     new_class_init: str = field(
         default="random",
         metadata={
@@ -48,6 +57,10 @@ class IncrementalArguments:
     )
 
     def __post_init__(self):
+        if self.replay_selection not in ("random", "low_margin"):
+            raise UserInputError(
+                f"replay_selection must be 'random' or 'low_margin', got {self.replay_selection!r}."
+            )
         if self.new_class_init not in ("random", "imprint"):
             raise UserInputError(
                 f"new_class_init must be 'random' or 'imprint', got {self.new_class_init!r}."
@@ -133,13 +146,19 @@ def encode_labels(ds: Dataset, label_column: str, names: list[str], what: str) -
     return ds.rename_column("__hfkit_labels", "labels").cast_column("labels", ClassLabel(names=names))
 
 
-def replay_sample(dataset: Dataset, n: int, seed: int) -> Dataset:
-    """A seeded sample of `n` rows, stratified over `labels` (each class in proportion, largest remainders)."""
+def replay_sample(dataset: Dataset, n: int, seed: int, scores: np.ndarray | None = None) -> Dataset:
+    """A seeded sample of `n` rows, stratified over `labels` (each class in proportion, largest remainders).
+
+    With `scores` (one per row), each class's quota is filled with its highest-scoring rows instead of random
+    ones (ties in seeded random order), e.g. `low_margin_scores` for the rows an update most easily flips.
+    """
     if n <= 0 or len(dataset) == 0:
         return dataset.select([])
     if n >= len(dataset):
         return dataset
     labels = np.asarray(dataset["labels"])
+    if scores is not None and len(scores) != len(labels):
+        raise ValueError(f"replay_sample: {len(scores)} scores for {len(labels)} rows.")
     classes, counts = np.unique(labels, return_counts=True)
     exact = counts * n / len(labels)
     quota = np.floor(exact).astype(int)
@@ -147,5 +166,25 @@ def replay_sample(dataset: Dataset, n: int, seed: int) -> Dataset:
     for i in np.argsort(-(exact - quota), kind="stable")[: n - quota.sum()]:
         quota[i] += 1
     rng = np.random.default_rng(seed)
-    keep = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota)]
+    if scores is None:
+        keep = [
+            rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in zip(classes, quota)
+        ]
+    else:
+        order = rng.permutation(len(labels))  # seeded tie-break
+        ranked = order[np.argsort(-np.asarray(scores, dtype=float)[order], kind="stable")]
+        keep = [ranked[labels[ranked] == c][:q] for c, q in zip(classes, quota)]
     return dataset.select(sorted(np.concatenate(keep).tolist()))
+
+
+def low_margin_scores(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per row: the best other class's logit minus the gold class's (higher = closer to being called another
+    class). Computed with the grown model (imprinted new rows included), it ranks old rows by how easily the
+    update flips them: the replay rows worth keeping when the budget is small."""
+    logits = np.asarray(logits, dtype=float)
+    labels = np.asarray(labels)
+    rows = np.arange(len(labels))
+    gold = logits[rows, labels]
+    others = logits.copy()
+    others[rows, labels] = -np.inf
+    return others.max(axis=1) - gold

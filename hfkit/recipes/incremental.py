@@ -18,6 +18,7 @@ from hfkit.data import DataArguments, load_data_file, tokenize_dataset
 from hfkit.data.incremental import (
     IncrementalArguments,
     encode_labels,
+    low_margin_scores,
     replay_sample,
     resolve_new_labels,
 )
@@ -129,15 +130,6 @@ def main(argv: list[str] | None = None):
         labels,
         "validation_file",
     )
-    replay = None
-    if inc_args.uses_replay:
-        old = encode_labels(load_data_file(inc_args.old_train_file, "old_train_file"), data_args.label_column,
-                            old_labels, "old_train_file")  # fmt: skip
-        n = inc_args.replay_examples or round(inc_args.replay_fraction * len(old))
-        # Old class i keeps id i in the grown label set, so only the feature's name list widens.
-        replay = replay_sample(old, n, inc_args.replay_seed).cast_column("labels", train.features["labels"])
-        keep = [data_args.text_column, "labels"]
-        train = concatenate_datasets([train.select_columns(keep), replay.select_columns(keep)])
     keep = [data_args.text_column, "labels"]
     train = tokenize_dataset(
         train.select_columns(keep), tokenizer, data_args.text_column, None, data_args.max_length
@@ -155,6 +147,22 @@ def main(argv: list[str] | None = None):
     model = grow_classifier_head(copy.deepcopy(previous), new_labels, seed=config.seed)
     if new_labels and inc_args.new_class_init == "imprint":
         imprint_new_classes(model, train, len(old_labels), tokenizer, config.per_device_eval_batch_size)
+    replay = None
+    if inc_args.uses_replay:
+        old = encode_labels(load_data_file(inc_args.old_train_file, "old_train_file"), data_args.label_column,
+                            old_labels, "old_train_file")  # fmt: skip
+        n = inc_args.replay_examples or round(inc_args.replay_fraction * len(old))
+        # Old class i keeps id i in the grown label set, so only the feature's name list widens.
+        old = tokenize_dataset(
+            old.select_columns(keep).cast_column("labels", train.features["labels"]),
+            tokenizer, data_args.text_column, None, data_args.max_length,
+        )  # fmt: skip
+        scores = None
+        if inc_args.replay_selection == "low_margin":  # scored by the grown model, new rows included
+            logits = predict_logits(model, tokenizer, old, config.per_device_eval_batch_size)
+            scores = low_margin_scores(logits, np.asarray(old["labels"]))
+        replay = replay_sample(old, n, inc_args.replay_seed, scores)
+        train = concatenate_datasets([train, replay])
     if config.hidden_loss_weight > 0 or config.attention_loss_weight > 0:
         # Feature distillation needs the previous model's hidden states: it runs online, no logit cache.
         trainer = IncrementalTrainer(

@@ -153,7 +153,9 @@ def test_trim_vocab_stage_then_int8_uses_the_trimmed_tokenizer(tmp_path, corpus,
         root_parameters=count_parameters(student)[0], trim_args=TrimVocabArguments(trim_corpus=corpus),
         corpus={"train": TRAIN, "validation": VALIDATION}.get,
     )  # fmt: skip
-    assert trim.extra["original_vocab_size"] == 30522 and trim.extra["vocab"] == trim.extra["vocab_size"] < 100
+    assert (
+        trim.extra["original_vocab_size"] == 30522 and trim.extra["vocab"] == trim.extra["vocab_size"] < 100
+    )
     assert trim.parameters < count_parameters(student)[0] - 29_000 * 64  # the embedding rows are gone
     assert trim.extra["oov_rows"] == oov_rows and trim.extra["oov_row_fraction"] == oov_rows / 2
     torch.testing.assert_close(trim.extra["logits"], before, rtol=0, atol=0)  # covered text: same logits

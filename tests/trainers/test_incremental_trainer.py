@@ -12,8 +12,16 @@ import torch
 from datasets import ClassLabel, Dataset
 from transformers import AutoModelForSequenceClassification, BertForSequenceClassification
 
-from hfkit.data.incremental import IncrementalArguments, encode_labels, replay_sample, resolve_new_labels
+from hfkit.data import tokenize_dataset
+from hfkit.data.incremental import (
+    IncrementalArguments,
+    encode_labels,
+    low_margin_scores,
+    replay_sample,
+    resolve_new_labels,
+)
 from hfkit.errors import UserInputError
+from hfkit.reports import predict_logits
 from hfkit.trainers.incremental_config import IncrementalConfig
 from hfkit.trainers.incremental_trainer import (
     IncrementalTrainer,
@@ -157,6 +165,29 @@ def test_replay_sample_is_seeded_and_stratified():
     assert len(replay_sample(ds, 5000, seed=0)) == 1000
 
 
+def test_low_margin_replay_fills_each_class_quota_with_its_most_flippable_rows():
+    logits = np.array([[3.0, 0.0, 1.0], [0.5, 0.0, 1.0], [2.0, 1.9, 0.0], [0.0, 4.0, 0.0], [1.0, 0.0, 3.0]])
+    labels = np.array([0, 0, 0, 1, 1])
+    # best other class minus the gold class: a positive score is a row already called another class
+    np.testing.assert_allclose(low_margin_scores(logits, labels), [-2.0, 0.5, -0.1, -4.0, 3.0])
+    ds = Dataset.from_dict({"i": list(range(8)), "labels": [0, 0, 0, 0, 1, 1, 1, 1]})
+    scores = np.array([0.1, 0.9, 0.5, 0.2, -1.0, 3.0, 2.0, 0.0])
+    picked = replay_sample(ds, 4, seed=0, scores=scores)
+    assert picked["i"] == [1, 2, 5, 6]  # the top two of each class, stratified as random sampling is
+    assert replay_sample(ds, 4, seed=3, scores=scores)["i"] == [
+        1,
+        2,
+        5,
+        6,
+    ]  # no tie: the seed does not matter
+    ties = replay_sample(ds, 2, seed=0, scores=np.zeros(8))["i"]
+    assert ties == replay_sample(ds, 2, seed=0, scores=np.zeros(8))["i"] and len(ties) == 2  # seeded ties
+    with pytest.raises(ValueError, match="3 scores for 8 rows"):
+        replay_sample(ds, 2, seed=0, scores=np.zeros(3))
+    with pytest.raises(UserInputError, match="replay_selection must be"):
+        IncrementalArguments(previous_model="m", replay_selection="herding")
+
+
 def test_labels_map_onto_old_then_new_classes():
     ds = Dataset.from_dict({"text": ["a", "b", "c"], "label": ["good ", "meh", "bad"]})
     assert resolve_new_labels(ds["label"], ["bad", "good"], None) == ["meh"]
@@ -230,6 +261,52 @@ def test_recipe_adds_a_class_and_reports_before_and_after(tiny_tokenizer, tmp_pa
     reloaded = AutoModelForSequenceClassification.from_pretrained(previous)
     assert reloaded.config.num_labels == 2
     assert torch.equal(reloaded.classifier.weight, copy.deepcopy(model.classifier.weight))
+
+
+def test_recipe_low_margin_replay_takes_the_rows_the_grown_model_scores_closest_to_another_class(
+    tiny_tokenizer, tmp_path, monkeypatch
+):
+    previous = tmp_path / "previous"
+    model = _tiny(tiny_tokenizer)
+    model.save_pretrained(previous)
+    tiny_tokenizer.save_pretrained(previous)
+    old_train, new_train, validation = tmp_path / "old.csv", tmp_path / "new.csv", tmp_path / "val.csv"
+    _write_three_class_csv(old_train, 200, 1, classes=("bad", "good"))
+    _write_three_class_csv(new_train, 120, 2, classes=("meh",))
+    _write_three_class_csv(validation, 90, 3)
+    monkeypatch.chdir(REPO)
+    trainer = load_recipe("incremental").main(
+        ["--previous_model", str(previous), "--train_file", str(new_train), "--validation_file", str(validation),
+         "--old_train_file", str(old_train), "--replay_examples", "20", "--replay_selection", "low_margin",
+         "--new_class_init", "imprint", "--output_dir", str(tmp_path / "run"), "--use_cpu", "true",
+         "--max_steps", "2", "--per_device_train_batch_size", "16", "--eval_strategy", "no",
+         "--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none", "--seed", "5",
+         "--teacher_logits_cache", str(tmp_path / "cache")]
+    )  # fmt: skip
+    replayed = trainer.train_dataset.select(range(120, 140))  # the new rows, then the replayed ones
+
+    # The same selection by hand: the grown, imprinted head scores every old row; each class keeps its top rows.
+    new_rows = trainer.train_dataset.select(range(120))
+    grown = grow_classifier_head(copy.deepcopy(model), ["meh"], seed=5)
+    imprint_new_classes(grown, new_rows, 2, tiny_tokenizer)
+    old = encode_labels(Dataset.from_csv(str(old_train)), "label", ["bad", "good", "meh"], "old")
+    old = tokenize_dataset(old.select_columns(["text", "labels"]), tiny_tokenizer, "text", None, None)
+    scores = low_margin_scores(predict_logits(grown, tiny_tokenizer, old, 64), np.asarray(old["labels"]))
+    expected = replay_sample(old, 20, 0, scores)
+    assert replayed["input_ids"] == expected["input_ids"]
+    assert sorted(expected["input_ids"]) != sorted(
+        replay_sample(old, 20, 0)["input_ids"]
+    )  # not the random pick
+    labels = np.asarray(old["labels"])
+    for c in (0, 1):  # every replayed row of a class scores at least as high as every row left out
+        chosen = set(
+            map(tuple, np.asarray(expected["input_ids"], dtype=object)[np.asarray(expected["labels"]) == c])
+        )
+        kept = [s for s, ids in zip(scores, old["input_ids"]) if tuple(ids) in chosen]
+        left = [
+            s for s, ids, y in zip(scores, old["input_ids"], labels) if y == c and tuple(ids) not in chosen
+        ]
+        assert min(kept) >= max(left) - 1e-6
 
 
 def _row_norms(model) -> torch.Tensor:
