@@ -129,6 +129,9 @@ def cells(scenario: str) -> list[Cell]:
              [*plain, "--alpha", "0", *replay], "base"),
         Cell("lwf_replay", "LwF + replay of 10%", "incremental", update, [*plain, "--alpha", "0.5", *replay], "base"),
         Cell("recipe", f"the shipped recipe ({update}): {RECIPE_EXTRAS[scenario]}", "incremental", update, prev, "base"),
+        *([Cell("recipe_low_margin", "the shipped recipe, replay rows chosen by low margin under the grown head "
+                "(`--replay_selection low_margin`) instead of at random", "incremental", update,
+                [*prev, "--replay_selection", "low_margin"], "base")] if scenario == "bbc" else []),
         Cell("joint", "joint training on old + new (ceiling)", "classify", base,
              ["--train_file", f"{BBC_DIR}/all_train.csv", "--validation_file", f"{BBC_DIR}/validation.csv"]
              if scenario == "bbc" else ["--train_file", f"{SST2_DIR}/all_train.csv"]),

@@ -132,6 +132,13 @@ def compute_teacher_logits(
             logger.info("teacher-logit cache hit: loaded %d x %d logits from %s", *logits.shape, path)
             return logits
 
+    # Said before the pass: on a CPU it can take minutes, with progress bars off in a redirected log.
+    logger.info(
+        "teacher pass: scoring %d rows with %s (batch %d%s)%s",
+        len(dataset), type(teacher).__name__, batch_size,
+        f", autocast {str(autocast_dtype).removeprefix('torch.')}" if autocast_dtype is not None else "",
+        "" if path is None else f"; cached afterwards in {cache_dir}",
+    )  # fmt: skip
     logits = classifier_logits(teacher, dataset, tokenizer, batch_size, autocast_dtype=autocast_dtype)
     if num_labels is not None and logits.shape[1] != num_labels:
         raise ValueError(
