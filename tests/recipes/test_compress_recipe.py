@@ -9,11 +9,11 @@ import sys
 
 import torch
 from safetensors import safe_open
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizerFast
 
 from hfkit.compress.lowrank import load_lowrank
 from hfkit.compress.quantize import load_quantized
-from tests.conftest import REPO, write_tiny_model, write_toy_tsv
+from tests.conftest import REPO, SPECIAL, WORDS, write_tiny_model, write_toy_tsv
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
@@ -102,3 +102,35 @@ def test_compress_recipe_runs_chains_and_writes_report(tmp_path, tiny_tokenizer)
     (cache_file,) = (tmp_path / "cache").glob("teacher-logits-*.safetensors")
     with safe_open(str(cache_file), "pt") as f:
         assert f.metadata()["autocast_dtype"] == "bfloat16"
+
+
+def test_recover_scores_a_teacher_of_another_vocabulary_on_its_own_tokens(tmp_path, tiny_tokenizer):
+    """A teacher with another vocabulary (MPNet teaching a MiniLM student) reads the text with its own
+    tokenizer: fed the student's ids it would score other words, and recovery would distil noise."""
+    other = BertTokenizerFast(vocab={t: i for i, t in enumerate(SPECIAL + list(reversed(WORDS)) + ["extra"])})
+    teacher = write_tiny_model(tmp_path / "teacher", tiny_tokenizer, layers=2, hidden=64)
+    student = write_tiny_model(tmp_path / "student", other, layers=1, hidden=64)
+    train = write_toy_tsv(tmp_path / "train.tsv", 60, seed=1)
+    validation = write_toy_tsv(tmp_path / "validation.tsv", 20, seed=2)
+    cmd = [
+        sys.executable, str(REPO / "recipes" / "compress.py"),
+        "--model_name_or_path", str(student), "--teacher_name_or_path", str(teacher),
+        "--train_file", str(train), "--validation_file", str(validation), "--text_column", "sentence",
+        "--label_column", "sentiment", "--output_dir", str(tmp_path / "out"), "--chains", "recover",
+        "--max_steps", "1", "--per_device_train_batch_size", "8", "--eval_strategy", "no", "--save_strategy", "no",
+        "--disable_tqdm", "true", "--latency_repeats", "1", "--latency_batch_size", "4",
+        "--teacher_logits_cache", str(tmp_path / "cache"), "--teacher_logits_dtype", "float32",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    (cache_file,) = (tmp_path / "cache").glob("teacher-logits-*.safetensors")
+    with safe_open(str(cache_file), "pt") as f:
+        cached = f.get_tensor(f.keys()[0])
+    texts = [line.split("\t")[0] for line in train.read_text().splitlines()[1:]]
+    model = AutoModelForSequenceClassification.from_pretrained(teacher).eval()
+    with torch.no_grad():
+        own = model(**tiny_tokenizer(texts, padding=True, return_tensors="pt")).logits
+        wrong = model(**other(texts, padding=True, return_tensors="pt")).logits
+    # A random tiny teacher's logits barely depend on its input: compare against the gap the wrong ids make.
+    gap = float((own - wrong).abs().max())
+    assert float((cached - own).abs().max()) < gap / 20, (gap, float((cached - own).abs().max()))
