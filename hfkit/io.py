@@ -39,6 +39,7 @@ from .modeling import resolve_model_path
 
 __all__ = [
     "LOWRANK_FIELD",
+    "LowRankEmbedding",
     "LowRankLinear",
     "ONNX_FILE",
     "CPU_INT8_FIELD",
@@ -172,6 +173,40 @@ class LowRankLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 
 
+class LowRankEmbedding(nn.Module):
+    """An embedding table V x d stored as V x rank rows (`embed`) and a rank -> d projection (`up`, no bias):
+    ALBERT's factorized embedding, here filled from a truncated SVD of a trained table."""
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        rank: int,
+        padding_idx: int | None = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.rank = num_embeddings, embedding_dim, rank
+        self.padding_idx = padding_idx
+        self.embed = nn.Embedding(num_embeddings, rank, padding_idx=padding_idx, device=device, dtype=dtype)
+        self.up = nn.Linear(rank, embedding_dim, bias=False, device=device, dtype=dtype)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Look up the rank-r rows, then project them to the model's width."""
+        return self.up(self.embed(input_ids))
+
+    def full_weight(self) -> torch.Tensor:
+        """The V x d table the factors stand for (float factors only). Not a `weight` attribute: code that finds
+        one assumes a stored table (bitsandbytes' loading inspects every module's `weight`)."""
+        return self.embed.weight @ self.up.weight.T
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_embeddings}, {self.embedding_dim}, rank={self.rank}, padding_idx={self.padding_idx}"
+        )
+
+
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
     """Put `new` in place of the submodule called `name`."""
     parent, _, child = name.rpartition(".")
@@ -179,7 +214,8 @@ def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def apply_lowrank_structure(model: nn.Module, ranks: dict[str, int]) -> None:
-    """Replace the named Linear layers by (untrained) LowRankLinear of the given ranks, ready to load weights."""
+    """Replace the named Linear layers by (untrained) LowRankLinear of the given ranks, and named embedding
+    tables by LowRankEmbedding, ready to load weights."""
     for name, rank in ranks.items():
         try:
             old = model.get_submodule(name)
@@ -188,10 +224,21 @@ def apply_lowrank_structure(model: nn.Module, ranks: dict[str, int]) -> None:
                 f"{LOWRANK_FIELD} names layer {name!r}, which {type(model).__name__} does not have: "
                 "load with the model class the folder was saved from (model_class=...)."
             ) from e
-        if isinstance(old, LowRankLinear):
+        if isinstance(old, (LowRankLinear, LowRankEmbedding)):
             continue  # already built, e.g. the config was copied from a factorized model
+        if isinstance(old, nn.Embedding):
+            if not 1 <= rank <= min(old.num_embeddings, old.embedding_dim):
+                raise ValueError(
+                    f"{LOWRANK_FIELD}[{name!r}] = {rank} is outside 1..{min(old.num_embeddings, old.embedding_dim)}."
+                )
+            replace_module(model, name, LowRankEmbedding(
+                old.num_embeddings, old.embedding_dim, rank, old.padding_idx, old.weight.device, old.weight.dtype
+            ))  # fmt: skip
+            continue
         if not isinstance(old, nn.Linear):
-            raise ValueError(f"{LOWRANK_FIELD} names {name!r}, a {type(old).__name__}, not an nn.Linear.")
+            raise ValueError(
+                f"{LOWRANK_FIELD} names {name!r}, a {type(old).__name__}, not an nn.Linear or nn.Embedding."
+            )
         if not 1 <= rank <= min(old.in_features, old.out_features):
             raise ValueError(
                 f"{LOWRANK_FIELD}[{name!r}] = {rank} is outside 1..{min(old.in_features, old.out_features)}."

@@ -20,13 +20,21 @@ from transformers import PreTrainedModel
 
 # The loading half (the layer class, rebuilding the structure, load_lowrank) is in hfkit.io, which
 # load_model uses without importing compress.
-from ..io import LOWRANK_FIELD, LowRankLinear, apply_lowrank_structure, load_lowrank, replace_module
+from ..io import (
+    LOWRANK_FIELD,
+    LowRankEmbedding,
+    LowRankLinear,
+    apply_lowrank_structure,
+    load_lowrank,
+    replace_module,
+)
 from ..modeling import count_parameters, find_layers
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "LowRankArguments",
+    "LowRankEmbedding",
     "LowRankLinear",
     "LowRankPlan",
     "apply_lowrank_structure",
@@ -65,6 +73,15 @@ class LowRankArguments:
             "pooler or task head)."
         },
     )
+    embedding_rank: int | None = field(
+        default=None,
+        metadata={
+            "help": "Also factorize the input embedding table (V x d -> V x r rows + an r -> d projection, "
+            "ALBERT-style) at this rank. With rank and energy unset, only the embeddings are factorized. A "
+            "small student keeps most of its parameters there; trim the vocabulary first ('trim_vocab>lowrank:"
+            "embedding_rank=256'), so the SVD is of the rows the task uses."
+        },
+    )
     only_if_smaller: bool = field(
         default=True,
         metadata={
@@ -82,6 +99,10 @@ class LowRankArguments:
             )
         if self.rank is not None and (isinstance(self.rank, bool) or self.rank < 1):
             raise ValueError(f"rank must be an integer >= 1, got {self.rank}.")
+        if self.embedding_rank is not None and (
+            isinstance(self.embedding_rank, bool) or self.embedding_rank < 1
+        ):
+            raise ValueError(f"embedding_rank must be an integer >= 1, got {self.embedding_rank}.")
         if self.energy is not None and not 0 < self.energy <= 1:
             raise ValueError(
                 f"energy must be in (0, 1] (the fraction of spectral energy to keep), got {self.energy}."
@@ -167,16 +188,45 @@ def _target_linears(model: nn.Module, target_modules: list[str] | None) -> dict[
     return chosen
 
 
+def _input_embedding(model: nn.Module) -> tuple[str, nn.Embedding]:
+    """The qualified name and module of the model's input (word) embedding table."""
+    table = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if isinstance(table, LowRankEmbedding):
+        raise ValueError("the input embeddings are already factorized: leave embedding_rank unset.")
+    if not isinstance(table, nn.Embedding):
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Embedding input table (get_input_embeddings() gave "
+            f"{type(table).__name__}): leave embedding_rank unset."
+        )
+    if not table.weight.dtype.is_floating_point:
+        raise ValueError(
+            "the input embeddings hold quantized weights: factorize the float model, then quantize."
+        )
+    name = next(n for n, m in model.named_modules() if m is table)
+    return name, table
+
+
 def plan_lowrank(model: nn.Module, args: LowRankArguments) -> LowRankPlan:
     """Ranks that factorize_model(model, args) would choose, and the parameter counts before/after; no change."""
-    if args.rank is None and args.energy is None:
+    if args.rank is None and args.energy is None and args.embedding_rank is None:
         raise ValueError(
-            "give exactly one of rank (a fixed rank, e.g. 64) or energy (a fraction of spectral energy, e.g. 0.9); "
-            "both are unset."
+            "give exactly one of rank (a fixed rank, e.g. 64) or energy (a fraction of spectral energy, e.g. 0.9), "
+            "or embedding_rank to factorize the embedding table only; all are unset."
         )
     ranks, skipped = {}, {}
     removed = 0
-    for name, module in _target_linears(model, args.target_modules).items():
+    if args.embedding_rank is not None:
+        name, table = _input_embedding(model)
+        vocab, dim = table.weight.shape
+        r = min(args.embedding_rank, vocab, dim)
+        saves = vocab * dim - r * (vocab + dim)
+        if saves <= 0 and args.only_if_smaller:
+            skipped[name] = r
+        else:
+            ranks[name] = r
+            removed += saves
+    linears = {} if args.rank is None and args.energy is None else _target_linears(model, args.target_modules)
+    for name, module in linears.items():
         out_f, in_f = module.weight.shape
         r = choose_rank(module.weight, args.rank, args.energy)
         saves = in_f * out_f - r * (in_f + out_f)
@@ -204,6 +254,9 @@ def factorize_model(model: nn.Module, args: LowRankArguments) -> dict[str, int]:
     plan = plan_lowrank(model, args)
     for name, rank in plan.ranks.items():
         old = model.get_submodule(name)
+        if isinstance(old, nn.Embedding):
+            replace_module(model, name, _factorized_embedding(old, rank))
+            continue
         weight = old.weight
         # SVD in float32 at least (bf16/fp16 SVD is unsupported or inaccurate), result cast back.
         u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
@@ -230,6 +283,20 @@ def factorize_model(model: nn.Module, args: LowRankArguments) -> dict[str, int]:
         100 * plan.ratio,
     )
     return plan.ranks
+
+
+def _factorized_embedding(old: nn.Embedding, rank: int) -> LowRankEmbedding:
+    """A LowRankEmbedding from the truncated SVD of a table: rows U_r S_r^1/2, projection S_r^1/2 V_r^T."""
+    weight = old.weight
+    u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+    root = s[:rank].sqrt()
+    new = LowRankEmbedding(
+        old.num_embeddings, old.embedding_dim, rank, old.padding_idx, weight.device, weight.dtype
+    )
+    new.embed.weight.copy_(u[:, :rank] * root[None, :])
+    new.up.weight.copy_((root[:, None] * vh[:rank]).T)
+    new.requires_grad_(weight.requires_grad)
+    return new
 
 
 def save_lowrank(model: PreTrainedModel, tokenizer, folder: str | os.PathLike) -> None:

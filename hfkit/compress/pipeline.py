@@ -56,7 +56,8 @@ logger = logging.getLogger(__name__)
 
 # Stage name -> its position in a chain: stages run in this order, quantization last. recover may also follow
 # lowrank or trim_vocab (after trim_vocab it trains on the data re-tokenized with the trimmed tokenizer).
-STAGE_ORDER = {"prune": 0, "recover": 1, "lowrank": 2, "trim_vocab": 3, "int8": 4, "nf4": 4, "cpu_int8": 4}
+# lowrank and trim_vocab come in either order: 'trim_vocab>lowrank:embedding_rank=256' factorizes the trimmed table.
+STAGE_ORDER = {"prune": 0, "recover": 1, "lowrank": 2, "trim_vocab": 2, "int8": 4, "nf4": 4, "cpu_int8": 4}
 _QUANT_STAGES = {"int8": 8, "nf4": 4}  # bitsandbytes bits
 _FINAL_STAGES = {*_QUANT_STAGES, "cpu_int8"}  # nothing is trained, pruned or factorized after these
 
@@ -144,7 +145,8 @@ def parse_chain(spec: str) -> list[Stage]:
         if STAGE_ORDER[after.name] < STAGE_ORDER[before.name] and after.name != "recover":
             raise ValueError(
                 f"chain {spec!r}: {after.name} cannot follow {before.name}; the order is prune > recover > "
-                "lowrank > trim_vocab > int8/nf4/cpu_int8 (recover may also follow lowrank or trim_vocab)."
+                "lowrank and trim_vocab (either order) > int8/nf4/cpu_int8 (recover may also follow lowrank or "
+                "trim_vocab)."
             )
     return stages
 

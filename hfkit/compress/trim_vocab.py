@@ -231,6 +231,11 @@ def trim_vocabulary(
     state = _backend_json(tokenizer)
     kept = kept_token_ids(tokenizer, texts, min_frequency, keep_characters)
     embeddings = model.get_input_embeddings()
+    if not isinstance(embeddings, nn.Embedding):
+        raise UserInputError(
+            f"the input embeddings are a {type(embeddings).__name__}, not an nn.Embedding table (factorized?): "
+            "trim the vocabulary first, then factorize, e.g. 'trim_vocab>lowrank:embedding_rank=256'."
+        )
     if embeddings.num_embeddings < len(tokenizer):
         raise UserInputError(
             f"the model has {embeddings.num_embeddings} embeddings but the tokenizer {len(tokenizer)} tokens: "

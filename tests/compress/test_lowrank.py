@@ -11,6 +11,7 @@ from transformers import AutoModelForSequenceClassification, BertForSequenceClas
 
 from hfkit.compress.lowrank import (
     LowRankArguments,
+    LowRankEmbedding,
     LowRankLinear,
     choose_rank,
     factorize_model,
@@ -137,6 +138,50 @@ def test_save_and_reload_gives_identical_logits(bert, batch, tiny_tokenizer, tmp
     )
 
 
+def test_embedding_factorization_full_rank_is_exact_and_low_rank_saves_and_reloads(
+    bert, batch, tiny_tokenizer, tmp_path
+):
+    before = logits(bert, batch)
+    table = bert.get_input_embeddings().weight.detach().clone()  # 47 x 32
+    full = BertForSequenceClassification(bert.config).eval()
+    full.load_state_dict(bert.state_dict())
+    assert factorize_model(full, LowRankArguments(embedding_rank=32, only_if_smaller=False)) == {
+        "bert.embeddings.word_embeddings": 32
+    }
+    assert isinstance(full.get_input_embeddings(), LowRankEmbedding)
+    torch.testing.assert_close(full.get_input_embeddings().full_weight(), table, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits(full, batch), before, atol=1e-5, rtol=0)
+
+    # Rank 8 of a 47 x 32 table: 47 * 8 + 8 * 32 parameters instead of 47 * 32; the Linears stay dense.
+    plan = plan_lowrank(bert, LowRankArguments(embedding_rank=8))
+    ranks = factorize_model(bert, LowRankArguments(embedding_rank=8))
+    assert ranks == {"bert.embeddings.word_embeddings": 8}
+    assert (
+        count_parameters(bert)[0]
+        == plan.parameters_after
+        == plan.parameters_before - 47 * 32 + 47 * 8 + 8 * 32
+    )
+    assert type(bert.bert.encoder.layer[0].attention.self.query) is nn.Linear
+    # The factors are the truncated SVD: the best rank-8 approximation of the table.
+    u, s_, vh = torch.linalg.svd(table, full_matrices=False)
+    torch.testing.assert_close(
+        bert.get_input_embeddings().full_weight(), (u[:, :8] * s_[:8]) @ vh[:8], atol=1e-5, rtol=0
+    )
+    expected = logits(bert, batch)
+    assert not torch.allclose(expected, before, atol=1e-6)  # rank 8 is lossy
+    save_lowrank(bert, tiny_tokenizer, tmp_path)
+    loaded = load_lowrank(tmp_path).eval()
+    assert (
+        isinstance(loaded.get_input_embeddings(), LowRankEmbedding)
+        and loaded.get_input_embeddings().rank == 8
+    )
+    assert torch.equal(logits(loaded, batch), expected)
+    with pytest.raises(ValueError, match="already factorized"):
+        factorize_model(loaded, LowRankArguments(embedding_rank=4))
+    with pytest.raises(ValueError, match="embedding_rank must be an integer >= 1"):
+        LowRankArguments(embedding_rank=0)
+
+
 def test_reload_of_a_tied_causal_lm(tmp_path):
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
@@ -176,7 +221,7 @@ def test_bad_arguments(kwargs, message):
 
 def test_rank_or_energy_is_required_to_factorize(bert):
     args = LowRankArguments()  # allowed: a recipe may give the rank per stage
-    with pytest.raises(ValueError, match="exactly one of rank"):
+    with pytest.raises(ValueError, match="exactly one of rank .* or embedding_rank"):
         factorize_model(bert, args)
 
 

