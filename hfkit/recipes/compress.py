@@ -37,10 +37,10 @@ from hfkit.compress.quantize import QuantizeArguments
 from hfkit.compress.trim_vocab import TrimVocabArguments
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.logs import setup_logging
-from hfkit.modeling import check_model_labels, resolve_model_path, same_vocabulary
+from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.reports import validation_source
-from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits, teacher_logits_for_texts
+from hfkit.teacher_cache import add_teacher_logits, teacher_logits_for_student
 
 ARG_TYPES = (
     CompressArguments,
@@ -120,17 +120,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         validation = tokenize_dataset(raw["validation"], tokenizer, text, pair, max_length)
     if needs_training and teacher is not None and config.alpha > 0:
         # Recovery distils from the teacher: its logits over the training set, computed once (and cached).
-        # The teacher reads the text with its own tokenizer when its vocabulary is not the student's (MPNet
-        # teaching a MiniLM student): the student's ids would be other words to it.
-        cache, batch, dtype = (
-            config.teacher_logits_cache, config.per_device_eval_batch_size, config.teacher_autocast_dtype()
+        # A teacher of another vocabulary (MPNet teaching a MiniLM student) reads the text with its own tokenizer.
+        logits = teacher_logits_for_student(
+            teacher, teacher_tokenizer, tokenizer, train, raw["train"], text, pair, max_length,
+            config.teacher_logits_cache, config.per_device_eval_batch_size, config.teacher_autocast_dtype(),
         )  # fmt: skip
-        if same_vocabulary(tokenizer, teacher_tokenizer):
-            logits = compute_teacher_logits(teacher, train, teacher_tokenizer, cache, batch, dtype)
-        else:
-            logits = teacher_logits_for_texts(
-                teacher, teacher_tokenizer, raw["train"], text, pair, max_length, cache, batch, dtype
-            )
         train = add_teacher_logits(train, logits)
     # The data tokenized per vocabulary: a stage after trim_vocab trains on text split with the kept tokens.
     tokenized = {_vocab_key(tokenizer): (train, validation)} if train is not None else {}

@@ -12,7 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_
 
 from hfkit import DistillConfig, DistillTrainer
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
-from hfkit.data.augment import AugmentArguments, augment_dataset, replace_mask_token
+from hfkit.data.augment import AugmentArguments, augment_dataset
 from hfkit.logs import logger, quiet_progress, setup_logging
 from hfkit.modeling import (
     DistillModelArguments,
@@ -27,7 +27,7 @@ from hfkit.parsing import parse_args
 from hfkit.reports import distill_report, measure_classifiers, validation_source
 from hfkit.runtime import RunArguments, finish_run, start_run
 from hfkit.student import describe_sizes, student_from_teacher
-from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits, teacher_logits_for_texts
+from hfkit.teacher_cache import add_teacher_logits, teacher_logits_for_student
 
 ARG_TYPES = (DistillModelArguments, DataArguments, AugmentArguments, DistillConfig, RunArguments)
 
@@ -42,22 +42,6 @@ def load_teacher(name: str, args: DistillModelArguments, labels: list[str]):
         "fine-tune the teacher on this data first (hfkit classify) or set class_names to match.",
     )  # fmt: skip
     return teacher, AutoTokenizer.from_pretrained(path, **common), path
-
-
-def teacher_logits(teacher, teacher_tokenizer, tokenizer, train, train_raw, data_args, config):
-    """The teacher's logits over the training rows, computed once (and cached when teacher_logits_cache is set)."""
-    cache, batch_size = config.teacher_logits_cache, config.per_device_eval_batch_size
-    dtype = config.teacher_autocast_dtype()
-    text, pair = data_args.text_column, data_args.text_pair_column
-    if same_vocabulary(tokenizer, teacher_tokenizer):  # the student's tokens are the teacher's: score them
-        return compute_teacher_logits(teacher, train, teacher_tokenizer, cache, batch_size, dtype)
-    # The teacher reads the text with its own tokenizer, and masked words with its own mask.
-    columns = [text] + ([pair] if pair else [])
-    teacher_mask = teacher_tokenizer.mask_token or teacher_tokenizer.unk_token
-    teacher_raw = replace_mask_token(train_raw, columns, tokenizer.mask_token or "[MASK]", teacher_mask)
-    return teacher_logits_for_texts(
-        teacher, teacher_tokenizer, teacher_raw, text, pair, data_args.max_length, cache, batch_size, dtype
-    )
 
 
 def main(argv: list[str] | None = None) -> DistillTrainer:
@@ -111,7 +95,19 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
     if config.teacher_logits_cache or not same_tokens or len(teachers) > 1:
         with config.main_process_first(desc="teacher logits"):
             logits = [
-                teacher_logits(t, t_tokenizer, tokenizer, train, train_raw, data_args, config)
+                teacher_logits_for_student(
+                    t,
+                    t_tokenizer,
+                    tokenizer,
+                    train,
+                    train_raw,
+                    text,
+                    pair,
+                    data_args.max_length,
+                    config.teacher_logits_cache,
+                    config.per_device_eval_batch_size,
+                    config.teacher_autocast_dtype(),
+                )  # fmt: skip
                 for t, t_tokenizer, _ in teachers
             ]
         train = add_teacher_logits(train, logits[0] if len(logits) == 1 else torch.stack(logits, dim=1))

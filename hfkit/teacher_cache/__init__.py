@@ -7,6 +7,7 @@ from .classifier import (
     cache_path,
     classifier_logits,
     compute_teacher_logits,
+    teacher_logits_for_student,
     teacher_logits_for_texts,
 )
 from .forward import forward_batches
@@ -25,6 +26,7 @@ __all__ = [
     "forward_batches",
     "save_atomic",
     "teacher_fingerprint",
+    "teacher_logits_for_student",
     "teacher_logits_for_texts",
     "teacher_topk_logits",
     "topk_cache_path",

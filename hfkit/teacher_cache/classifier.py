@@ -18,7 +18,9 @@ import torch
 from datasets import Dataset, DatasetDict, List, Value
 from transformers import DataCollatorWithPadding
 
+from ..data.augment import replace_mask_token
 from ..data.classification import tokenize_dataset
+from ..modeling import same_vocabulary
 from .forward import forward_batches
 from .store import (
     cache_file,
@@ -201,3 +203,37 @@ def teacher_logits_for_texts(
     return compute_teacher_logits(
         teacher, tokenized, teacher_tokenizer, cache_dir, batch_size=batch_size, autocast_dtype=autocast_dtype
     )
+
+
+def teacher_logits_for_student(
+    teacher: torch.nn.Module,
+    teacher_tokenizer: Any,
+    student_tokenizer: Any,
+    tokenized: Dataset,
+    raw_dataset: Dataset,
+    text_column: str,
+    text_pair_column: str | None = None,
+    max_length: int | None = 128,
+    cache_dir: str | None = None,
+    batch_size: int = 64,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The teacher's (cached) logits over the rows a student trains on, in row order.
+
+    A teacher with the student's vocabulary scores the student's `tokenized` rows; any other teacher reads
+    `raw_dataset`'s text with its own tokenizer (the student's ids would be other words to it), with the
+    student's mask token (augmented copies) swapped for the teacher's own.
+    """
+    if same_vocabulary(student_tokenizer, teacher_tokenizer):
+        return compute_teacher_logits(
+            teacher, tokenized, teacher_tokenizer, cache_dir, batch_size, autocast_dtype
+        )
+    columns = [text_column] + ([text_pair_column] if text_pair_column else [])
+    teacher_mask = teacher_tokenizer.mask_token or teacher_tokenizer.unk_token
+    teacher_raw = replace_mask_token(
+        raw_dataset, columns, student_tokenizer.mask_token or "[MASK]", teacher_mask
+    )
+    return teacher_logits_for_texts(
+        teacher, teacher_tokenizer, teacher_raw, text_column, text_pair_column, max_length, cache_dir,
+        batch_size, autocast_dtype,
+    )  # fmt: skip
