@@ -258,16 +258,12 @@ def factorize_model(model: nn.Module, args: LowRankArguments) -> dict[str, int]:
             replace_module(model, name, _factorized_embedding(old, rank))
             continue
         weight = old.weight
-        # SVD in float32 at least (bf16/fp16 SVD is unsupported or inaccurate), result cast back.
-        u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
-        # Split S evenly between the two factors: both end up on the same scale, which keeps later
-        # fine-tuning of the factorized model well conditioned.
-        root = s[:rank].sqrt()
+        left, right = _svd_factors(weight, rank)  # weight ~= left @ right
         new = LowRankLinear(
             old.in_features, old.out_features, rank, old.bias is not None, weight.device, weight.dtype
         )
-        new.down.weight.copy_(root[:, None] * vh[:rank])
-        new.up.weight.copy_(u[:, :rank] * root[None, :])
+        new.down.weight.copy_(right)
+        new.up.weight.copy_(left)
         if old.bias is not None:
             new.up.bias.copy_(old.bias)
         new.train(old.training)
@@ -285,16 +281,25 @@ def factorize_model(model: nn.Module, args: LowRankArguments) -> dict[str, int]:
     return plan.ranks
 
 
+def _svd_factors(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(U_r S_r^1/2, S_r^1/2 V_r^T): the truncated SVD of `weight` as two factors whose product approximates it."""
+    # SVD in float32 at least (bf16/fp16 SVD is unsupported or inaccurate); copy_ casts back.
+    u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
+    # Split S evenly between the two factors: both end up on the same scale, which keeps later
+    # fine-tuning of the factorized model well conditioned.
+    root = s[:rank].sqrt()
+    return u[:, :rank] * root[None, :], root[:, None] * vh[:rank]
+
+
 def _factorized_embedding(old: nn.Embedding, rank: int) -> LowRankEmbedding:
     """A LowRankEmbedding from the truncated SVD of a table: rows U_r S_r^1/2, projection S_r^1/2 V_r^T."""
     weight = old.weight
-    u, s, vh = torch.linalg.svd(weight.float(), full_matrices=False)
-    root = s[:rank].sqrt()
+    rows, projection = _svd_factors(weight, rank)
     new = LowRankEmbedding(
         old.num_embeddings, old.embedding_dim, rank, old.padding_idx, weight.device, weight.dtype
     )
-    new.embed.weight.copy_(u[:, :rank] * root[None, :])
-    new.up.weight.copy_((root[:, None] * vh[:rank]).T)
+    new.embed.weight.copy_(rows)
+    new.up.weight.copy_(projection.T)
     new.requires_grad_(weight.requires_grad)
     return new
 
