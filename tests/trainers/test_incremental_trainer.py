@@ -221,15 +221,23 @@ def _write_three_class_csv(path, n: int, seed: int, classes=("bad", "good", "meh
     path.write_text("\n".join(rows) + "\n")
 
 
-def test_recipe_adds_a_class_and_reports_before_and_after(tiny_tokenizer, tmp_path, monkeypatch):
+def _deployed_bad_good_and_new_meh(tokenizer, tmp_path):
+    """A saved 2-class model (bad, good), its old training rows, new rows of class 'meh', validation of all 3."""
     previous = tmp_path / "previous"
-    model = _tiny(tiny_tokenizer)
+    model = _tiny(tokenizer)
     model.save_pretrained(previous)
-    tiny_tokenizer.save_pretrained(previous)
+    tokenizer.save_pretrained(previous)
     old_train, new_train, validation = tmp_path / "old.csv", tmp_path / "new.csv", tmp_path / "val.csv"
     _write_three_class_csv(old_train, 200, 1, classes=("bad", "good"))
     _write_three_class_csv(new_train, 120, 2, classes=("meh",))
     _write_three_class_csv(validation, 90, 3)
+    return model, previous, old_train, new_train, validation
+
+
+def test_recipe_adds_a_class_and_reports_before_and_after(tiny_tokenizer, tmp_path, monkeypatch):
+    model, previous, old_train, new_train, validation = _deployed_bad_good_and_new_meh(
+        tiny_tokenizer, tmp_path
+    )
     monkeypatch.chdir(REPO)
     out = tmp_path / "run"
     recipe = load_recipe("incremental")
@@ -266,14 +274,9 @@ def test_recipe_adds_a_class_and_reports_before_and_after(tiny_tokenizer, tmp_pa
 def test_recipe_low_margin_replay_takes_the_rows_the_grown_model_scores_closest_to_another_class(
     tiny_tokenizer, tmp_path, monkeypatch
 ):
-    previous = tmp_path / "previous"
-    model = _tiny(tiny_tokenizer)
-    model.save_pretrained(previous)
-    tiny_tokenizer.save_pretrained(previous)
-    old_train, new_train, validation = tmp_path / "old.csv", tmp_path / "new.csv", tmp_path / "val.csv"
-    _write_three_class_csv(old_train, 200, 1, classes=("bad", "good"))
-    _write_three_class_csv(new_train, 120, 2, classes=("meh",))
-    _write_three_class_csv(validation, 90, 3)
+    model, previous, old_train, new_train, validation = _deployed_bad_good_and_new_meh(
+        tiny_tokenizer, tmp_path
+    )
     monkeypatch.chdir(REPO)
     trainer = load_recipe("incremental").main(
         ["--previous_model", str(previous), "--train_file", str(new_train), "--validation_file", str(validation),
