@@ -46,6 +46,15 @@ class IncrementalArguments:
             "choices": ["random", "low_margin"],
         },
     )
+    replay_windows: int = field(
+        default=1,
+        metadata={
+            "help": "Each replayed row contributes up to this many consecutive max_length-token windows of its "
+            "text: the first is the row as the model reads it, the others come from the text beyond max_length "
+            "(long documents: news articles, tickets, reviews). More old-class rows from the same stored "
+            "sample; each window keeps its row's label and gets the previous model's logits. 1: the first only.",
+        },
+    )
     new_class_init: str = field(
         default="random",
         metadata={
@@ -64,6 +73,10 @@ class IncrementalArguments:
         if self.new_class_init not in ("random", "imprint"):
             raise UserInputError(
                 f"new_class_init must be 'random' or 'imprint', got {self.new_class_init!r}."
+            )
+        if self.replay_windows < 1:
+            raise UserInputError(
+                f"replay_windows must be >= 1 (1: each row as read), got {self.replay_windows}."
             )
         if self.replay_examples is not None and self.replay_fraction is not None:
             raise UserInputError("set replay_examples or replay_fraction, not both.")
@@ -188,3 +201,28 @@ def low_margin_scores(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     others = logits.copy()
     others[rows, labels] = -np.inf
     return others.max(axis=1) - gold
+
+
+def text_windows(dataset: Dataset, tokenizer, text_column: str, max_length: int, windows: int) -> Dataset:
+    """Tokenize `text_column` into up to `windows` consecutive windows of `max_length` tokens per row (special
+    tokens included), each a row of its own with its source row's `labels`; the first window of a row is
+    what `tokenize_dataset` would give. Rows are ordered by source row, then window."""
+    if windows < 1:
+        raise UserInputError(f"windows must be >= 1, got {windows}.")
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        enc = tokenizer(
+            batch[text_column], truncation=True, max_length=max_length, return_overflowing_tokens=windows > 1
+        )
+        source = enc.pop("overflow_to_sample_mapping", list(range(len(batch[text_column]))))
+        seen: dict[int, int] = {}
+        keep = []
+        for i, row in enumerate(source):
+            seen[row] = seen.get(row, 0) + 1
+            if seen[row] <= windows:
+                keep.append(i)
+        out = {k: [v[i] for i in keep] for k, v in enc.items()}
+        out["labels"] = [batch["labels"][source[i]] for i in keep]
+        return out
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="windowing")

@@ -9,6 +9,7 @@ classes. `alpha: 0` is plain fine-tuning on the new data (the baseline that forg
 """
 
 import copy
+import logging
 
 import numpy as np
 from datasets import concatenate_datasets
@@ -21,6 +22,7 @@ from hfkit.data.incremental import (
     low_margin_scores,
     replay_sample,
     resolve_new_labels,
+    text_windows,
 )
 from hfkit.errors import UserInputError
 from hfkit.logs import quiet_progress, setup_logging
@@ -37,6 +39,8 @@ from hfkit.trainers.incremental_trainer import (
     imprint_new_classes,
     label_names,
 )
+
+logger = logging.getLogger(__name__)
 
 ARG_TYPES = (IncrementalArguments, DataArguments, IncrementalConfig, RunArguments)
 
@@ -77,9 +81,13 @@ def incremental_report(
          "-" if forgetting is None else f"{100 * forgetting:+.2f} points"],
     ]  # fmt: skip
     added = f"{len(new_labels)} new {new_labels}" if new_labels else "no new classes"
+    windows = train_rows.get("replay_windows", train_rows["replay"])
+    replayed = f"{train_rows['replay']:,} replayed"
+    if windows != train_rows["replay"]:
+        replayed += f" ({windows:,} windows)"
     caption = (
-        f"{len(old_labels)} old classes, {added}; {train_rows['new']:,} new rows + {train_rows['replay']:,} "
-        f"replayed; LwF alpha {alpha}, temperature {temperature}. Forgetting: old-class accuracy before - after."
+        f"{len(old_labels)} old classes, {added}; {train_rows['new']:,} new rows + {replayed}; LwF alpha "
+        f"{alpha}, temperature {temperature}. Forgetting: old-class accuracy before - after."
     )
     return Report(
         name="incremental_report",
@@ -147,22 +155,32 @@ def main(argv: list[str] | None = None):
     model = grow_classifier_head(copy.deepcopy(previous), new_labels, seed=config.seed)
     if new_labels and inc_args.new_class_init == "imprint":
         imprint_new_classes(model, train, len(old_labels), tokenizer, config.per_device_eval_batch_size)
-    replay = None
+    replay, replay_rows = None, 0
     if inc_args.uses_replay:
         old = encode_labels(load_data_file(inc_args.old_train_file, "old_train_file"), data_args.label_column,
                             old_labels, "old_train_file")  # fmt: skip
         n = inc_args.replay_examples or round(inc_args.replay_fraction * len(old))
         # Old class i keeps id i in the grown label set, so only the feature's name list widens.
-        old = tokenize_dataset(
-            old.select_columns(keep).cast_column("labels", train.features["labels"]),
-            tokenizer, data_args.text_column, None, data_args.max_length,
-        )  # fmt: skip
+        old = old.select_columns(keep).cast_column("labels", train.features["labels"])
         scores = None
         if inc_args.replay_selection == "low_margin":  # scored by the grown model, new rows included
-            logits = predict_logits(model, tokenizer, old, config.per_device_eval_batch_size)
+            tokens = tokenize_dataset(old, tokenizer, data_args.text_column, None, data_args.max_length)
+            logits = predict_logits(model, tokenizer, tokens, config.per_device_eval_batch_size)
             scores = low_margin_scores(logits, np.asarray(old["labels"]))
         replay = replay_sample(old, n, inc_args.replay_seed, scores)
-        train = concatenate_datasets([train, replay])
+        replay_rows = len(replay)
+        if inc_args.replay_windows > 1:
+            if data_args.max_length is None:
+                raise UserInputError(
+                    "replay_windows > 1 needs max_length: the windows are max_length tokens long."
+                )
+            replay = text_windows(replay, tokenizer, data_args.text_column, data_args.max_length,
+                                  inc_args.replay_windows)  # fmt: skip
+            logger.info("replay: %d old rows -> %d windows of %d tokens", replay_rows, len(replay),
+                        data_args.max_length)  # fmt: skip
+        else:
+            replay = tokenize_dataset(replay, tokenizer, data_args.text_column, None, data_args.max_length)
+        train = concatenate_datasets([train, replay.select_columns(train.column_names)])
     if config.hidden_loss_weight > 0 or config.attention_loss_weight > 0:
         # Feature distillation needs the previous model's hidden states: it runs online, no logit cache.
         trainer = IncrementalTrainer(
@@ -192,7 +210,8 @@ def main(argv: list[str] | None = None):
         after = confusion_group_accuracy(trainer.report["confusion_matrix"], len(old_labels))
         report = incremental_report(
             inc_args.previous_model, config.output_dir, old_labels, new_labels, before, after,
-            {"new": len(train) - (len(replay) if replay else 0), "replay": len(replay) if replay else 0},
+            {"new": len(train) - (len(replay) if replay else 0), "replay": replay_rows,
+             "replay_windows": len(replay) if replay else 0},
             data_args.validation_file, len(validation), config.alpha, config.temperature,
         )  # fmt: skip
         report.save(config.output_dir)

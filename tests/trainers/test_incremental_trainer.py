@@ -19,6 +19,7 @@ from hfkit.data.incremental import (
     low_margin_scores,
     replay_sample,
     resolve_new_labels,
+    text_windows,
 )
 from hfkit.errors import UserInputError
 from hfkit.reports import predict_logits
@@ -188,6 +189,24 @@ def test_low_margin_replay_fills_each_class_quota_with_its_most_flippable_rows()
         IncrementalArguments(previous_model="m", replay_selection="herding")
 
 
+def test_text_windows_split_each_row_into_consecutive_windows_with_its_label(tiny_tokenizer):
+    words = FILLER[1:13]
+    ds = Dataset.from_dict({"text": [" ".join(words), "good"], "labels": [1, 0]})
+    ds = ds.cast_column("labels", ClassLabel(names=["bad", "good"]))
+    windows = text_windows(ds, tiny_tokenizer, "text", 6, 2)  # 4 words + [CLS] [SEP] per window
+    first = tokenize_dataset(ds, tiny_tokenizer, "text", None, 6)
+    assert windows["labels"] == [1, 1, 0] and isinstance(windows.features["labels"], ClassLabel)
+    assert windows[0]["input_ids"] == first[0]["input_ids"]  # the first window is the row as read
+    assert windows[2]["input_ids"] == first[1]["input_ids"]  # a short row is one window
+    body = [tiny_tokenizer.decode(ids, skip_special_tokens=True) for ids in windows["input_ids"][:2]]
+    assert " ".join(body).split() == words[:8]  # consecutive, no overlap, capped at 2 windows
+    every = text_windows(ds, tiny_tokenizer, "text", 6, 10)
+    assert every["labels"] == [1, 1, 1, 0]  # 12 words: 3 windows of 4, then the short row
+    assert text_windows(ds, tiny_tokenizer, "text", 6, 1)["input_ids"] == first["input_ids"]
+    with pytest.raises(UserInputError, match="replay_windows must be >= 1"):
+        IncrementalArguments(previous_model="m", replay_windows=0)
+
+
 def test_labels_map_onto_old_then_new_classes():
     ds = Dataset.from_dict({"text": ["a", "b", "c"], "label": ["good ", "meh", "bad"]})
     assert resolve_new_labels(ds["label"], ["bad", "good"], None) == ["meh"]
@@ -251,7 +270,7 @@ def test_recipe_adds_a_class_and_reports_before_and_after(tiny_tokenizer, tmp_pa
     assert isinstance(trainer, IncrementalTrainer)
     report = json.loads((out / "incremental_report.json").read_text())
     assert report["old_classes"] == ["bad", "good"] and report["new_classes"] == ["meh"]
-    assert report["train_rows"] == {"new": 120, "replay": 20}
+    assert report["train_rows"] == {"new": 120, "replay": 20, "replay_windows": 20}
     assert report["before"]["new_classes"] == 0.0  # the previous model cannot predict a class it lacks
     assert report["forgetting"] == pytest.approx(
         report["before"]["old_classes"] - report["after"]["old_classes"]
@@ -310,6 +329,39 @@ def test_recipe_low_margin_replay_takes_the_rows_the_grown_model_scores_closest_
             s for s, ids, y in zip(scores, old["input_ids"], labels) if y == c and tuple(ids) not in chosen
         ]
         assert min(kept) >= max(left) - 1e-6
+
+
+def test_recipe_replays_several_windows_of_each_sampled_row(tiny_tokenizer, tmp_path, monkeypatch):
+    model, previous, old_train, new_train, validation = _deployed_bad_good_and_new_meh(
+        tiny_tokenizer, tmp_path
+    )
+    monkeypatch.chdir(REPO)
+
+    def run(windows: int, name: str):
+        return load_recipe("incremental").main(
+            ["--previous_model", str(previous), "--train_file", str(new_train), "--validation_file",
+             str(validation), "--old_train_file", str(old_train), "--replay_examples", "20", "--replay_windows",
+             str(windows), "--max_length", "6", "--output_dir", str(tmp_path / name), "--use_cpu", "true",
+             "--max_steps", "1", "--per_device_train_batch_size", "16", "--eval_strategy", "no",
+             "--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none",
+             "--teacher_logits_cache", str(tmp_path / "cache")]
+        )  # fmt: skip
+
+    one, three = run(1, "one"), run(3, "three")
+    replayed_one = one.train_dataset.select(range(120, len(one.train_dataset)))
+    replayed_three = three.train_dataset.select(range(120, len(three.train_dataset)))
+    assert len(replayed_one) == 20 and 20 < len(replayed_three) <= 60
+    # The same 20 old rows: their first windows are the one-window replay, in the same order.
+    old = encode_labels(Dataset.from_csv(str(old_train)), "label", ["bad", "good", "meh"], "old")
+    sampled = replay_sample(old.select_columns(["text", "labels"]), 20, 0)
+    assert replayed_three["input_ids"] == text_windows(sampled, tiny_tokenizer, "text", 6, 3)["input_ids"]
+    assert replayed_one["input_ids"] == text_windows(sampled, tiny_tokenizer, "text", 6, 1)["input_ids"]
+    report = json.loads((tmp_path / "three" / "incremental_report.json").read_text())
+    assert report["train_rows"] == {"new": 120, "replay": 20, "replay_windows": len(replayed_three)}
+    assert (
+        f"20 replayed ({len(replayed_three)} windows)"
+        in (tmp_path / "three" / "incremental_report.md").read_text()
+    )
 
 
 def _row_norms(model) -> torch.Tensor:
