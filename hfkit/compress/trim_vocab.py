@@ -151,7 +151,7 @@ def corpus_token_counts(tokenizer, texts: Iterable[str], batch_size: int = 1000)
 
 
 def kept_token_ids(
-    tokenizer, texts: Iterable[str], min_frequency: int = 1, keep_characters: bool = False
+    tokenizer, texts: Iterable[str], min_frequency: int = 1, keep_characters: bool = True
 ) -> list[int]:
     """Sorted ids to keep: every id the texts produce (at least min_frequency times) plus all added/special ids.
 

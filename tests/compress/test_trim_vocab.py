@@ -107,9 +107,20 @@ def test_dropped_words_are_spelled_with_kept_character_pieces(bert_tokenizer, ke
 
 
 def test_min_frequency_and_special_tokens_are_kept(tiny_tokenizer):
-    kept = kept_token_ids(tiny_tokenizer, ["good good w1", "bad w1 w2"], min_frequency=2)
+    corpus = ["good good w1", "bad w1 w2"]
+    kept = kept_token_ids(tiny_tokenizer, corpus, min_frequency=2, keep_characters=False)
     words = tiny_tokenizer.convert_ids_to_tokens(kept)
     assert sorted(words) == sorted(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "w1"])
+
+
+def test_kept_token_ids_keeps_the_corpus_characters_by_default_as_trim_vocabulary_does(bert_tokenizer):
+    corpus = ["a quiet film", "quietly charming"]
+    words = set(kept_token_ids(bert_tokenizer, corpus, keep_characters=False))
+    default = set(kept_token_ids(bert_tokenizer, corpus))
+    assert default == set(kept_token_ids(bert_tokenizer, corpus, keep_characters=True))
+    assert words < default and {"q", "##q"} <= set(
+        bert_tokenizer.convert_ids_to_tokens(sorted(default - words))
+    )
 
 
 def test_tied_lm_head_is_trimmed_with_the_embeddings(tiny_tokenizer, tmp_path):
