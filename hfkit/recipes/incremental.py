@@ -40,7 +40,7 @@ from hfkit.trainers.incremental_trainer import (
     label_names,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("hfkit.recipes.incremental")
 
 ARG_TYPES = (IncrementalArguments, DataArguments, IncrementalConfig, RunArguments)
 
@@ -180,6 +180,13 @@ def main(argv: list[str] | None = None):
                         data_args.max_length)  # fmt: skip
         else:
             replay = tokenize_dataset(replay, tokenizer, data_args.text_column, None, data_args.max_length)
+            cut = sum(len(ids) >= (data_args.max_length or float("inf")) for ids in replay["input_ids"])
+            if cut > len(replay) / 2:  # long documents: the model reads only their first max_length tokens
+                logger.info(
+                    "replay: %d of %d replayed rows are cut at max_length %d; replay_windows N trains on up to N "
+                    "windows of each (BBC News: 8 windows halved the forgetting, README)",
+                    cut, len(replay), data_args.max_length,
+                )  # fmt: skip
         train = concatenate_datasets([train, replay.select_columns(train.column_names)])
     if config.hidden_loss_weight > 0 or config.attention_loss_weight > 0:
         # Feature distillation needs the previous model's hidden states: it runs online, no logit cache.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import random
 
 import numpy as np
@@ -331,7 +332,7 @@ def test_recipe_low_margin_replay_takes_the_rows_the_grown_model_scores_closest_
         assert min(kept) >= max(left) - 1e-6
 
 
-def test_recipe_replays_several_windows_of_each_sampled_row(tiny_tokenizer, tmp_path, monkeypatch):
+def test_recipe_replays_several_windows_of_each_sampled_row(tiny_tokenizer, tmp_path, monkeypatch, caplog):
     model, previous, old_train, new_train, validation = _deployed_bad_good_and_new_meh(
         tiny_tokenizer, tmp_path
     )
@@ -347,7 +348,13 @@ def test_recipe_replays_several_windows_of_each_sampled_row(tiny_tokenizer, tmp_
              "--teacher_logits_cache", str(tmp_path / "cache")]
         )  # fmt: skip
 
-    one, three = run(1, "one"), run(3, "three")
+    with caplog.at_level(logging.INFO, logger="hfkit"):
+        one = run(1, "one")
+    assert "replayed rows are cut at max_length 6; replay_windows N" in caplog.text  # the hint
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hfkit"):
+        three = run(3, "three")
+    assert "are cut at max_length" not in caplog.text and "20 old rows ->" in caplog.text
     replayed_one = one.train_dataset.select(range(120, len(one.train_dataset)))
     replayed_three = three.train_dataset.select(range(120, len(three.train_dataset)))
     assert len(replayed_one) == 20 and 20 < len(replayed_three) <= 60
