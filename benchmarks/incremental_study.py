@@ -135,6 +135,9 @@ def cells(scenario: str) -> list[Cell]:
         *([Cell("recipe_first_window", "the shipped recipe with each replayed article read once, as the model "
                 "reads it (`--replay_windows 1`: the recipe before replay windows)", "incremental", update,
                 [*prev, "--replay_windows", "1"], "base"),
+           Cell("recipe_replay5", "the shipped recipe with half the replay: 5% of the old articles "
+                "(`--replay_fraction 0.05`, 46 articles, 310 windows)", "incremental", update,
+                [*prev, "--replay_fraction", "0.05"], "base"),
            Cell("recipe_low_margin", "`recipe_first_window` with the replay rows chosen by low margin under the "
                 "grown head (`--replay_selection low_margin`) instead of at random", "incremental", update,
                 [*prev, "--replay_windows", "1", "--replay_selection", "low_margin"], "base")]
