@@ -27,7 +27,7 @@ import random
 
 import numpy as np
 import yaml
-from studies import REPO, Cell, commands_list, done, mean_std, run_all, run_dir
+from studies import REPO, Cell, check_settings, commands_list, done, mean_std, run_all, run_dir
 
 BBC_OLD, BBC_NEW = ["business", "entertainment", "politics"], ["sports", "tech"]  # folder names
 BBC_DIR, SST2_DIR = "outputs/data/bbc", "outputs/data/sst2_incremental"
@@ -256,6 +256,7 @@ def main() -> None:
         return
     runs = os.path.abspath(args.runs or f"outputs/incremental_{args.scenario}")
     chosen = [c for c in cells(args.scenario) if args.cells is None or c.name in args.cells]
+    check_settings(runs, chosen, args.seeds)  # also before a report: stale runs would be scored as current
     if not args.report_only:
         run_all(runs, cells(args.scenario), chosen, args.seeds, args.lanes, args.threads)
     table = report(args.scenario, runs, chosen, args.seeds)

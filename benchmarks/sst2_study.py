@@ -27,7 +27,7 @@ import json
 import os
 
 import numpy as np
-from studies import Cell, commands_list, done, mean_std, run_all, run_dir
+from studies import Cell, check_settings, commands_list, done, mean_std, run_all, run_dir
 
 VALIDATION = "../shared/data/sst2/sentence_split/validation.tsv"
 STUDENT = ["--keep_layers", "0", "2", "4"]
@@ -219,6 +219,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = os.path.abspath(args.runs)
     chosen = [c for c in cells() if args.cells is None or c.name in args.cells]
+    check_settings(runs, chosen, args.seeds)  # also before a report: stale runs would be scored as current
     if not args.report_only:
         run_all(runs, cells(), chosen, args.seeds, args.lanes, args.threads)
     table = report(runs, chosen, args.seeds)

@@ -8,6 +8,7 @@ those (the same seed, if they are seeded) have finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -48,11 +49,42 @@ def done(out: str) -> bool:
     return os.path.isfile(os.path.join(out, "study_run.json"))
 
 
+def settings_digest(cell: Cell) -> str:
+    """sha256 of what makes a cell's runs: its recipe, its config file's bytes and its override templates."""
+    with open(os.path.join(REPO, "recipes", "configs", cell.config), "rb") as f:
+        config = f.read()
+    text = json.dumps([cell.recipe, cell.config, cell.overrides]).encode()
+    return hashlib.sha256(config + b"\0" + text).hexdigest()
+
+
+def check_settings(runs: str, chosen: list[Cell], seeds: list[int]) -> None:
+    """Refuse to train or report when a finished run was made with other settings than its cell has now (its
+    config file or overrides changed since): it would be skipped as done, or scored as if it were current.
+    Runs recorded before the digest existed are taken as they are."""
+    stale = []
+    for cell in chosen:
+        for seed in seeds if cell.seeded else [None]:
+            out = run_dir(runs, cell, seed)
+            if not done(out):
+                continue
+            with open(os.path.join(out, "study_run.json")) as f:
+                recorded = json.load(f).get("settings_sha256")
+            if recorded is not None and recorded != settings_digest(cell):
+                stale.append(out)
+    if stale:
+        raise SystemExit(
+            f"{len(stale)} finished run(s) were made with other settings than their cell has now (its config "
+            f"file or overrides changed): {stale}. Move them out of {runs} (or use a new --runs folder) to run "
+            "them again with the current settings, or restore the old settings to report them."
+        )
+
+
 def run_all(
     runs: str, cells: list[Cell], chosen: list[Cell], seeds: list[int], lanes: int, threads: int | None = None
 ) -> None:
     """Run every unfinished (cell, seed) over `lanes` worker threads, each job a subprocess with `threads`
     CPU threads (default: the machine's cores split between the lanes)."""
+    check_settings(runs, chosen, seeds)
     by_name = {c.name: c for c in cells}
     # Unseeded cells first, then seed by seed through the seeded ones: any finished prefix is paired.
     jobs = [(c, None) for c in chosen if not c.seeded]
@@ -101,7 +133,12 @@ def run_all(
                 if rc == 0:
                     with open(os.path.join(out, "study_run.json"), "w") as f:
                         json.dump(
-                            {"command": cmd, "minutes": round(minutes, 1), "threads": int(threads)},
+                            {
+                                "command": cmd,
+                                "minutes": round(minutes, 1),
+                                "threads": int(threads),
+                                "settings_sha256": settings_digest(cell),
+                            },  # fmt: skip
                             f,
                             indent=2,
                         )
