@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,11 +51,12 @@ def done(out: str) -> bool:
 
 
 def settings_digest(cell: Cell) -> str:
-    """sha256 of what makes a cell's runs: its recipe, its config file's bytes and its override templates."""
-    with open(os.path.join(REPO, "recipes", "configs", cell.config), "rb") as f:
-        config = f.read()
-    text = json.dumps([cell.recipe, cell.config, cell.overrides]).encode()
-    return hashlib.sha256(config + b"\0" + text).hexdigest()
+    """sha256 of what makes a cell's runs: its recipe, its config's settings (parsed: comments do not count)
+    and its override templates."""
+    with open(os.path.join(REPO, "recipes", "configs", cell.config)) as f:
+        config = yaml.safe_load(f)
+    text = json.dumps([cell.recipe, cell.config, config, cell.overrides], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def check_settings(runs: str, chosen: list[Cell], seeds: list[int]) -> None:

@@ -37,7 +37,8 @@ def test_a_run_made_with_other_settings_is_refused_and_a_legacy_run_is_kept(tmp_
     config.write_text("learning_rate: 2.0e-3\n")  # the config changed after the run
     with pytest.raises(SystemExit, match=r"1 finished run\(s\) were made with other settings.*ce_s0"):
         studies.check_settings(str(runs), [cell], [0])
-    config.write_text("learning_rate: 1.0e-3\n")
+    config.write_text("learning_rate: 1.0e-3  # a comment is not a setting\n")
+    studies.check_settings(str(runs), [cell], [0])
     changed = studies.Cell("ce", "a cell", "classify", "classify/x.yaml", ["--alpha", "0.9"])
     with pytest.raises(SystemExit, match="other settings"):  # so did the overrides
         studies.check_settings(str(runs), [changed], [0])
