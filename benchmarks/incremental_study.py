@@ -256,7 +256,9 @@ def main() -> None:
         return
     runs = os.path.abspath(args.runs or f"outputs/incremental_{args.scenario}")
     chosen = [c for c in cells(args.scenario) if args.cells is None or c.name in args.cells]
-    check_settings(runs, chosen, args.seeds)  # also before a report: stale runs would be scored as current
+    check_settings(
+        runs, chosen, args.seeds
+    )  # before training or a report: stale runs are neither rerun nor current
     if not args.report_only:
         run_all(runs, cells(args.scenario), chosen, args.seeds, args.lanes, args.threads)
     table = report(args.scenario, runs, chosen, args.seeds)

@@ -224,7 +224,9 @@ def main() -> None:
     args = parser.parse_args()
     runs = os.path.abspath(args.runs)
     chosen = [c for c in cells() if args.cells is None or c.name in args.cells]
-    check_settings(runs, chosen, args.seeds)  # also before a report: stale runs would be scored as current
+    check_settings(
+        runs, chosen, args.seeds
+    )  # before training or a report: stale runs are neither rerun nor current
     if not args.report_only:
         run_all(runs, cells(), chosen, args.seeds, args.lanes, args.threads)
     table = report(runs, chosen, args.seeds)

@@ -85,8 +85,8 @@ def run_all(
     runs: str, cells: list[Cell], chosen: list[Cell], seeds: list[int], lanes: int, threads: int | None = None
 ) -> None:
     """Run every unfinished (cell, seed) over `lanes` worker threads, each job a subprocess with `threads`
-    CPU threads (default: the machine's cores split between the lanes)."""
-    check_settings(runs, chosen, seeds)
+    CPU threads (default: the machine's cores split between the lanes). Call `check_settings` first: a run
+    left from other settings would be skipped here as done."""
     by_name = {c.name: c for c in cells}
     # Unseeded cells first, then seed by seed through the seeded ones: any finished prefix is paired.
     jobs = [(c, None) for c in chosen if not c.seeded]

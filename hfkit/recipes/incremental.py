@@ -81,10 +81,9 @@ def incremental_report(
          "-" if forgetting is None else f"{100 * forgetting:+.2f} points"],
     ]  # fmt: skip
     added = f"{len(new_labels)} new {new_labels}" if new_labels else "no new classes"
-    windows = train_rows.get("replay_windows", train_rows["replay"])
     replayed = f"{train_rows['replay']:,} replayed"
-    if windows != train_rows["replay"]:
-        replayed += f" ({windows:,} windows)"
+    if train_rows["replay_windows"] != train_rows["replay"]:
+        replayed += f" ({train_rows['replay_windows']:,} windows)"
     caption = (
         f"{len(old_labels)} old classes, {added}; {train_rows['new']:,} new rows + {replayed}; LwF alpha "
         f"{alpha}, temperature {temperature}. Forgetting: old-class accuracy before - after."
