@@ -9,11 +9,12 @@ seed in its own output folder; a finished run (marker `study_run.json`) is never
 can be stopped and restarted. Runs are spread over `--lanes` processes with the CPU threads split between
 them; a run waits for the teacher it needs. At the end (or with --report_only) every finished student is
 scored on `sentence_split/validation.tsv` (1,000 whole sentences no training row contains) and the table
-gives mean and standard deviation over seeds, and McNemar's exact test of each cell against the CE
-baseline, pooled over the seeds both cells have (the same validation rows, one pair per seed).
+gives mean and standard deviation over seeds and paired tests of each cell against the CE baseline that
+respect the design (every seed scores the same rows): exact McNemar per seed, a paired t-test over seeds,
+and a paired bootstrap over rows of the seed-averaged correctness (`studies.paired_tests`).
 
 The pair cells (issue 16) distil from both teachers at once (distill/minilm_mpnet_to_minilm_l3_sst2.yaml,
-`teacher_combination` mean or gold); the report then adds McNemar's test of each against the better
+`teacher_combination` mean or gold); the report then adds the same paired tests of each against the better
 single-teacher student with the same data (`kd_mpnet_aug` or `kd_minilm_aug`, by mean accuracy).
 
 Equal steps: KD runs 1 epoch over 58,023 gold rows + 58,023 augmented copies = 3,627 steps of 32; the CE
@@ -27,7 +28,20 @@ import json
 import os
 
 import numpy as np
-from studies import Cell, check_settings, commands_list, done, mean_std, run_all, run_dir
+from studies import (
+    PAIRED_TESTS_NOTE,
+    Cell,
+    Predictions,
+    check_settings,
+    commands_list,
+    done,
+    mean_std,
+    paired_tests,
+    paired_text,
+    picked_on_validation,
+    run_all,
+    run_dir,
+)
 
 VALIDATION = "../shared/data/sst2/sentence_split/validation.tsv"
 STUDENT = ["--keep_layers", "0", "2", "4"]
@@ -130,41 +144,28 @@ def predictions(out: str) -> tuple[np.ndarray, np.ndarray]:
     return predicted, gold
 
 
-def pooled_mcnemar(
-    got: dict[int | None, tuple[np.ndarray, np.ndarray]],
-    base: dict[int | None, tuple[np.ndarray, np.ndarray]],
-) -> tuple[str, str]:
-    """Accuracy difference (rows only one side gets right) and McNemar's p of `got` against `base`, pooled
-    over the seeds both have; ("-", "-") when they share none."""
-    from hfkit.metrics import mcnemar
-
-    common = sorted(s for s in got if s in base)
-    if not common:
-        return "-", "-"
-    pred_b = np.concatenate([got[s][0] for s in common])
-    pred_a = np.concatenate([base[s][0] for s in common])
-    gold = np.concatenate([got[s][1] for s in common])
-    test = mcnemar(pred_a, pred_b, gold)
-    delta = 100 * float((pred_b == gold).mean() - (pred_a == gold).mean())
-    return f"{delta:+.2f} ({test['b_only']} vs {test['a_only']} rows)", f"{test['p_value']:.2g}"
-
-
 def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
-    """Markdown table: accuracy per seed, mean +- std, pooled McNemar against the CE baseline (and of the
-    pair cells against the better single-teacher student)."""
-    results: dict[str, dict[int | None, tuple[np.ndarray, np.ndarray]]] = {}
+    """Markdown table: accuracy per seed, mean +- std, and paired tests against the CE baseline with as many
+    steps (and of the pair cells against the better single-teacher student)."""
+    results: dict[str, Predictions] = {}
     for cell in chosen:
         for seed in seeds if cell.seeded else [None]:
             out = run_dir(runs, cell, seed)
             if done(out):
                 results.setdefault(cell.name, {})[seed] = predictions(out)
+    tested = [
+        c for c in chosen if c.seeded and c.name not in CE_CELLS and CE_BASELINE.get(c.name, "ce") in results
+    ]
     lines = [
-        f"SST-2 sentence split, {VALIDATION} (1,000 whole sentences). p: McNemar's exact test against the CE "
-        "student with as many optimizer steps (`ce`, or the cell named), pooled over the seeds both cells finished "
-        "(paired rows).",
+        f"SST-2 sentence split, {VALIDATION} (1,000 whole sentences). Every setting of these cells (alpha, "
+        "temperature, copies, epochs, and the epoch kept where the cell says so) was chosen on these same 1,000 "
+        "sentences, so the best cell's figure is optimistic: a test set none of them saw checks it. Each student "
+        f"cell is compared with the CE student with as many optimizer steps (`ce`, or the cell named): "
+        f"{len(tested)} comparisons in this table. {PAIRED_TESTS_NOTE}",
         "",
-        "| cell | what | seeds | accuracy per seed | mean | std | vs CE, equal steps (pooled) | p (McNemar) | of teacher |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| cell | what | picked on validation | seeds | accuracy per seed | mean | std | vs CE, equal steps "
+        "| McNemar per seed | paired t p | bootstrap 95% CI, p | of teacher |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     # Teachers (and the assistant) are the unseeded cells; a student's teacher is the one cell it needs.
     teacher_acc = {
@@ -175,32 +176,39 @@ def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
         if cell.name not in results:
             continue
         got = results[cell.name]
-        accs = {s: 100 * float((p == g).mean()) for s, (p, g) in got.items()}
-        values = list(accs.values())
+        values = [100 * float((p == g).mean()) for p, g in got.values()]
         mean, std = mean_std(values)
-        versus, p_text, of_teacher = "-", "-", "-"
+        tests, of_teacher = None, "-"
         baseline = CE_BASELINE.get(cell.name, "ce")
-        if cell.seeded and cell.name not in CE_CELLS and baseline in results:
-            versus, p_text = pooled_mcnemar(got, results[baseline])
-            versus += "" if baseline == "ce" else f" vs `{baseline}`"
+        if cell in tested:
+            tests = paired_tests(got, results[baseline])
+        versus, per_seed, t_p, boot = paired_text(tests)
+        if tests is not None and baseline != "ce":
+            versus += f" vs `{baseline}`"
         teacher = cell.needs if cell.seeded and isinstance(cell.needs, str) else None  # a pair: no single one
         if teacher in teacher_acc:
             of_teacher = f"{100 * mean / teacher_acc[teacher]:.1f}%"
-        per_seed = ", ".join(f"{a:.1f}" for a in values)
+        accs = ", ".join(f"{a:.1f}" for a in values)
         lines.append(
-            f"| `{cell.name}` | {cell.what} | {len(values)} | {per_seed} | **{mean:.2f}** | {std:.2f} | "
-            f"{versus} | {p_text} | {of_teacher} |"
+            f"| `{cell.name}` | {cell.what} | {picked_on_validation(cell) or '-'} | {len(values)} | {accs} | "
+            f"**{mean:.2f}** | {std:.2f} | {versus} | {per_seed} | {t_p} | {boot} | {of_teacher} |"
         )
     singles = {n: np.mean([float((p == g).mean()) for p, g in results[n].values()]) for n in SINGLE_TEACHER
                if n in results}  # fmt: skip
     pairs = [n for n in PAIRS if n in results]
     if singles and pairs:
         best = max(singles, key=singles.get)
-        title = f"Pair of teachers against the better single-teacher student (`{best}`), pooled over seeds:"
-        lines += ["", title, "", "| cell | vs best single (pooled) | p (McNemar) |", "|---|---|---|"]
+        lines += [
+            "",
+            f"Pair of teachers against the better single-teacher student (`{best}`, chosen by mean accuracy on "
+            f"these sentences), {len(pairs)} comparisons:",
+            "",
+            "| cell | vs best single | McNemar per seed | paired t p | bootstrap 95% CI, p |",
+            "|---|---|---|---|---|",
+        ]
         for name in pairs:
-            versus, p_text = pooled_mcnemar(results[name], results[best])
-            lines.append(f"| `{name}` | {versus} | {p_text} |")
+            versus, per_seed, t_p, boot = paired_text(paired_tests(results[name], results[best]))
+            lines.append(f"| `{name}` | {versus} | {per_seed} | {t_p} | {boot} |")
     lines += ["", "Commands (each student cell adds `--seed S` and its own `--output_dir`):", ""]
     lines += commands_list(chosen)
     return "\n".join(lines)

@@ -162,6 +162,72 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else float("nan")
 
 
+def cell_settings(cell: Cell) -> dict:
+    """A cell's effective settings: its config file's keys with its overrides (``--key value ...``) on top."""
+    with open(os.path.join(REPO, "recipes", "configs", cell.config)) as f:
+        settings = dict(yaml.safe_load(f))
+    key = None
+    for token in cell.overrides:
+        if token.startswith("--"):
+            key = token[2:]
+            settings[key] = True
+        elif key is not None:
+            settings[key] = token if settings[key] is True else [*np.atleast_1d(settings[key]), token]
+    return settings
+
+
+def picked_on_validation(cell: Cell) -> str:
+    """What a cell's runs choose on the validation set that then scores them: the epoch kept, when it trains
+    several epochs and keeps the best one (early stopping on validation accuracy); '' when nothing."""
+    settings = cell_settings(cell)
+    epochs = float(settings.get("num_train_epochs", 1))
+    return (
+        "epoch kept" if epochs > 1 and settings.get("early_stopping_patience") not in (None, 0, "0") else ""
+    )
+
+
+Predictions = dict[int | None, tuple[np.ndarray, np.ndarray]]  # seed -> (predicted ids, gold ids)
+
+
+def paired_tests(got: Predictions, base: Predictions) -> dict | None:
+    """`got` against `base` on the seeds both have (`hfkit.metrics.paired_comparison`: McNemar per seed, paired
+    t over seeds, bootstrap over rows of the seed-averaged correctness), difference in points; None when they
+    share no seed."""
+    from hfkit.metrics import paired_comparison
+
+    common = sorted((s for s in got if s in base), key=lambda s: -1 if s is None else s)
+    if not common:
+        return None
+    gold = got[common[0]][1]
+    tests = paired_comparison([base[s][0] for s in common], [got[s][0] for s in common], gold)
+    return {**tests, "seeds": common, "difference": 100 * tests["difference"]}
+
+
+def paired_text(tests: dict | None) -> tuple[str, str, str, str]:
+    """Table cells for `paired_tests`: difference, McNemar per seed (rows only one side gets right and p),
+    paired t p over seeds, bootstrap 95% interval and p; '-' each when there is nothing to compare."""
+    if tests is None:
+        return "-", "-", "-", "-"
+    mcnemar_text = "; ".join(f"{m['b_only']}/{m['a_only']} p {m['p_value']:.2g}" for m in tests["mcnemar"])
+    t_p = tests["t_test"]["p_value"]
+    boot = tests["bootstrap"]
+    return (
+        f"{tests['difference']:+.2f}",
+        mcnemar_text,
+        "-" if np.isnan(t_p) else f"{t_p:.2g}",
+        f"[{100 * boot['ci_low']:+.2f}, {100 * boot['ci_high']:+.2f}] p {boot['p_value']:.2g}",
+    )
+
+
+PAIRED_TESTS_NOTE = (
+    "Paired tests on the same validation rows, seed by seed: McNemar per seed gives rows only the cell gets right "
+    "/ rows only the baseline gets right and the exact p; paired t over the seeds' accuracies (df = seeds - 1); "
+    "bootstrap: 10,000 resamples of the rows with each row's correctness averaged over the seeds (95% interval "
+    "of the difference in points, and p). No correction for the number of comparisons: with k cells tested at "
+    "0.05, about 0.05 k would pass by chance."
+)
+
+
 def commands_list(cells: list[Cell]) -> list[str]:
     """Markdown bullets: the command of each cell (seeded cells add `--seed S` and their own output_dir)."""
     return [

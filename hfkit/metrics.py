@@ -33,6 +33,9 @@ __all__ = [
     "evaluate_module_metrics",
     "load_evaluate_metrics",
     "mcnemar",
+    "paired_bootstrap",
+    "paired_comparison",
+    "paired_t_test",
     "perplexity",
     "precision_recall_f1",
     "roc_auc",
@@ -162,6 +165,95 @@ def mcnemar(predictions_a: Any, predictions_b: Any, labels: Any) -> dict[str, fl
     a_only, b_only = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
     p_value = 1.0 if a_only + b_only == 0 else float(stats.binomtest(a_only, a_only + b_only, 0.5).pvalue)
     return {"a_only": a_only, "b_only": b_only, "p_value": p_value}
+
+
+def paired_t_test(values_a: Sequence[float], values_b: Sequence[float]) -> dict[str, float]:
+    """Paired t-test of ``values_b - values_a`` (e.g. one accuracy per seed for two recipes, same seeds).
+
+    The unit is the seed, not the row: this is the test that sees seed-to-seed spread. Returns the mean
+    difference, t, the degrees of freedom (pairs - 1) and the two-sided p-value (NaN with fewer than 2 pairs;
+    1.0 when every difference is 0, ``0.0`` when they are all equal and non-zero).
+    """
+    a, b = np.asarray(values_a, dtype=float), np.asarray(values_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(
+            f"paired_t_test: needs two 1-D sequences of the same length (one value per pair), got shapes "
+            f"{a.shape} and {b.shape}."
+        )
+    difference = b - a
+    n = len(difference)
+    mean = float(difference.mean()) if n else float("nan")
+    if n < 2:
+        return {"mean_difference": mean, "t": float("nan"), "df": max(n - 1, 0), "p_value": float("nan")}
+    sd = float(difference.std(ddof=1))
+    if sd == 0.0:  # every pair moved by the same amount: no spread to test against
+        return {"mean_difference": mean, "t": float("nan"), "df": n - 1, "p_value": 1.0 if mean == 0 else 0.0}
+    t = mean / (sd / math.sqrt(n))
+    p_value = float(2 * stats.t.sf(abs(t), df=n - 1))
+    return {"mean_difference": mean, "t": float(t), "df": n - 1, "p_value": p_value}
+
+
+def paired_bootstrap(
+    correct_a: Any, correct_b: Any, resamples: int = 10_000, seed: int = 0, confidence: float = 0.95
+) -> dict[str, float]:
+    """Paired bootstrap over rows of the accuracy difference ``b - a``.
+
+    ``correct_a`` / ``correct_b``: 1 where the model got a row right, shape (rows,) or (seeds, rows); with
+    several seeds each row's correctness is first averaged over the seeds, so a row counts once however many
+    seeds were run (pooling seeds as separate rows would count each sentence several times). Rows are
+    resampled with replacement; returns the observed difference, the percentile interval and the two-sided
+    p-value ``2 * min(P(d* <= 0), P(d* >= 0))`` (with the +1 correction, so never exactly 0).
+    """
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    if a.shape != b.shape or a.ndim not in (1, 2) or a.shape[-1] == 0:
+        raise ValueError(
+            f"paired_bootstrap: needs two arrays of the same shape, (rows,) or (seeds, rows), with rows > 0; "
+            f"got shapes {a.shape} and {b.shape}."
+        )
+    if resamples < 1 or not 0 < confidence < 1:
+        raise ValueError(
+            f"paired_bootstrap: resamples must be >= 1 and 0 < confidence < 1, got {resamples}, {confidence}."
+        )
+    per_row = (b.mean(axis=0) if b.ndim == 2 else b) - (a.mean(axis=0) if a.ndim == 2 else a)
+    rng = np.random.default_rng(seed)
+    rows = len(per_row)
+    draws = per_row[rng.integers(0, rows, size=(resamples, rows))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    p_value = min(1.0, 2 * min((np.sum(draws <= 0) + 1), (np.sum(draws >= 0) + 1)) / (resamples + 1))
+    return {
+        "difference": float(per_row.mean()),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "p_value": p_value,
+    }
+
+
+def paired_comparison(
+    predictions_a: Sequence[Any], predictions_b: Sequence[Any], labels: Any, resamples: int = 10_000
+) -> dict[str, Any]:
+    """Model b against model a when each was trained once per seed and every seed scores the same rows.
+
+    ``predictions_a[i]`` and ``predictions_b[i]`` are class ids of seed i (paired by position). Returns the
+    accuracy difference b - a (mean over seeds, a fraction), McNemar's exact test per seed (``mcnemar``), a
+    paired t-test over the seeds' accuracies and a paired bootstrap over rows of the seed-averaged correctness:
+    tests that respect the design (a row is one row, not one row per seed; the seeds' spread is the t-test's).
+    """
+    if len(predictions_a) != len(predictions_b) or not predictions_a:
+        raise ValueError(
+            f"paired_comparison: needs one prediction array per seed for each model, paired by position; got "
+            f"{len(predictions_a)} and {len(predictions_b)}."
+        )
+    labels = _to_numpy(labels)
+    per_seed = [mcnemar(a, b, labels) for a, b in zip(predictions_a, predictions_b, strict=True)]
+    right_a = np.stack([_to_numpy(a) == labels for a in predictions_a])
+    right_b = np.stack([_to_numpy(b) == labels for b in predictions_b])
+    return {
+        "difference": float(right_b.mean() - right_a.mean()),
+        "mcnemar": per_seed,
+        "t_test": paired_t_test(right_a.mean(axis=1), right_b.mean(axis=1)),
+        "bootstrap": paired_bootstrap(right_a, right_b, resamples=resamples),
+    }
 
 
 def perplexity(mean_nll: float) -> float:

@@ -269,3 +269,51 @@ def test_mcnemar_same_correctness_is_p_one_and_bad_input_is_named():
         metrics.mcnemar([1, 0], [1, 0, 1], [1, 0, 1])
     with pytest.raises(ValueError, match="mcnemar: predictions must be a 1-D array of class ids"):
         metrics.mcnemar(np.zeros((3, 2)), [1, 0, 1], [1, 0, 1])
+
+
+def test_paired_t_test_matches_the_hand_computed_case():
+    # differences 1, 2, 2: mean 5/3, sd sqrt(1/3), se 1/3, t = 5 with 2 df; for 2 df the two-sided p-value is
+    # 1 - t / sqrt(t^2 + 2) = 1 - 5 / sqrt(27).
+    result = metrics.paired_t_test([1, 2, 3], [2, 4, 5])
+    assert result["mean_difference"] == pytest.approx(5 / 3)
+    assert result["t"] == pytest.approx(5.0)
+    assert result["df"] == 2
+    assert result["p_value"] == pytest.approx(1 - 5 / math.sqrt(27))
+    flipped = metrics.paired_t_test([2, 4, 5], [1, 2, 3])
+    assert flipped["t"] == pytest.approx(-5.0) and flipped["p_value"] == pytest.approx(result["p_value"])
+
+
+def test_paired_t_test_edge_cases_and_bad_input():
+    assert metrics.paired_t_test([1, 2], [1, 2])["p_value"] == 1.0  # no difference at all
+    assert metrics.paired_t_test([1, 2], [2, 3])["p_value"] == 0.0  # the same shift on every pair
+    assert math.isnan(metrics.paired_t_test([1], [2])["p_value"])  # one pair: nothing to test
+    with pytest.raises(ValueError, match="paired_t_test: needs two 1-D sequences of the same length"):
+        metrics.paired_t_test([1, 2, 3], [1, 2])
+
+
+def test_paired_bootstrap_hand_cases():
+    # The same rows right: difference 0, an interval of [0, 0], p = 1.
+    same = metrics.paired_bootstrap([1, 0, 1, 1], [1, 0, 1, 1], resamples=99)
+    assert (same["difference"], same["ci_low"], same["ci_high"], same["p_value"]) == (0.0, 0.0, 0.0, 1.0)
+    # b right on every row, a on none: every resample gives +1, so p = 2 * (0 + 1) / (99 + 1).
+    better = metrics.paired_bootstrap([0, 0, 0], [1, 1, 1], resamples=99)
+    assert (better["difference"], better["ci_low"], better["ci_high"]) == (1.0, 1.0, 1.0)
+    assert better["p_value"] == pytest.approx(0.02)
+
+
+def test_paired_bootstrap_counts_a_row_once_however_many_seeds():
+    rng = np.random.default_rng(0)
+    a = (rng.random(200) < 0.8).astype(int)
+    b = a.copy()
+    b[:12] = 1 - b[:12]  # 12 rows change, some for the better, some for the worse
+    single = metrics.paired_bootstrap(a, b, resamples=2000, seed=1)
+    # Three seeds that agree row for row carry no more evidence than one: the same difference and p-value
+    # (pooling the 3 x 200 rows as independent would shrink the p-value).
+    tripled = metrics.paired_bootstrap(np.stack([a] * 3), np.stack([b] * 3), resamples=2000, seed=1)
+    assert tripled == single
+    assert single["difference"] == pytest.approx(b.mean() - a.mean())
+    # Seeds that disagree: each row's correctness is averaged over the seeds first.
+    seeds_a, seeds_b = np.array([[1, 0], [0, 0]]), np.array([[1, 1], [1, 0]])
+    assert metrics.paired_bootstrap(seeds_a, seeds_b, resamples=9)["difference"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="paired_bootstrap: needs two arrays of the same shape"):
+        metrics.paired_bootstrap([1, 0], [1, 0, 1])
