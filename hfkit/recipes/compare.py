@@ -8,6 +8,12 @@ against the first (the baseline): how many rows only one of the two gets right, 
 p-value that they are equally accurate. With 6,735 rows one point of accuracy is 67 rows; this says
 whether a 0.2-point gap is a real difference or the luck of these rows (it cannot say anything about
 seed-to-seed variation: train more seeds for that).
+
+Several seeds per recipe: ``--groups`` names the recipe of each model (``--models ce_s1 ce_s2 ce_s3 kd_s1 kd_s2
+kd_s3 --groups ce ce ce kd kd kd``); models of one group are paired with the first group's by position (seed
+i with seed i). Each group after the first then gets the tests that respect that design
+(`hfkit.metrics.paired_comparison`): McNemar per seed, a paired t-test over the seeds' accuracies and a
+paired bootstrap over rows of the seed-averaged correctness, never one McNemar over rows pooled across seeds.
 """
 
 import os
@@ -17,7 +23,7 @@ import numpy as np
 
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.io import load_model
-from hfkit.metrics import classification_metrics, mcnemar
+from hfkit.metrics import classification_metrics, mcnemar, paired_comparison
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.reports import compare_report, predict_logits, report_stem, validation_source
@@ -32,6 +38,13 @@ class CompareArguments:
     names: list[str] | None = field(
         default=None, metadata={"help": "A short name per model for the table (default: folder names)."}
     )
+    groups: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "The recipe each model belongs to (one name per model; the same number of models, i.e. "
+            "seeds, per group, paired by position). The first group is the baseline."
+        },
+    )
     batch_size: int = field(default=128, metadata={"help": "Rows per forward pass."})
     output_file: str | None = field(
         default=None,
@@ -45,6 +58,21 @@ class CompareArguments:
             raise ValueError(
                 f"{len(self.names)} names for {len(self.models)} models: give one name per model."
             )
+        if self.groups is not None:
+            sizes = {g: self.groups.count(g) for g in dict.fromkeys(self.groups)}
+            if len(self.groups) != len(self.models) or len(sizes) < 2 or len(set(sizes.values())) != 1:
+                raise ValueError(
+                    f"groups {self.groups} for {len(self.models)} models: give one group name per model, at "
+                    f"least two groups, and as many models (seeds) in each group (got {sizes})."
+                )
+
+    def partner(self, index: int) -> int:
+        """The model a model is tested against: the first model, or with groups the first group's model at
+        the same position (the same seed)."""
+        if self.groups is None:
+            return 0
+        position = self.groups[: index + 1].count(self.groups[index]) - 1
+        return [i for i, g in enumerate(self.groups) if g == self.groups[0]][position]
 
 
 ARG_TYPES = (CompareArguments, DataArguments)
@@ -70,12 +98,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
         metrics = classification_metrics(logits, gold)
         predictions.append(logits.argmax(-1))
         row = {"name": name, "path": model_path, "accuracy": metrics["accuracy"], "f1": metrics["f1_macro"]}
-        if len(predictions) > 1:
-            test = mcnemar(predictions[0], predictions[-1], gold)
+        partner = args.partner(len(rows))
+        if partner != len(rows):
+            test = mcnemar(predictions[partner], predictions[-1], gold)
             row.update(baseline_only=test["a_only"], model_only=test["b_only"], p_value=test["p_value"])
         rows.append(row)
 
-    report = compare_report(rows, validation_source(data_args), len(validation))
+    groups = []
+    for group in dict.fromkeys(args.groups or []):
+        members = [i for i, g in enumerate(args.groups) if g == group]
+        accuracies = [rows[i]["accuracy"] for i in members]
+        summary = {"group": group, "models": [names[i] for i in members], "accuracies": accuracies}
+        if groups:  # every group after the first, against the first
+            baseline = [args.partner(i) for i in members]
+            summary["tests"] = paired_comparison(
+                [predictions[i] for i in baseline], [predictions[i] for i in members], gold
+            )
+        groups.append(summary)
+    report = compare_report(rows, validation_source(data_args), len(validation), groups)
     print("\n" + report.text())
     if args.output_file:  # the JSON there, and its Markdown copy next to it
         report.name = report_stem(args.output_file)
