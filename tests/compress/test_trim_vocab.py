@@ -152,5 +152,10 @@ def test_bpe_tokenizer_is_refused_with_its_class_name(tiny_bert):
 def test_arguments_are_checked():
     with pytest.raises(UserInputError, match="trim_corpus='validation'"):
         TrimVocabArguments(trim_corpus="validation")
+    # The default reads the training text only; the old name of the oracle is refused with the new one named.
+    assert TrimVocabArguments().trim_corpus == "train"
+    with pytest.raises(UserInputError, match="use 'train' \\(the default\\), or 'oracle:train\\+validation'"):
+        TrimVocabArguments(trim_corpus="train+validation")
+    assert TrimVocabArguments(trim_corpus="oracle:train+validation").trim_corpus == "oracle:train+validation"
     with pytest.raises(UserInputError, match="trim_min_frequency=0"):
         TrimVocabArguments(trim_min_frequency=0)
