@@ -212,14 +212,18 @@ def classification_report(
     data: str | None = None,
     parameters: Mapping[str, int] | None = None,
     name: str = "eval_report",
+    precision: str | None = None,
 ) -> Report:
-    """The evaluation report of one trained classifier: metrics (percent), confusion matrix, parameters."""
+    """The evaluation report of one trained classifier: metrics (percent), confusion matrix, parameters;
+    `precision` (the dtype it was scored in) goes into the title."""
     metrics = {k.removeprefix("eval_"): v for k, v in metrics.items()}
     shown = [[k, format_metric(k, v)] for k, v in metrics.items() if k not in _RUN_METRICS]
     title = f"Evaluation report: {model}"
     if base_model and base_model != model:
         title += f" (fine-tuned from {base_model})"
     title += f" on {describe_data(data, num_examples)}"
+    if precision:
+        title += f", scored in {precision} as saved"
     appendix = []  # the run's log already says it: Markdown only
     if parameters:
         appendix.append(f"parameters: {parameters['total']:,} total, {parameters['trainable']:,} trainable")
@@ -237,6 +241,7 @@ def classification_report(
             "metrics": dict(metrics),
             "confusion_matrix": [list(map(int, row)) for row in confusion_matrix],
             "parameters": dict(parameters or {}),
+            "precision": precision,
         },
     )
 

@@ -18,6 +18,7 @@ from hfkit.modeling import (
     DistillModelArguments,
     ModelArguments,
     check_model_labels,
+    check_model_weights,
     load_classifier,
     load_tokenizer,
     resolve_model_path,
@@ -25,7 +26,7 @@ from hfkit.modeling import (
 )
 from hfkit.parsing import parse_args
 from hfkit.reports import distill_report, measure_classifiers, validation_source
-from hfkit.runtime import RunArguments, finish_run, start_run
+from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache import add_teacher_logits, teacher_logits_for_student
 
@@ -34,7 +35,8 @@ ARG_TYPES = (DistillModelArguments, DataArguments, AugmentArguments, DistillConf
 
 def load_teacher(name: str, args: DistillModelArguments, labels: list[str]):
     """A fine-tuned teacher and its tokenizer; its label set must be the data's."""
-    path = resolve_model_path(name)
+    path = resolve_model_path(name, args.trust_remote_code)
+    check_model_weights(path)
     common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
     teacher = AutoModelForSequenceClassification.from_pretrained(path, **common)
     check_model_labels(
@@ -131,11 +133,10 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
     trainer.save_state()
 
     if trainer.is_world_process_zero():
-        # Every model is scored and timed as loaded from disk (float32), all timed together, round-robin. The
-        # student's metrics come from the trainer's final evaluation (the validation set is scored once per
-        # model) unless that ran under the training's autocast: then the student is scored again.
-        mixed = config.bf16 or config.fp16
-        student_metrics = trainer.report["metrics"] if trainer.report and not mixed else None
+        # Every model is scored and timed as loaded from disk, all timed together, round-robin. The student's
+        # metrics are its evaluation report's (scored as saved, never under the training's autocast): the
+        # validation set is scored once per model, and the two reports agree.
+        student_metrics = trainer.report["metrics"] if trainer.report else None
         plain = [(trainer.unwrapped(t), tok, path) for t, tok, path in teachers]
         models = {"teacher": plain[0]}
         if (
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         )  # fmt: skip
         report.save(config.output_dir)
         print("\n" + report.text())
-    if config.push_to_hub:
-        trainer.push_to_hub()
     finish_run(config, run_args.keep_checkpoints)
+    if run.push_to_hub:
+        push_finished_run(config)
     return trainer

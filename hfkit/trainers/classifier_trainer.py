@@ -79,7 +79,9 @@ class ClassifierTrainer(BaseTrainer):
             model=model,
             args=args,
             compute_metrics=compute_metrics
-            or classification_metrics_with(load_evaluate_metrics(args.extra_metrics or [])),
+            or classification_metrics_with(
+                load_evaluate_metrics(args.extra_metrics or [], trust_remote_code=args.trust_remote_metrics)
+            ),
             callbacks=callbacks,
             **kwargs,
         )
@@ -184,8 +186,14 @@ class ClassifierTrainer(BaseTrainer):
 
     def evaluation_report(self, eval_dataset=None) -> dict:
         """Evaluate, write the report (JSON + Markdown) to output_dir, print it; returns the JSON payload."""
-        prediction = None if eval_dataset is not None else self._final_evaluation()
+        # One accuracy per model: the report scores the model as it is saved and loaded (its own dtype), never
+        # under the training's bf16/fp16 autocast, which gives another figure than every later load of the
+        # folder (the distill report and `hfkit compare` score it as loaded).
+        mixed = self.args.bf16 or self.args.fp16
+        prediction = None if eval_dataset is not None or mixed else self._final_evaluation()
         if prediction is None:
+            if mixed:
+                self.unwrapped()  # drops accelerate's autocast forward wrapper, in place
             dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
             prediction = self.predict(dataset, metric_key_prefix="eval")
         logits = (
@@ -203,6 +211,7 @@ class ClassifierTrainer(BaseTrainer):
             data=self.eval_data_name,
             parameters=self.param_counts,
             name=report_stem(self.args.report_file),
+            precision=str(next(self.model.parameters()).dtype).removeprefix("torch."),
         )
         if self.is_world_process_zero():
             report.save(self.args.output_dir)

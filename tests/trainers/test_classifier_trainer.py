@@ -7,7 +7,12 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSequenceClassification, BertForSequenceClassification, TrainingArguments
+from transformers import (
+    AutoModelForSequenceClassification,
+    BertForSequenceClassification,
+    DataCollatorWithPadding,
+    TrainingArguments,
+)
 
 from hfkit import ClassifierConfig, ClassifierTrainer, ModelArguments, load_classifier
 from hfkit.modeling import count_parameters
@@ -331,3 +336,34 @@ def test_bf16_mixed_precision_on_cpu_trains(tmp_path, tiny_bert, tiny_tokenizer)
     ]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert tiny_bert.classifier.weight.dtype == torch.float32
+
+
+def test_bf16_training_reports_the_model_as_saved(tmp_path, tiny_bert, tiny_tokenizer):
+    """One accuracy per model: the evaluation report of a bf16-trained model scores the float32 weights as they
+    are saved, not the training's autocast, so it agrees with every later scoring of the folder."""
+    val = toy_dataset(tiny_tokenizer, 64, seed=2)
+    torch.manual_seed(0)
+    with torch.no_grad():  # large logits, so that bf16 rounding shows in the loss
+        tiny_bert.classifier.weight.normal_(0, 30.0)
+    trainer = ClassifierTrainer(
+        model=tiny_bert,
+        args=make_config(tmp_path, bf16=True, max_steps=4, eval_strategy="steps", eval_steps=4),
+        train_dataset=toy_dataset(tiny_tokenizer, 64),
+        eval_dataset=val,
+        processing_class=tiny_tokenizer,
+    )
+    trainer.train()
+    trainer.save_model()
+    saved = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out").eval()
+    batch = DataCollatorWithPadding(tiny_tokenizer)([val[i] for i in range(len(val))])
+    with torch.no_grad():
+        out = saved(**batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast_loss = saved(**batch).loss.item()
+    assert abs(autocast_loss - out.loss.item()) > 1e-3  # bf16 scoring really gives another figure here
+    report = trainer.report
+    assert report["metrics"]["loss"] == pytest.approx(out.loss.item(), abs=1e-5)
+    assert report["metrics"]["accuracy"] == pytest.approx(
+        (out.logits.argmax(-1) == batch["labels"]).float().mean().item()
+    )
+    assert report["precision"] == "float32" and report["title"].endswith("scored in float32 as saved")
