@@ -446,7 +446,7 @@ def finetune_rows(env: Env) -> list[Row]:
             "attention_mask": [[1] * length] * n,
             "labels": torch.randint(0, 2, (n,), generator=g).tolist(),
         })  # fmt: skip
-        data = {"defaults": fixed, "best": fixed, "hfkit": fixed}
+        data = {"defaults": fixed, "run_glue": fixed, "best": fixed, "hfkit": fixed}
         tokenizer = None  # no padding to do: Trainer's default collator stacks the rows
         what = f"BERT-base random init, {n} rows x {length} tokens"
     else:
@@ -461,8 +461,11 @@ def finetune_rows(env: Env) -> list[Row]:
             return raw.map(encode, batched=True, remove_columns=["text_a"])
 
         data = {
-            # transformers' run_glue.py defaults: every row padded to max_seq_length 128.
-            "defaults": plain(padding="max_length", max_length=128),
+            # Trainer's own defaults: rows left unpadded (truncated at 128), Trainer's default collator
+            # (DataCollatorWithPadding, since a tokenizer is passed) pads each batch of 8 to its longest row.
+            "defaults": plain(max_length=128),
+            # transformers' run_glue.py defaults: every row padded to max_seq_length 128 by hand.
+            "run_glue": plain(padding="max_length", max_length=128),
             # Left unpadded: Trainer's default collator (DataCollatorWithPadding) pads each batch.
             "best": plain(max_length=max_length),
             "hfkit": tokenize_dataset(raw, tokenizer, "text_a", max_length=max_length),
@@ -485,6 +488,9 @@ def finetune_rows(env: Env) -> list[Row]:
         "defaults": lambda: Trainer(
             model=models["defaults"], args=TrainingArguments(**timing_args(env, "defaults")),
             train_dataset=data["defaults"], processing_class=tokenizer),
+        "run_glue": lambda: Trainer(
+            model=models["run_glue"], args=TrainingArguments(**timing_args(env, "run_glue")),
+            train_dataset=data["run_glue"], processing_class=tokenizer),
         "best": lambda: Trainer(
             model=models["best"], args=TrainingArguments(**timing_args(env, "best"), **best_flags),
             train_dataset=data["best"], processing_class=tokenizer),
@@ -509,13 +515,17 @@ def finetune_rows(env: Env) -> list[Row]:
     )
     name = "finetune: samples/s, "
     rows = [
-        Row(name + "plain best flags vs plain defaults", speed["defaults"], speed["best"], "samples/s",
-            note=f"{what}; defaults: batch 8, padded to 128; best flags: {flags}"),
-        Row(name + "hfkit ClassifierTrainer vs plain defaults", speed["defaults"], speed["hfkit"],
+        Row(name + "plain best flags vs plain Trainer defaults", speed["defaults"], speed["best"], "samples/s",
+            note=f"{what}; Trainer defaults: batch 8, each batch padded to its longest row (Trainer's default "
+            f"collator); best flags: {flags}"),
+        Row(name + "hfkit ClassifierTrainer vs plain Trainer defaults", speed["defaults"], speed["hfkit"],
             "samples/s", None if env.cuda else Target(">=", 4.0), note=recipe_note),
+        Row(name + "hfkit ClassifierTrainer vs run_glue-style fixed padding", speed["run_glue"], speed["hfkit"],
+            "samples/s", note="Trainer defaults (batch 8) on rows padded to 128 by hand, as run_glue.py's "
+            "max_seq_length default does"),
         Row(name + "hfkit ClassifierTrainer vs plain best flags", speed["best"], speed["hfkit"], "samples/s",
             Target(">=", 2.0 if env.cuda else 1.5)),
-        Row("finetune: peak memory, hfkit vs plain defaults", memory["defaults"], memory["hfkit"], "MB",
+        Row("finetune: peak memory, hfkit vs plain Trainer defaults", memory["defaults"], memory["hfkit"], "MB",
             note=memory_note),
         Row("finetune: peak memory, hfkit vs plain best flags", memory["best"], memory["hfkit"], "MB"),
     ]  # fmt: skip
