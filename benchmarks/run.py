@@ -446,7 +446,13 @@ def finetune_rows(env: Env) -> list[Row]:
             "attention_mask": [[1] * length] * n,
             "labels": torch.randint(0, 2, (n,), generator=g).tolist(),
         })  # fmt: skip
-        data = {"defaults": fixed, "run_glue": fixed, "best": fixed, "hfkit": fixed}
+        data = {
+            "defaults": fixed,
+            "run_glue": fixed,
+            "best": fixed,
+            "hfkit": fixed,
+            "hfkit_other_precision": fixed,
+        }
         tokenizer = None  # no padding to do: Trainer's default collator stacks the rows
         what = f"BERT-base random init, {n} rows x {length} tokens"
     else:
@@ -470,6 +476,7 @@ def finetune_rows(env: Env) -> list[Row]:
             "best": plain(max_length=max_length),
             "hfkit": tokenize_dataset(raw, tokenizer, "text_a", max_length=max_length),
         }
+        data["hfkit_other_precision"] = data["hfkit"]
         what = f"MiniLM-L6 (pre-trained body, untrained head), {len(raw)} SST-2 rows"
     bf16 = native_bf16(on_cpu=not env.cuda)  # without AVX512-BF16/AMX bf16 is emulated: slower
     best_flags = dict(
@@ -484,6 +491,7 @@ def finetune_rows(env: Env) -> list[Row]:
     hfkit_keys = recipe_training_keys(recipe, ClassifierConfig)
     models = {name: model() for name in data}
     hfkit_args = dict(**hfkit_keys, eval_strategy="no", plot_curves=False)
+    hfkit_bf16 = ClassifierConfig(**timing_args(env, "hfkit"), **hfkit_args).bf16  # unset in the YAML: auto
     make = {
         "defaults": lambda: Trainer(
             model=models["defaults"], args=TrainingArguments(**timing_args(env, "defaults")),
@@ -497,6 +505,13 @@ def finetune_rows(env: Env) -> list[Row]:
         "hfkit": lambda: ClassifierTrainer(
             model=models["hfkit"], args=ClassifierConfig(**timing_args(env, "hfkit"), **hfkit_args),
             train_dataset=data["hfkit"], processing_class=tokenizer),
+        # The same recipe in the other precision (bf16 where hfkit's auto rule picks float32, and the reverse):
+        # what the auto rule's choice is worth, timed in the same rounds.
+        "hfkit_other_precision": lambda: ClassifierTrainer(
+            model=models["hfkit_other_precision"],
+            args=ClassifierConfig(**timing_args(env, "hfkit_other_precision"), **hfkit_args, bf16=not hfkit_bf16,
+                                 **({} if env.cuda else {"use_cpu": True})),
+            train_dataset=data["hfkit_other_precision"], processing_class=tokenizer),
     }  # fmt: skip
     m = alternate({k: (lambda k=k: train_epoch(make[k], env.device)) for k in make}, s.rounds, "finetune")
     env.profile_run(
@@ -508,7 +523,6 @@ def finetune_rows(env: Env) -> list[Row]:
     flags = f"batch 32, group_by_length, bf16 {'on' if bf16 else 'off'}, " + (
         "tf32, 2 dataloader workers" if env.cuda else "dynamic padding"
     )
-    hfkit_bf16 = ClassifierConfig(**timing_args(env, "hfkit"), **hfkit_args).bf16  # unset in the YAML: auto
     recipe_note = (
         f"hfkit: classify/minilm_sst2.yaml settings (batch {hfkit_keys.get('per_device_train_batch_size')}, "
         f"{hfkit_keys.get('train_sampling_strategy')}, bf16 {'on' if hfkit_bf16 else 'off'})"
@@ -525,6 +539,10 @@ def finetune_rows(env: Env) -> list[Row]:
             "max_seq_length default does"),
         Row(name + "hfkit ClassifierTrainer vs plain best flags", speed["best"], speed["hfkit"], "samples/s",
             Target(">=", 2.0 if env.cuda else 1.5)),
+        Row(name + "hfkit recipe, bf16 autocast vs float32", speed["hfkit" if not hfkit_bf16 else "hfkit_other_precision"],
+            speed["hfkit_other_precision" if not hfkit_bf16 else "hfkit"], "samples/s",
+            note=f"hfkit's auto rule picks {'bf16' if hfkit_bf16 else 'float32'} here (native bf16: "
+            f"{'yes' if hfkit_bf16 else 'no'}); both timed in the same rounds"),
         Row("finetune: peak memory, hfkit vs plain Trainer defaults", memory["defaults"], memory["hfkit"], "MB",
             note=memory_note),
         Row("finetune: peak memory, hfkit vs plain best flags", memory["best"], memory["hfkit"], "MB"),
