@@ -762,15 +762,19 @@ def generate_rows(env: Env) -> list[Row]:
 # ---------------------------------------------------------------------------------------------- main
 
 
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
 def machine(device: str) -> str:
     """CPU model, bf16/AMX flags, cores and threads, GPU, and library versions: what the figures depend on."""
     name = platform.processor() or platform.machine()
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
     flags = cpu_flags()
-    has = lambda *names: "yes" if any(n in flags for n in names) else "no"  # noqa: E731
+    # The flags the kernels pick by (int8 VNNI, bf16, AMX): recorded with every figure.
+    kernels = [f for f in KERNEL_FLAGS if f in flags]
     parts = [
-        f"{name} (avx512_bf16: {has('avx512_bf16')}, amx: {has('amx_bf16', 'amx_tile')}), "
+        f"{name} (flags: {' '.join(kernels) or 'none of ' + ' '.join(KERNEL_FLAGS)}), "
         f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores usable "
         f"(of {os.cpu_count()}), torch threads {torch.get_num_threads()}",
     ]
