@@ -91,10 +91,13 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
 
     # Precompute the teacher's logits when asked to (cache folder), when the tokenizers differ, or when there
     # are several teachers: each teacher then reads the text with its own tokenizer once, and training needs
-    # no teacher in memory. Several teachers: a (num_teachers, num_labels) row of logits per example.
+    # no teacher in memory. Several teachers: a (num_teachers, num_labels) row of logits per example. Layer
+    # transfer runs the teacher in every step (its hidden states), which gives its logits too: no pass first;
+    # a teacher of another vocabulary then reads the student's pieces translated to its ids, once the trainer
+    # has checked that it cuts every training row alike.
     same_tokens = same_vocabulary(tokenizer, teacher_tokenizer)
     online_teacher = config.hidden_loss_weight > 0 or config.attention_loss_weight > 0
-    if config.teacher_logits_cache or not same_tokens or len(teachers) > 1:
+    if not online_teacher and (config.teacher_logits_cache or not same_tokens or len(teachers) > 1):
         with config.main_process_first(desc="teacher logits"):
             logits = [
                 teacher_logits_for_student(

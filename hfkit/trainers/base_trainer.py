@@ -56,6 +56,9 @@ class BaseTrainer(AtomicCheckpointMixin, Trainer):
 
     # compute_loss returns a per-(micro-)batch mean: let Trainer divide it for gradient accumulation.
     loss_is_scaled_for_ga = False
+    # Student id -> teacher id, for a teacher that cuts text into the student's pieces under other ids
+    # (hfkit.data.token_alignment); None: the teacher reads the student's ids as they are.
+    teacher_token_map: torch.Tensor | None = None
 
     def __init__(
         self,
@@ -169,9 +172,15 @@ class BaseTrainer(AtomicCheckpointMixin, Trainer):
     # ---- training ------------------------------------------------------------------------------------------
 
     def _teacher_forward(self, inputs: dict[str, torch.Tensor], **extra) -> Any:
-        """The frozen teacher on the student's batch (only the arguments its forward takes), without grad."""
+        """The frozen teacher on the student's batch (only the arguments its forward takes), without grad; its
+        input_ids translated to the teacher's vocabulary when the two tokenizers cut text alike under other ids."""
         self.teacher_model.eval()
         teacher_inputs = {k: v for k, v in inputs.items() if k in self._teacher_arg_names}
+        if self.teacher_token_map is not None and "input_ids" in teacher_inputs:
+            ids = teacher_inputs["input_ids"]
+            if self.teacher_token_map.device != ids.device:
+                self.teacher_token_map = self.teacher_token_map.to(ids.device)
+            teacher_inputs["input_ids"] = self.teacher_token_map[ids]
         with torch.no_grad():
             return self.teacher_model(**teacher_inputs, **extra)
 

@@ -7,9 +7,11 @@ import os
 
 import safetensors.torch
 import torch
+from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedModel
 
+from ..data.token_alignment import check_same_pieces, texts_of_rows, token_id_map
 from ..errors import UserInputError
 from ..losses import (
     attention_loss,
@@ -21,6 +23,7 @@ from ..losses import (
     soft_label_kl,
     uniform_layer_map,
 )
+from ..modeling import same_vocabulary
 from .base_trainer import check_same_vocabulary, has_columns
 from .classifier_trainer import ClassifierTrainer
 from .distill_config import DistillConfig
@@ -109,13 +112,16 @@ class DistillTrainer(ClassifierTrainer):
             self._check_labels(model, teacher_model, train_dataset if has_cached else None)
         if teachers is not None:
             self._check_labels(model, None, train_dataset if has_cached else None)
-        # The teacher sees the student's input_ids whenever it runs, so the vocabularies must agree then.
+        # The teacher sees the student's batch whenever it runs: the same vocabulary, or (layer transfer across
+        # tokenizers) the same pieces under other ids, translated piece by piece (teacher_token_map).
         if (
             teachers is None
             and teacher_model is not None
             and (self.use_hidden_loss or self.use_attention_loss or not has_cached)
         ):
-            _check_tokenizers(model, teacher_model, processing_class, teacher_processing_class)
+            self.teacher_token_map = _teacher_token_map(
+                model, teacher_model, processing_class, teacher_processing_class, train_dataset
+            )
         self.hidden_layer_map: list[tuple[int, int]] = []
         self.attention_layer_map: list[tuple[int, int]] = []
         if self.use_hidden_loss or self.use_attention_loss:
@@ -550,16 +556,45 @@ def _generic_names(names: list[str]) -> bool:
     return names == [f"LABEL_{i}" for i in range(len(names))]
 
 
-def _check_tokenizers(student, teacher, tokenizer, teacher_tokenizer) -> None:
-    """The teacher runs on the student's token ids: both must use the same vocabulary and special tokens."""
+def _teacher_token_map(student, teacher, tokenizer, teacher_tokenizer, train_dataset) -> torch.Tensor | None:
+    """None when the teacher can read the student's ids as they are (same vocabulary). When the two tokenizers
+    are given and differ, the student-id -> teacher-id map, after checking on every training row that the
+    teacher's tokenizer cuts its text into the same pieces (so position i is the same piece for both)."""
+    if (
+        hasattr(tokenizer, "get_vocab")
+        and hasattr(teacher_tokenizer, "get_vocab")
+        and not same_vocabulary(tokenizer, teacher_tokenizer)
+    ):
+        if not isinstance(train_dataset, Dataset) or "input_ids" not in train_dataset.column_names:
+            raise UserInputError(
+                "a teacher with another vocabulary reads the student's batch translated piece by piece, after a "
+                "check that it cuts every training row into the same pieces: pass train_dataset as a tokenized "
+                "datasets.Dataset (an 'input_ids' column)."
+            )
+        check_same_pieces(
+            tokenizer,
+            teacher_tokenizer,
+            texts_of_rows(tokenizer, train_dataset["input_ids"]),
+            what="training rows",
+        )
+        logger.info(
+            "teacher tokenizer (%d pieces) cuts all %s training rows into the student's pieces: it reads them "
+            "translated to its own ids",
+            len(teacher_tokenizer),
+            f"{len(train_dataset):,}",
+        )
+        return token_id_map(tokenizer, teacher_tokenizer)
     check_same_vocabulary(
         student,
         teacher,
         tokenizer,
         teacher_tokenizer,
-        "Use logit-only distillation for different tokenizers: hidden_loss_weight=0, attention_loss_weight=0, "
-        "and a 'teacher_logits' column computed with the teacher's own tokenizer (teacher_logits_cache).",
+        "Pass both tokenizers (processing_class, teacher_processing_class): a teacher that cuts the text into "
+        "the same pieces under other ids (MPNet and MiniLM do) reads the student's batch translated. Otherwise "
+        "use logit-only distillation: hidden_loss_weight=0, attention_loss_weight=0, and a 'teacher_logits' "
+        "column computed with the teacher's own tokenizer (teacher_logits_cache).",
     )
+    return None
 
 
 def _use_eager_attention(model: PreTrainedModel) -> None:

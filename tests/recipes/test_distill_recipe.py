@@ -61,14 +61,14 @@ def test_distill_recipe_student_from_teacher_layers_with_cache_and_augmentation(
     out = tmp / "student"
     args = distill_args(
         teacher, train, out, "--student_layers", "0", "2", "--augment_copies", "1",
-        "--teacher_logits_cache", str(tmp / "cache"), "--hidden_loss_weight", "0.01",
+        "--teacher_logits_cache", str(tmp / "cache"),
     )  # fmt: skip
     result = run([sys.executable, str(REPO / "recipes" / "distill.py"), *args])
 
-    # Student only: 2 layers, no teacher or projection weights, reloadable with the Auto class.
+    # Student only: 2 layers, no teacher weights, reloadable with the Auto class.
     keys = saved_keys(out)
     assert any(k.startswith("bert.encoder.layer.1.") for k in keys)
-    assert not any(k.startswith(("bert.encoder.layer.2.", "distill_projections")) for k in keys)
+    assert not any(k.startswith("bert.encoder.layer.2.") for k in keys)
     student = AutoModelForSequenceClassification.from_pretrained(out)
     assert student.config.num_hidden_layers == 2 and student.config.id2label == {0: "neg", 1: "pos"}
 
@@ -84,6 +84,14 @@ def test_distill_recipe_student_from_teacher_layers_with_cache_and_augmentation(
         teacher, train, tmp / "student2", "--student_layers", "0", "2", "--augment_copies", "1",
         "--teacher_logits_cache", str(tmp / "cache"))])  # fmt: skip
     assert "teacher-logit cache hit" in again.stderr
+
+    # Layer transfer runs the teacher in every step, which gives its logits too: no teacher pass first, and the
+    # learned projections are not saved with the student.
+    layered = run([sys.executable, str(REPO / "recipes" / "distill.py"), *distill_args(
+        teacher, train, tmp / "student3", "--student_layers", "0", "2", "--augment_copies", "1",
+        "--teacher_logits_cache", str(tmp / "cache"), "--hidden_loss_weight", "0.01")])  # fmt: skip
+    assert "teacher-logit cache" not in layered.stderr
+    assert not any(k.startswith("distill_projections") for k in saved_keys(tmp / "student3"))
 
 
 def test_distill_recipe_cross_tokenizer_uses_teacher_tokens(setup, tiny_tokenizer):
@@ -107,12 +115,28 @@ def test_distill_recipe_cross_tokenizer_uses_teacher_tokens(setup, tiny_tokenize
     with safe_open(str(cache_file), "pt") as f:
         assert f.metadata()["autocast_dtype"] == "bfloat16"
 
+    # Hidden-state transfer across the two vocabularies: they cut the text into the same pieces, so the teacher
+    # reads the student's batch translated to its own ids.
     other_out = distill_args(teacher, train, tmp / "y", "--student_name_or_path", str(student_dir))
+    layered = run(
+        [sys.executable, str(REPO / "recipes" / "distill.py"), *other_out, "--hidden_loss_weight", "1"]
+    )
+    assert "cuts all 160 training rows into the student's pieces" in layered.stderr
+    # A student tokenizer that spells 'w3' as 'w' + '##3' does not line up: refused, naming a row.
+    split = BertTokenizerFast(
+        vocab={t: i for i, t in enumerate(SPECIAL + [w for w in WORDS if w != "w3"] + ["w", "##3"])}
+    )
+    split_dir = write_tiny_model(tmp / "split_student", split, layers=2)
     failed = subprocess.run(
-        [sys.executable, str(REPO / "recipes" / "distill.py"), *other_out, "--hidden_loss_weight", "1"],
+        [sys.executable, str(REPO / "recipes" / "distill.py"),
+         *distill_args(teacher, train, tmp / "z", "--student_name_or_path", str(split_dir)), "--hidden_loss_weight", "1"],
         capture_output=True, text=True, env=ENV, timeout=600,
     )  # fmt: skip
-    assert failed.returncode != 0 and "logit-only" in failed.stderr
+    assert (
+        failed.returncode == 2
+        and "error: the teacher's tokenizer cuts the training rows into other pieces" in failed.stderr
+    )
+    assert "student ['w', '##3'" in failed.stderr and "teacher ['w3'" in failed.stderr
 
 
 def test_two_process_cpu_launch_trains_one_student(setup):
