@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import numpy as np
 import pytest
 from datasets import ClassLabel, Dataset, Value
 
@@ -13,9 +14,12 @@ from hfkit.data.augment import (
     IGNORE_INDEX,
     AugmentArguments,
     augment_dataset,
+    load_word_vectors,
+    nearest_neighbours,
     replace_mask_token,
     word_dropout,
     word_mask,
+    word_replace,
     word_swap,
 )
 from hfkit.errors import UserInputError
@@ -218,3 +222,76 @@ def test_tokenized_or_string_labelled_data_is_rejected():
 def test_augment_arguments_are_checked_as_user_input(kwargs, message):
     with pytest.raises(UserInputError, match=message):
         AugmentArguments(**kwargs)
+
+
+# ---- neighbour replacement (TinyBERT) ----------------------------------------------------------------------
+
+# Four directions: 'awful' sits next to 'terrible' and 'horrible'; 'great' next to 'good'; ',' would be nearest
+# to 'terrible' if punctuation were a candidate.
+VECTOR_WORDS = ["terrible", ",", "good", "horrible", "awful", "great", "film", "42"]
+VECTORS = np.array(
+    [[1.0, 0.0, 0.0], [1.0, 0.01, 0.0], [0.0, 1.0, 0.0], [0.9, 0.1, 0.0], [0.95, 0.05, 0.0], [0.1, 0.9, 0.0],
+     [0.2, 0.5, 1.0], [0.0, 0.1, 0.9]]
+)  # fmt: skip
+
+
+def test_nearest_neighbours_by_cosine_without_the_word_itself_or_punctuation():
+    table = nearest_neighbours(
+        ["Terrible", "good", "film", ",", "unknown"], VECTOR_WORDS, VECTORS, candidates=2
+    )
+    assert table == {
+        "terrible": ["awful", "horrible"],
+        "good": ["great", "film"],
+        "film": ["great", "good"],
+    }
+    # Only the `vocabulary_limit` most frequent words (the first rows) are candidates.
+    assert nearest_neighbours(["terrible"], VECTOR_WORDS, VECTORS, 1, vocabulary_limit=4) == {
+        "terrible": ["horrible"]
+    }
+    with pytest.raises(UserInputError, match="8 words but 2 vectors"):
+        nearest_neighbours(["good"], VECTOR_WORDS, VECTORS[:2])
+
+
+def test_word_replace_uses_only_listed_neighbours():
+    table = {"terrible": ["awful", "horrible"], "film": ["movie"]}
+    rng = random.Random(0)
+    out = [word_replace("a Terrible film , truly", rng, table, p=0.99).split() for _ in range(50)]
+    assert {o[1] for o in out} == {"awful", "horrible"} and {o[2] for o in out} == {"movie"}
+    assert all(o[0] == "a" and o[3:] == [",", "truly"] for o in out)  # words without neighbours are kept
+    assert word_replace("a terrible film", random.Random(0), table, p=0.0) == "a terrible film"
+
+
+def test_neighbour_copies_are_seeded_and_keyed_by_their_table():
+    data = Dataset.from_dict({"text": ["a terrible film", "a good film"], "labels": [0, 1]})
+    table = {"terrible": ["awful"], "good": ["great"], "film": ["movie"]}
+    out = augment_dataset(
+        data, "text", copies=3, methods=["neighbour"], seed=1, neighbours=table, neighbour_p=0.5
+    )
+    assert out["labels"][2:] == [IGNORE_INDEX] * 6
+    for text in out["text"][2:]:
+        assert set(text.split()) <= {"a", "terrible", "awful", "good", "great", "film", "movie"}
+    assert out["text"][2:] != ["a terrible film", "a good film"] * 3  # something was replaced
+    again = augment_dataset(
+        data, "text", copies=3, methods=["neighbour"], seed=1, neighbours=table, neighbour_p=0.5
+    )
+    assert again["text"] == out["text"] and again._fingerprint == out._fingerprint
+    other = augment_dataset(data, "text", copies=3, methods=["neighbour"], seed=1, neighbours={**table, "a": ["the"]},
+                            neighbour_p=0.5)  # fmt: skip
+    assert other._fingerprint != out._fingerprint  # a cache keyed on it cannot mix the two
+    with pytest.raises(ValueError, match="the neighbour method needs a word -> neighbours table"):
+        augment_dataset(data, "text", copies=1, methods=["neighbour"])
+
+
+def test_augment_arguments_build_the_table_from_a_vectors_folder(tmp_path):
+    (tmp_path / "words.txt").write_text("\n".join(VECTOR_WORDS) + "\n")
+    np.save(tmp_path / "vectors.npy", VECTORS)
+    args = AugmentArguments(augment_copies=2, augment_methods=["neighbour"], augment_neighbour_candidates=1,
+                            augment_word_vectors=str(tmp_path))  # fmt: skip
+    assert args.neighbours(["a terrible film"]) == {"terrible": ["awful"], "film": ["great"]}
+    assert AugmentArguments(augment_copies=2).neighbours(["a terrible film"]) is None  # not asked for
+    assert AugmentArguments().augment_methods == ["dropout", "swap", "mask"]
+    with pytest.raises(UserInputError, match="expected a folder with words.txt and vectors.npy"):
+        AugmentArguments(augment_copies=1, augment_methods=["neighbour"],
+                         augment_word_vectors=str(tmp_path / "none")).neighbours(["x"])  # fmt: skip
+    words, vectors = load_word_vectors(str(tmp_path))
+    assert words == VECTOR_WORDS and vectors.shape == (8, 3)
