@@ -13,7 +13,7 @@ import difflib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
@@ -110,29 +110,59 @@ def data_dir() -> str | None:
     return None
 
 
-def expand_variables(value: Any) -> Any:
+# Names of variables that hold secrets (HF_TOKEN, AWS_SECRET_ACCESS_KEY, DB_PASSWORD, ...): never expanded into a
+# config, whose values are saved with the run. TOKEN not followed by a letter: MAX_TOKENS and TOKENIZER_DIR are fine.
+_SECRET_VARIABLE = re.compile(
+    r"TOKEN(?![A-Z])|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL"
+)
+
+
+def expand_variables(value: Any, where: str = "a config value") -> Any:
     """``${NAME}`` and ``${NAME:-default}`` in the strings of a config value, from the environment; ``${HFKIT_DATA}``
-    falls back to `data_dir`. A variable with no value and no default is left as written, so the error of the
-    file it names shows it."""
+    falls back to `data_dir`. A variable with no value and no default is a ConfigError (a path would otherwise
+    keep the literal ``${NAME}``), and so is a secret-looking name such as ``${HF_TOKEN}`` (config values are saved
+    with the run); `where` names the value in the message, which never holds a variable's value."""
 
     def one(match: re.Match) -> str:
         name, default = match.group(1), match.group(2)
+        if _SECRET_VARIABLE.search(name.upper()):
+            raise ConfigError(
+                f"${{{name}}} in {where}: a secret (a variable named like a token, password or key) is never "
+                "expanded into a config, because config values are saved with the run (run.json, "
+                "training_args.bin, the model card). A Hub token is read from the environment by huggingface_hub "
+                "itself (HF_TOKEN, or `hf auth login`) and must not be written into a config: remove "
+                f"${{{name}}} from it."
+            )
         found = os.environ.get(name) or (data_dir() if name == DATA_VARIABLE else None)
         if found:
             return found
-        return default if default is not None else match.group(0)
+        if default is not None:
+            return default
+        if name == DATA_VARIABLE:
+            raise ConfigError(
+                f"${{{name}}} in {where} has no value: the {name} environment variable is not set and no "
+                "shared/data folder was found beside the working directory, the hfkit package or the Python "
+                f"environment. Set it to the folder that holds the data sets (export {name}=/path/to/shared/data), "
+                "or pass this value on the command line."
+            )
+        raise ConfigError(
+            f"${{{name}}} in {where} has no value: the environment variable {name} is not set (or is empty). "
+            f"Set it (export {name}=...), give a default with ${{{name}:-default}}, or pass this value on the "
+            "command line."
+        )
 
     if isinstance(value, str):
         return _VARIABLE.sub(one, value)
     if isinstance(value, list):
-        return [expand_variables(v) for v in value]
+        return [expand_variables(v, where) for v in value]
     if isinstance(value, dict):
-        return {k: expand_variables(v) for k, v in value.items()}
+        return {k: expand_variables(v, where) for k, v in value.items()}
     return value
 
 
-def load_yaml_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file (or a shipped config by name, see `resolve_config`) into a dict."""
+def load_yaml_config(path: str | Path, given: Collection[str] = ()) -> dict[str, Any]:
+    """Read a YAML config file (or a shipped config by name, see `resolve_config`) into a dict, its variables
+    expanded; the values of the keys in `given` (set on the command line, which wins) are left as written."""
     path = resolve_config(path)
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # a SafeLoader subclass: safe
@@ -142,7 +172,7 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"top level of {path} must be a mapping of key: value, got {type(data).__name__}")
-    return expand_variables(data)
+    return {k: v if k in given else expand_variables(v, f"{k!r} in {path}") for k, v in data.items()}
 
 
 def valid_keys(dataclass_types: Sequence[type]) -> list[str]:
@@ -236,7 +266,11 @@ def parse_args(dataclass_types: Sequence[type], args: Sequence[str] | None = Non
     )
     keys = valid_keys(dataclass_types)
     if known.config is not None:
-        values = load_yaml_config(known.config)
+        # A key set on the command line replaces the file's value, so that value is not expanded: a shipped config's
+        # ${HFKIT_DATA} path needs no data folder when the file is given on the command line.
+        options = parser._option_string_actions
+        given = {options[s.split("=", 1)[0]].dest for s in rest if s.split("=", 1)[0] in options}
+        values = load_yaml_config(known.config, given)
         _check_known(list(values), keys, str(known.config))
         _check_no_secret(list(values), str(known.config))
         actions: dict[str, argparse.Action] = {}

@@ -78,6 +78,22 @@ def test_recipes_refuse_hub_token_as_a_setting(where, tmp_path, tiny_tokenizer, 
     assert not (tmp_path / "run").exists()
 
 
+def test_a_token_expanded_into_a_config_value_is_refused(tmp_path, tiny_tokenizer, capsys, monkeypatch):
+    """`run_name: "run-${HF_TOKEN}"` would put the token in run.json, training_args.bin and the model card."""
+    monkeypatch.setenv("HF_TOKEN", FAKE)
+    config = tmp_path / "c.yaml"
+    config.write_text('run_name: "run-${HF_TOKEN}"\n')
+    argv = [*classify_argv(tmp_path, tiny_tokenizer), "--config", str(config)]
+    capsys.readouterr()  # the tiny model's save progress
+    with pytest.raises(SystemExit) as info:
+        run_recipe(load_recipe("classify").main, argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "${HF_TOKEN}" in err and "'run_name'" in err and "hf auth login" in err
+    assert FAKE not in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_push_without_a_token_is_refused_before_training(tmp_path, tiny_tokenizer, capsys, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)

@@ -263,17 +263,62 @@ def test_environment_variables_in_config_values(write, monkeypatch):
             "a: ${MY_DATA}/x.tsv\n"
             "b: ${NOT_SET:-fallback}/y.tsv\n"
             'c: ["${MY_DATA}", plain]\n'  # inside [...] a ${...} is quoted (YAML flow syntax)
-            "d: ${NOT_SET}/z.tsv\n"  # no value, no default: left as written, so the missing file names it
             "e: 5\n"
         )
     )
-    assert values == {
-        "a": "/data/here/x.tsv",
-        "b": "fallback/y.tsv",
-        "c": ["/data/here", "plain"],
-        "d": "${NOT_SET}/z.tsv",
-        "e": 5,
-    }
+    assert values == {"a": "/data/here/x.tsv", "b": "fallback/y.tsv", "c": ["/data/here", "plain"], "e": 5}
+
+
+def test_a_variable_with_no_value_and_no_default_is_an_error(write, tmp_path, monkeypatch):
+    """Left as written, `output_dir: out/${UNDEFINED_VAR}/run` trained into a folder named `${UNDEFINED_VAR}`."""
+    monkeypatch.delenv("UNDEFINED_VAR", raising=False)
+    monkeypatch.setenv("EMPTY_VAR", "")
+    path = write(f"model_name: m\noutput_dir: {tmp_path}/out/${{UNDEFINED_VAR}}/run\n")
+    with pytest.raises(
+        ConfigError, match=r"\$\{UNDEFINED_VAR\} in 'output_dir' in .*has no value.*export UNDEFINED_VAR="
+    ):
+        parse_args([*LOCAL, TrainingArguments], ["--config", str(path)])
+    with pytest.raises(ConfigError, match=r"\$\{EMPTY_VAR\} in 'a' .*has no value"):
+        load_yaml_config(write('a: [x, "${EMPTY_VAR}"]\n', "empty.yaml"))
+    assert not (tmp_path / "out").exists()
+    # A key given on the command line replaces the file's value: that value is not expanded, so no error.
+    _, _, ta = parse_args(
+        [*LOCAL, TrainingArguments], ["--config", str(path), "--output_dir", str(tmp_path / "o")]
+    )
+    assert ta.output_dir == str(tmp_path / "o")
+
+
+def test_hfkit_data_with_no_value_says_how_to_set_it(write, monkeypatch):
+    from hfkit import parsing
+
+    monkeypatch.delenv("HFKIT_DATA", raising=False)
+    monkeypatch.setattr(parsing, "data_dir", lambda: None)  # no shared/data folder anywhere
+    with pytest.raises(
+        ConfigError, match=r"\$\{HFKIT_DATA\} in 'train' .*export HFKIT_DATA=/path/to/shared/data"
+    ):
+        load_yaml_config(write("train: ${HFKIT_DATA}/sst2/train.tsv\n"))
+    assert load_yaml_config(write("train: ${HFKIT_DATA:-data}/x.tsv\n", "b.yaml")) == {"train": "data/x.tsv"}
+
+
+@pytest.mark.parametrize("name", ["HF_TOKEN", "hf_token", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD",
+                                  "PASSWD", "OPENAI_API_KEY", "MY_PRIVATE_KEY", "GOOGLE_CREDENTIALS"])  # fmt: skip
+def test_a_secret_looking_variable_is_never_expanded_into_a_config(name, write, monkeypatch):
+    secret = "hf_" + "Sekret0" * 5
+    monkeypatch.setenv(name, secret)
+    with pytest.raises(ConfigError) as info:
+        load_yaml_config(write(f'run_name: "run-${{{name}}}"\n'))
+    message = str(info.value)
+    assert f"${{{name}}} in 'run_name'" in message and "HF_TOKEN" in message and "hf auth login" in message
+    assert secret not in message
+    monkeypatch.delenv(name)  # refused by its name, set or not, with a default or not
+    with pytest.raises(ConfigError, match="never expanded"):
+        load_yaml_config(write(f'run_name: "run-${{{name}:-x}}"\n', "b.yaml"))
+
+
+def test_variables_that_only_mention_tokens_are_expanded(write, monkeypatch):
+    monkeypatch.setenv("MAX_TOKENS", "64")
+    monkeypatch.setenv("TOKENIZER_DIR", "/tok")
+    assert load_yaml_config(write("a: ${MAX_TOKENS}\nb: ${TOKENIZER_DIR}\n")) == {"a": "64", "b": "/tok"}
 
 
 def test_hfkit_data_is_found_from_any_directory(tmp_path, monkeypatch):
