@@ -14,7 +14,7 @@ Every model hfkit writes is a `save_pretrained` folder; what differs is how it m
 `load_model` picks the path from config.json. `TaskKind` is the one name for a task: a Hub pipeline tag
 (``text-classification``), with the Auto class, the architecture suffix and the PEFT task type it maps to;
 older spellings ("sequence-classification", "causal-lm", PEFT's "SEQ_CLS") are accepted by `TaskKind.parse`.
-This module imports only hfkit.errors and hfkit.modeling's path resolution (data flows io -> data ->
+This module imports only hfkit.errors and hfkit.modeling's path resolution and checks (data flows io -> data ->
 trainers / compress -> hub).
 """
 
@@ -35,7 +35,7 @@ from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrained
 from .errors import MissingInputError, UserInputError
 
 # Path resolution ('wheel:<module>', local folder checks) stays in modeling.py, which imports no hfkit module.
-from .modeling import resolve_model_path
+from .modeling import check_model_weights, resolve_model_path
 
 __all__ = [
     "LOWRANK_FIELD",
@@ -438,6 +438,7 @@ def load_weights(folder: str | os.PathLike, task: TaskKind | str, **kwargs: Any)
                 f"{folder} is a CPU int8 (ONNX Runtime) sequence classifier; it cannot load as {task.value}."
             )
         return OnnxClassifier(folder, config, kwargs.get("num_threads")).eval()
+    check_model_weights(folder)
     quantized = is_bnb_quantized(config) or kwargs.get("quantization_config") is not None
     if quantized:
         kwargs.setdefault("device_map", default_device_map())
@@ -461,7 +462,7 @@ def load_model(
     `task` (a TaskKind or pipeline tag such as 'text-classification') overrides config.architectures. Also
     takes 'wheel:<module>'. trust_remote_code stays off unless you turn it on.
     """
-    folder = Path(resolve_model_path(os.fspath(folder)))
+    folder = Path(resolve_model_path(os.fspath(folder), trust_remote_code))
     if not (folder / "config.json").is_file():
         raise MissingInputError(f"{folder}/config.json not found: pass a folder written by save_pretrained.")
     kind = TaskKind.parse(task) if task is not None else TaskKind.from_config(_read_config(folder))

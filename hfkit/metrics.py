@@ -8,6 +8,7 @@ network; `evaluate` modules (Hub ids or local metric scripts) come on top when a
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -306,9 +307,26 @@ def compute_classification_metrics(eval_pred: EvalPrediction | tuple[Any, Any]) 
     return classification_metrics(*_logits_and_labels(eval_pred))
 
 
-def load_evaluate_metrics(names: Sequence[str]) -> list:
+def _is_local_path(name: str) -> bool:
+    """A metric named by a path (the user chose that file), not by a Hub id."""
+    return (
+        os.path.exists(name)
+        or name.startswith((".", "~", "/"))
+        or name.endswith(".py")
+        or name.count("/") > 1
+    )
+
+
+def load_evaluate_metrics(names: Sequence[str], trust_remote_code: bool = False) -> list:
     """`evaluate` metric modules by Hub id (e.g. 'matthews_correlation') or local path (a metric script or its
-    folder). Loading runs the module's code: name only modules you trust."""
+    folder). Loading runs the module's code: a Hub id (code downloaded from the Hub) needs `trust_remote_code`."""
+    remote = [name for name in names if not _is_local_path(name)]
+    if remote and not trust_remote_code:
+        raise UserInputError(
+            f"extra_metrics {remote}: evaluate would download each of these metrics' code from the Hub and run it. "
+            "If you trust them, set trust_remote_metrics: true (in Python: load_evaluate_metrics' trust_remote_code); "
+            "otherwise give the path of a local metric script or its folder."
+        )
     import evaluate  # imported here: it pulls in datasets' download machinery, needed only when asked for
 
     modules = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -11,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import torch
+from huggingface_hub.file_download import repo_folder_name
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -43,7 +47,11 @@ class ModelArguments:
     )
     revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})
     trust_remote_code: bool = field(
-        default=False, metadata={"help": "Run model code from the Hub repo. Off unless you trust the repo."}
+        default=False,
+        metadata={
+            "help": "Run model code from the Hub repo (and import a 'wheel:<module>' found in the working "
+            "directory instead of an installed package). Off unless you trust the repo."
+        },
     )
     keep_layers: list[int] | None = field(
         default=None,
@@ -89,7 +97,11 @@ class DistillModelArguments:
     )
     revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit of both models."})
     trust_remote_code: bool = field(
-        default=False, metadata={"help": "Run model code from the Hub repos. Off unless you trust them."}
+        default=False,
+        metadata={
+            "help": "Run model code from the Hub repos (and import a 'wheel:<module>' found in the working "
+            "directory instead of an installed package). Off unless you trust them."
+        },
     )
 
     def __post_init__(self):
@@ -121,11 +133,13 @@ def display_name(name_or_path: str) -> str:
     return name_or_path
 
 
-def resolve_model_path(name_or_path: str) -> str:
+def resolve_model_path(name_or_path: str, trust_remote_code: bool = False) -> str:
     """Turn 'wheel:<module>' into the folder that package ships, and check a local folder before loading it.
 
     Anything that looks like a path (absolute, ./, ~, or more than one '/') must exist: otherwise the Hub would
-    be asked for it and fail with "Repo id must be in the form ...". Its safetensors files must be whole.
+    be asked for it and fail with "Repo id must be in the form ...". Its safetensors files must be whole. With
+    HF_HUB_OFFLINE set, a Hub id must be in the local Hugging Face cache. A 'wheel:' module is imported only from
+    an installed package, not from the working directory, unless `trust_remote_code`.
     """
     if not name_or_path.startswith(WHEEL_PREFIX):
         folder = Path(name_or_path).expanduser()
@@ -139,8 +153,18 @@ def resolve_model_path(name_or_path: str) -> str:
             )
         if folder.is_dir():
             check_safetensors_folder(folder)
+        elif not folder.exists() and huggingface_hub.is_offline_mode() and not _in_hub_cache(name_or_path):
+            # transformers would answer "check your internet connection": advice that cannot work offline.
+            raise MissingInputError(
+                f"model {name_or_path!r} is neither a local folder nor in the Hugging Face cache, and "
+                "HF_HUB_OFFLINE is set, so the Hub is not asked: check the spelling (a folder: its path; a Hub "
+                "id: org/name), or download it first (`hf download <id>` where the Hub is reachable), or unset "
+                "HF_HUB_OFFLINE."
+            )
         return name_or_path
     module_name = name_or_path[len(WHEEL_PREFIX) :]
+    if not trust_remote_code:
+        _check_installed_module(name_or_path, module_name)
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -151,6 +175,42 @@ def resolve_model_path(name_or_path: str) -> str:
     if not hasattr(module, "get_model_path"):
         raise UserInputError(f"model {name_or_path!r}: package {module_name!r} has no get_model_path().")
     return str(module.get_model_path())
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache holds anything of this model repo (what offline loading can use)."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return (
+        Path(huggingface_hub.constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type="model")
+    ).is_dir()
+
+
+def _check_installed_module(name_or_path: str, module_name: str) -> None:
+    """Refuse a 'wheel:' module that would be imported from the working directory (``python -m hfkit`` puts it
+    first on sys.path), so that ``wheel:foo`` cannot run a ./foo.py that happens to be there."""
+    try:
+        spec = importlib.util.find_spec(module_name.split(".")[0])  # the top-level name: imports nothing
+    except (ImportError, ValueError):
+        return  # import_module reports it
+    if spec is None:
+        return
+    if spec.submodule_search_locations:
+        folders = [Path(p).parent for p in spec.submodule_search_locations]
+    elif spec.has_location and spec.origin:
+        folders = [Path(spec.origin).parent]
+    else:
+        return  # built-in or frozen: not a file anyone dropped in a folder
+    cwd = Path.cwd().resolve()
+    if any(folder.resolve() == cwd for folder in folders):
+        raise UserInputError(
+            f"model {name_or_path!r}: module {module_name!r} would be imported from the working directory "
+            f"({cwd}), not from an installed package, and importing it runs its code. Install the model's wheel "
+            "(`pip install --no-deps <wheel>`) and run from a directory without a file or folder of that name, or "
+            "set trust_remote_code: true if you mean to import the one there."
+        )
 
 
 def safetensors_problem(path: str | os.PathLike) -> str | None:
@@ -194,9 +254,29 @@ def check_safetensors_folder(folder: str | os.PathLike) -> None:
             )
 
 
+# Weights in a save_pretrained folder (any format transformers loads, or hfkit's CPU int8 ONNX Runtime graph).
+WEIGHT_FILE_PATTERNS = (
+    "*.safetensors", "pytorch_model*.bin", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index", "*.gguf",
+    "model.onnx",
+)  # fmt: skip
+
+
+def check_model_weights(path: str | os.PathLike) -> None:
+    """Raise one clear error when a local model folder holds its config.json but no weights file."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file() or any(any(folder.glob(p)) for p in WEIGHT_FILE_PATTERNS):
+        return
+    # from_pretrained would end in an OSError listing file names, with a traceback.
+    raise MissingInputError(
+        f"{folder} has a config.json but no weights file (model.safetensors, its shards, or pytorch_model.bin): "
+        "the model was saved or copied without them. Copy the weights file(s) into that folder, or save the "
+        "model there again with model.save_pretrained(folder)."
+    )
+
+
 def load_tokenizer(args: ModelArguments):
     """Load the tokenizer named by the arguments (the model's own unless tokenizer_name_or_path is set)."""
-    path = resolve_model_path(args.tokenizer_name_or_path or args.model_name_or_path)
+    path = resolve_model_path(args.tokenizer_name_or_path or args.model_name_or_path, args.trust_remote_code)
     return AutoTokenizer.from_pretrained(
         path, revision=args.revision, trust_remote_code=args.trust_remote_code
     )
@@ -207,7 +287,8 @@ def load_classifier(
 ) -> PreTrainedModel:
     """Load a sequence classifier for `labels`, replacing the head when the checkpoint has another label set;
     `from_pretrained_kwargs` go to `from_pretrained` (e.g. a `quantization_config` for QLoRA)."""
-    path = resolve_model_path(args.model_name_or_path)
+    path = resolve_model_path(args.model_name_or_path, args.trust_remote_code)
+    check_model_weights(path)
     common = {"revision": args.revision, "trust_remote_code": args.trust_remote_code}
     old = AutoConfig.from_pretrained(path, **common)
     label2id = {name: i for i, name in enumerate(labels)}

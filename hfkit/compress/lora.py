@@ -262,8 +262,8 @@ def merge_adapter_into_base(
             raise UserInputError(
                 f"adapter task_type {peft_config.task_type!r}: pass model_class (the AutoModel... to load the base)."
             ) from e
-    base_path = resolve_model_path(base_folder)
     from_pretrained_kwargs.setdefault("trust_remote_code", False)
+    base_path = resolve_model_path(base_folder, from_pretrained_kwargs["trust_remote_code"])
     base = model_class.from_pretrained(base_path, **from_pretrained_kwargs)
     if _is_quantized(base):
         raise ValueError(

@@ -200,7 +200,8 @@ def load_quantized(
     **from_pretrained_kwargs: Any,
 ) -> PreTrainedModel:
     """Load a saved float model quantized by `args`, or reload a folder saved by `save_quantized` (args=None)."""
-    folder = resolve_model_path(os.fspath(folder))  # also 'wheel:<module>' (e.g. the offline MiniLM)
+    # Also 'wheel:<module>' (e.g. the offline MiniLM).
+    folder = resolve_model_path(os.fspath(folder), trust_remote_code)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"model folder {folder!r} does not exist.")
     if not os.path.isfile(os.path.join(folder, "config.json")):

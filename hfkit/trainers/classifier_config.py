@@ -67,7 +67,14 @@ class ClassifierConfig(BaseConfig):
         metadata={
             "help": "`evaluate` metric modules computed next to hfkit's own (accuracy, precision, recall, F1, "
             "ROC-AUC) at every evaluation: Hub ids (e.g. matthews_correlation) or local metric scripts/folders. "
-            "Their code runs on load: name only modules you trust."
+            "Their code runs on load: a Hub id needs trust_remote_metrics."
+        },
+    )
+    trust_remote_metrics: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow extra_metrics given by Hub id: evaluate downloads the metric's code from the Hub and "
+            "runs it. Off unless you trust those metrics; local metric scripts named by path need no opt-in."
         },
     )
 

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 
 import pytest
 
+from hfkit.logs import _PhaseFormatter
 from hfkit.runtime import run_recipe
 from tests.conftest import REPO, write_tiny_model, write_toy_tsv
 from tests.recipes.test_classify_recipe import load_recipe
+
+
+@pytest.fixture(autouse=True)
+def log_handler_of_this_test(monkeypatch):
+    """setup_logging adds its stderr handler once per process; one bound to an earlier test's captured stderr
+    fails once that capture is closed ("--- Logging error ---" and a traceback): each test here gets its own."""
+    root = logging.getLogger()
+    monkeypatch.setattr(
+        root, "handlers", [h for h in root.handlers if not isinstance(h.formatter, _PhaseFormatter)]
+    )
 
 
 def run_main(recipe: str, argv: list[str], capsys) -> str:
@@ -79,3 +91,45 @@ def test_broken_model_safetensors_is_named(role, size, tmp_path, tiny_tokenizer,
         capsys,
     )  # fmt: skip
     assert str(weights) in err and ("empty" if size == "empty" else "truncated") in err
+
+
+@pytest.mark.parametrize(
+    "recipe, role", [("classify", "model"), ("distill", "teacher"), ("distill", "student")]
+)
+def test_model_folder_without_weights_is_one_error_line(recipe, role, tmp_path, tiny_tokenizer, capsys):
+    """config.json but no model.safetensors (a copy that left the weights behind): not from_pretrained's OSError."""
+    good = write_tiny_model(tmp_path / "good", tiny_tokenizer)
+    bad = write_tiny_model(tmp_path / "bad", tiny_tokenizer)
+    (bad / "model.safetensors").unlink()
+    train = write_toy_tsv(tmp_path / "train.tsv", 40, seed=0)
+    args = ["--train_file", str(train), "--text_column", "sentence", "--label_column", "sentiment",
+            "--output_dir", str(tmp_path / "o"), "--use_cpu", "true", "--max_steps", "1"]  # fmt: skip
+    if recipe == "classify":
+        args += ["--model_name_or_path", str(bad)]
+    else:
+        teacher, student = (bad, good) if role == "teacher" else (good, bad)
+        args += ["--teacher_name_or_path", str(teacher), "--student_name_or_path", str(student)]
+    capsys.readouterr()  # the tiny models' save progress
+    *logged, last = run_main(recipe, args, capsys).splitlines()  # log lines of the run so far, then the error
+    assert last.startswith("error: ") and not any(line.startswith("error") for line in logged)
+    assert f"{bad} has a config.json but no weights file" in last and "save_pretrained" in last
+
+
+def test_mistyped_hub_id_offline_is_one_error_line(tmp_path, capsys, monkeypatch):
+    """HF_HUB_OFFLINE=1 and an id that is in no cache: not "check your internet connection"."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads the variable when it is imported: set as if it had been set before.
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    train = write_toy_tsv(tmp_path / "train.tsv", 40, seed=0)
+    *logged, last = run_main(
+        "classify",
+        ["--model_name_or_path", "bert-base-uncasd", "--train_file", str(train), "--text_column", "sentence",
+         "--label_column", "sentiment", "--output_dir", str(tmp_path / "o"), "--use_cpu", "true"],
+        capsys,
+    ).splitlines()  # fmt: skip
+    assert last.startswith(
+        "error: model 'bert-base-uncasd' is neither a local folder nor in the Hugging Face"
+    )
+    assert not any(line.startswith("error") for line in logged)
+    assert "HF_HUB_OFFLINE" in last and "internet" not in last

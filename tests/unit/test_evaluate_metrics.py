@@ -63,6 +63,40 @@ def test_a_metric_that_cannot_be_loaded_names_the_fix(tmp_path):
         load_evaluate_metrics([str(tmp_path / "no_such_metric")])
 
 
+def test_a_hub_metric_runs_downloaded_code_only_when_trusted(monkeypatch):
+    import evaluate
+
+    loaded = []
+    monkeypatch.setattr(evaluate, "load", lambda name: loaded.append(name) or name)
+    with pytest.raises(UserInputError, match=r"\['matthews_correlation'\]: .*set trust_remote_metrics: true"):
+        load_evaluate_metrics(["matthews_correlation"])
+    with pytest.raises(UserInputError, match="trust_remote_metrics"):
+        load_evaluate_metrics(["evaluate-metric/f1"])
+    assert loaded == []  # refused before evaluate fetched anything
+    assert load_evaluate_metrics(["matthews_correlation"], trust_remote_code=True) == ["matthews_correlation"]
+
+
+def test_classifier_config_opts_in_to_hub_metrics(tmp_path, tiny_bert, tiny_tokenizer, monkeypatch):
+    import evaluate
+
+    monkeypatch.setattr(evaluate, "load", lambda name: pytest.fail(f"{name} loaded without the opt-in"))
+
+    def trainer(**config):
+        args = ClassifierConfig(
+            output_dir=str(tmp_path / "out"),
+            extra_metrics=["matthews_correlation"],
+            report_to=[],
+            eval_strategy="no",
+            **config,
+        )
+        return ClassifierTrainer(model=tiny_bert, args=args, processing_class=tiny_tokenizer)
+
+    with pytest.raises(UserInputError, match="trust_remote_metrics"):
+        trainer()
+    monkeypatch.setattr(evaluate, "load", lambda name: write_metric)  # stands for the downloaded module
+    trainer(trust_remote_metrics=True)
+
+
 def test_classifier_trainer_reports_extra_metrics_at_every_evaluation(tmp_path, tiny_bert, tiny_tokenizer):
     args = ClassifierConfig(
         output_dir=str(tmp_path / "out"), extra_metrics=[write_metric(tmp_path, "balanced_error", "balanced_error")],

