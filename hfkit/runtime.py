@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -154,10 +155,12 @@ class RunArguments:
 
 @dataclass
 class Run:
-    """What start_run decided: the checkpoint to resume from (None: from the start), or that it is finished."""
+    """What start_run decided: the checkpoint to resume from (None: from the start), or that it is finished;
+    and whether the user asked for push_to_hub (the recipe pushes with `push_finished_run` at the end)."""
 
     resume_from: str | None = None
     finished: bool = False
+    push_to_hub: bool = False
 
 
 def _plain(value):
@@ -282,7 +285,10 @@ def start_run(parsed: Sequence[object]) -> Run:
     if args.should_save:
         with _writing(out):
             _write_json_atomic(run_file, record)
-    return Run(resume_from=None if overwrite else checkpoint_to_resume(args))
+    # Trainer's own pushing uploads output_dir as it stands (training_args.bin, torch-serialized, and run.json among it)
+    # at every save: off. The recipe pushes the finished model through hfkit's checked upload instead.
+    push, args.push_to_hub = args.push_to_hub, False
+    return Run(resume_from=None if overwrite else checkpoint_to_resume(args), push_to_hub=push)
 
 
 @contextlib.contextmanager
@@ -366,6 +372,30 @@ def finish_run(args: TrainingArguments, keep_checkpoints: bool = False, model_ca
             done.append(f"deleted {names} (a finished run is not resumed; keep_checkpoints: true keeps them)")
     if done:
         logger.info("finished: %s", "; ".join(done))
+
+
+def push_finished_run(args: TrainingArguments) -> None:
+    """Push the model saved in output_dir as `hfkit push` does: only the files that load it, plus its card.
+
+    The repo is hub_model_id, else the output_dir's name in the token's namespace (as Trainer names it); it is
+    created private unless hub_private_repo is false (`hfkit push`'s default). Main process only.
+    """
+    if not args.should_save:
+        return
+    # hub imports the trainers' reports: loaded only at the end of a run.
+    from .hub import prepare_upload_folder, push_to_hub
+
+    out = os.path.abspath(args.output_dir)
+    repo_id = args.hub_model_id or os.path.basename(out)
+    if "/" not in repo_id:
+        repo_id = f"{huggingface_hub.whoami()['name']}/{repo_id}"
+    # Staged beside output_dir (never listed among the run's files; a kill leaves nothing in it); removed after.
+    with tempfile.TemporaryDirectory(
+        prefix=f".{os.path.basename(out)}_upload_", dir=os.path.dirname(out)
+    ) as tmp:
+        folder = prepare_upload_folder(out, tmp, repo_id=repo_id)
+        push_to_hub(folder, repo_id, private=args.hub_private_repo is not False)
+    logger.info("pushed %s to https://huggingface.co/%s", out, repo_id)
 
 
 DEBUG_FLAG = "--debug"

@@ -30,7 +30,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import BitsAndBytesConfig
 
 from ..errors import UserInputError
-from ..io import LOWRANK_FIELD, TaskKind
+from ..io import CPU_INT8_FIELD, LOWRANK_FIELD, ONNX_FILE, TaskKind
 from ..modeling import display_name
 from ..reports import format_metric, markdown_table, percent
 
@@ -427,6 +427,8 @@ def _compression(config: dict) -> list[str]:
         steps.append("pruning (attention heads)")
     if config.get(LOWRANK_FIELD):
         steps.append("low-rank factorization")
+    if config.get(CPU_INT8_FIELD):
+        steps.append("int8 quantization (ONNX Runtime, CPU)")
     q = config.get("quantization_config")
     if q:
         if q.get("load_in_8bit"):
@@ -462,7 +464,17 @@ def _loading_snippet(facts: _Facts, location: str) -> tuple[str, str]:
     config = facts.config
     auto = facts.task.auto_class_name if facts.task else "AutoModel"
     q = config.get("quantization_config") or {}
-    if config.get(LOWRANK_FIELD):
+    if config.get(CPU_INT8_FIELD):
+        note = (
+            f"An int8 ONNX Runtime graph (`{ONNX_FILE}`) for the CPU, not a PyTorch checkpoint: load it with hfkit "
+            '(`pip install "hfkit[onnx]"`), which runs it as a classifier returning logits.'
+        )
+        code = (
+            "from huggingface_hub import snapshot_download\n\n"
+            "from hfkit.io import load_model\n\n"
+            f'model, tokenizer = load_model(snapshot_download("{location}"))\n'
+        )
+    elif config.get(LOWRANK_FIELD):
         note = (
             f"The linear layers are stored factorized (`{LOWRANK_FIELD}` in config.json): load the model with "
             "hfkit, which rebuilds them (a plain from_pretrained would start them from random weights)."
@@ -670,8 +682,12 @@ def model_card(
         rows.append(["Labels", ", ".join(str(id2label[k]) for k in sorted(id2label, key=int))])
     if facts.parameters:
         rows.append(["Parameters", f"{facts.parameters:,}"])
-    n_files, mb = _weights_mb(folder)
-    rows.append(["Weights", f"{n_files} safetensors file(s), {mb:.1f} MB"])
+    graph = folder / ONNX_FILE
+    if config.get(CPU_INT8_FIELD) and graph.is_file():
+        rows.append(["Weights", f"{ONNX_FILE} (ONNX Runtime, int8), {graph.stat().st_size / 1e6:.1f} MB"])
+    else:
+        n_files, mb = _weights_mb(folder)
+        rows.append(["Weights", f"{n_files} safetensors file(s), {mb:.1f} MB"])
     if info.license is None:
         rows.append(["License", "not set"])
 

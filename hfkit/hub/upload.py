@@ -1,10 +1,10 @@
 """Stage the exact files of an upload next to the model card, check them, and push them with huggingface_hub.
 
 `prepare_upload_folder` copies from a saved model folder only the files needed to load the model (config,
-safetensors weights, tokenizer, compression metadata: an allow-list, so a new training artefact stays out
-until someone adds it) plus a generated README.md, after scanning them for anything shaped like a token;
-what gets uploaded can be read on disk first. `push_to_hub` uploads that folder with
-`HfApi.upload_folder(allow_patterns=...)` (the same allow-list, checked again by huggingface_hub).
+safetensors weights or a CPU int8 folder's ONNX graph, tokenizer, compression metadata: an allow-list, so a
+new training artefact stays out until someone adds it) plus a generated README.md, after scanning them for
+anything shaped like a token; what gets uploaded can be read on disk first. `push_to_hub` uploads that folder
+with `HfApi.upload_folder(allow_patterns=...)` (the same allow-list, checked again by huggingface_hub).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import PreTrainedModel
 
 from ..errors import MissingInputError, UserInputError
+from ..io import ONNX_FILE, is_cpu_int8
 from .card import CARD_FILE, LOWRANK_FILE, CardInfo, model_card, read_json, write_model_card
 
 logger = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ TOKENIZER_FILES = (
     "preprocessor_config.json",
     "processor_config.json",
 )
-# The allow-list as huggingface_hub patterns (top level only: no checkpoint-*/ folder matches them).
-UPLOAD_PATTERNS = [*CONFIG_FILES, *TOKENIZER_FILES, WEIGHTS_INDEX, "*.safetensors", CARD_FILE]
+# The allow-list as huggingface_hub patterns (top level only: no checkpoint-*/ folder matches them). ONNX_FILE is
+# staged only from a CPU int8 folder (hfkit.compress.cpu_int8), whose weights it holds (protobuf: data, no code).
+UPLOAD_PATTERNS = [*CONFIG_FILES, *TOKENIZER_FILES, WEIGHTS_INDEX, "*.safetensors", ONNX_FILE, CARD_FILE]
 # Small JSON settings files: checked for token-like keys (vocab files are not, a vocab may hold the word).
 SETTINGS_FILES = {*CONFIG_FILES, "tokenizer_config.json", "special_tokens_map.json", "chat_template.json"}
 TOKEN_KEYS = {"token", "use_auth_token", "hub_token", "hf_token", "api_key", "access_token"}
@@ -62,9 +64,15 @@ TOKEN_KEYS = {"token", "use_auth_token", "hub_token", "hf_token", "api_key", "ac
 TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
 
 
+def _is_cpu_int8_folder(folder: Path) -> bool:
+    return is_cpu_int8(read_json(folder / "config.json") or {})
+
+
 def _upload_files(folder: Path) -> list[Path]:
     """The files of `folder` that belong in an upload (top level only, so no checkpoint-*/ folder)."""
     allowed = {*CONFIG_FILES, *TOKENIZER_FILES, WEIGHTS_INDEX}
+    if _is_cpu_int8_folder(folder):
+        allowed.add(ONNX_FILE)
     return sorted(
         p
         for p in folder.iterdir()
@@ -103,6 +111,13 @@ def _check_no_token(path: Path) -> None:
 
 
 def _check_weights(folder: Path, files: list[Path]) -> None:
+    if _is_cpu_int8_folder(folder):  # an ONNX Runtime graph holds the weights (hfkit.io.OnnxClassifier)
+        if not any(p.name == ONNX_FILE for p in files):
+            raise UserInputError(
+                f"{folder} is a CPU int8 (ONNX Runtime) folder without its {ONNX_FILE}: export it again "
+                "(hfkit compress with the cpu_int8 stage, or hfkit.compress.cpu_int8.export_cpu_int8)."
+            )
+        return
     weights = [p for p in files if p.suffix == ".safetensors"]
     if not weights:
         others = sorted(  # other weight formats (training state such as optimizer.pt is not weights)
@@ -132,7 +147,7 @@ def prepare_upload_folder(
     repo_id: str | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Copy the loadable files of `model_folder` (safetensors, config, tokenizer) plus a README.md to `out_folder`."""
+    """Copy the loadable files of `model_folder` (weights, config, tokenizer) plus a README.md to `out_folder`."""
     src, out = Path(model_folder), Path(out_folder)
     if not src.is_dir():
         raise MissingInputError(f"model folder not found: {src}; pass the output_dir of a training run.")
@@ -160,7 +175,7 @@ def prepare_upload_folder(
                 f"{out} is not empty; choose a new folder, or pass overwrite=True (--overwrite_output_dir) "
                 "to replace a folder built by an earlier run."
             )
-        known = {*CONFIG_FILES, *TOKENIZER_FILES, WEIGHTS_INDEX, CARD_FILE}
+        known = {*CONFIG_FILES, *TOKENIZER_FILES, WEIGHTS_INDEX, ONNX_FILE, CARD_FILE}
         strangers = sorted(
             p.name for p in out.iterdir() if p.is_dir() or not (p.name in known or p.suffix == ".safetensors")
         )

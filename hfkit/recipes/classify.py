@@ -21,11 +21,12 @@ from hfkit.compress.lora import (
     merge_and_unload_to,
 )
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+from hfkit.errors import UserInputError
 from hfkit.logs import logger, quiet_progress, setup_logging
 from hfkit.modeling import ModelArguments, load_classifier, load_tokenizer
 from hfkit.parsing import parse_args
 from hfkit.reports import validation_source
-from hfkit.runtime import RunArguments, finish_run, start_run
+from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
 from hfkit.student import student_from_teacher
 
 ARG_TYPES = (ModelArguments, DataArguments, LoraArguments, ClassifierConfig, RunArguments)
@@ -57,12 +58,17 @@ def save_lora_model(
             label2id={name: i for i, name in enumerate(labels)}, ignore_mismatched_sizes=True,
             revision=model_args.revision, trust_remote_code=model_args.trust_remote_code,
         )  # fmt: skip
-    trainer.model = merged  # so push_to_hub uploads the merged model, not the adapter
+    trainer.model = merged  # the returned trainer holds the model saved in output_dir, not the adapter
 
 
 def main(argv: list[str] | None = None) -> ClassifierTrainer:
     parsed = parse_args(ARG_TYPES, argv)
     model_args, data_args, lora_args, config, run_args = parsed
+    if config.push_to_hub and lora_args.use_lora and not lora_args.merge_on_save:
+        raise UserInputError(
+            "push_to_hub uploads a model that loads on its own, and merge_on_save: false saves the LoRA adapter "
+            "only: set merge_on_save: true, or set push_to_hub: false and upload the adapter yourself."
+        )
     setup_logging(config)
     run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
     if run.finished:
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
     else:
         trainer.save_model()  # the best (or last) model, with its tokenizer, in output_dir
     trainer.save_state()
-    if config.push_to_hub:
-        trainer.push_to_hub()
     finish_run(config, run_args.keep_checkpoints)
+    if run.push_to_hub:
+        push_finished_run(config)
     return trainer

@@ -16,10 +16,10 @@ from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
 from hfkit.data.lm import LMDataArguments, load_lm_data
 from hfkit.errors import UserInputError
 from hfkit.logs import logger, quiet_progress, setup_logging
-from hfkit.modeling import count_parameters, resolve_model_path
+from hfkit.modeling import check_model_weights, count_parameters, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.reports import clm_report, validation_source
-from hfkit.runtime import RunArguments, finish_run, start_run
+from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache.lm import add_teacher_topk, teacher_topk_logits
 from hfkit.trainers.clm_config import CLMConfig
@@ -52,7 +52,11 @@ class CLMModelArguments:
     )
     revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit of the models."})
     trust_remote_code: bool = field(
-        default=False, metadata={"help": "Run model code from the Hub repos. Off unless you trust them."}
+        default=False,
+        metadata={
+            "help": "Run model code from the Hub repos (and import a 'wheel:<module>' found in the working "
+            "directory instead of an installed package). Off unless you trust them."
+        },
     )
 
     def __post_init__(self):
@@ -72,8 +76,10 @@ ARG_TYPES = (CLMModelArguments, LoraArguments, LMDataArguments, CLMConfig, RunAr
 
 def load_lm(path: str, args: CLMModelArguments):
     """A causal LM in float32 (the Trainer's bf16/fp16 settings decide the compute precision)."""
+    path = resolve_model_path(path, args.trust_remote_code)
+    check_model_weights(path)
     return AutoModelForCausalLM.from_pretrained(
-        resolve_model_path(path),
+        path,
         dtype=torch.float32,
         revision=args.revision,
         trust_remote_code=args.trust_remote_code,
@@ -83,6 +89,11 @@ def load_lm(path: str, args: CLMModelArguments):
 def main(argv: list[str] | None = None) -> CLMTrainer:
     parsed = parse_args(ARG_TYPES, argv)
     model_args, lora_args, data_args, config, run_args = parsed
+    if config.push_to_hub and lora_args.use_lora and not lora_args.merge_on_save:
+        raise UserInputError(
+            "push_to_hub uploads a model that loads on its own, and merge_on_save: false saves the LoRA adapter "
+            "only: set merge_on_save: true, or set push_to_hub: false and upload the adapter yourself."
+        )
     if lora_args.qlora_bits is not None:
         raise UserInputError(
             "qlora_bits: this recipe trains causal LMs with LoRA on a float base only; unset qlora_bits "
@@ -96,7 +107,7 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
 
     base_path = model_args.model_name_or_path or model_args.teacher_name_or_path
     tokenizer = AutoTokenizer.from_pretrained(
-        resolve_model_path(model_args.tokenizer_name_or_path or base_path),
+        resolve_model_path(model_args.tokenizer_name_or_path or base_path, model_args.trust_remote_code),
         revision=model_args.revision,
         trust_remote_code=model_args.trust_remote_code,
     )
@@ -124,7 +135,7 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
     if teacher is not None:
         # Up front, also for the cached route (where the trainer never sees the teacher): ids must mean the same.
         teacher_tokenizer = AutoTokenizer.from_pretrained(
-            resolve_model_path(model_args.teacher_name_or_path),
+            resolve_model_path(model_args.teacher_name_or_path, model_args.trust_remote_code),
             revision=model_args.revision,
             trust_remote_code=model_args.trust_remote_code,
         )
@@ -213,7 +224,7 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
         )
         report.save(config.output_dir)
         print("\n" + report.text())
-    if config.push_to_hub:
-        trainer.push_to_hub()
     finish_run(config, run_args.keep_checkpoints)
+    if run.push_to_hub:
+        push_finished_run(config)
     return trainer

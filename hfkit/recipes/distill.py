@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
     train_raw = augment_dataset(
         raw["train"], text, aug_args.augment_copies, aug_args.augment_methods, aug_args.augment_seed,
         aug_args.augment_p, mask_token, pair,
-        neighbours=aug_args.neighbours(raw["train"][text] + (raw["train"][pair] if pair else [])),
+        neighbours=aug_args.neighbours([*raw["train"][text], *(raw["train"][pair] if pair else [])]),
         neighbour_p=aug_args.augment_neighbour_p,
     )  # fmt: skip
     with config.main_process_first(desc="tokenizing"):

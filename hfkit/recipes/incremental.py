@@ -10,6 +10,7 @@ classes. `alpha: 0` is plain fine-tuning on the new data (the baseline that forg
 
 import copy
 import logging
+import os
 
 import numpy as np
 from datasets import concatenate_datasets
@@ -26,10 +27,10 @@ from hfkit.data.incremental import (
 )
 from hfkit.errors import UserInputError
 from hfkit.logs import quiet_progress, setup_logging
-from hfkit.modeling import resolve_model_path
+from hfkit.modeling import check_model_weights, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.reports import Report, Table, describe_data, percent, predict_logits
-from hfkit.runtime import RunArguments, finish_run, start_run
+from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
 from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
 from hfkit.trainers.classifier_trainer import ClassifierTrainer
 from hfkit.trainers.incremental_config import IncrementalConfig
@@ -111,6 +112,14 @@ def main(argv: list[str] | None = None):
     parsed = parse_args(ARG_TYPES, argv)
     inc_args, data_args, config, run_args = parsed
     setup_logging(config)
+    path = resolve_model_path(inc_args.previous_model)
+    if os.path.realpath(config.output_dir) == os.path.realpath(path):
+        # Checked before start_run, which with overwrite_output_dir would clear that folder for the new model.
+        raise UserInputError(
+            f"output_dir {config.output_dir!r} is the previous model's folder: the update would replace the deployed "
+            "model in place (overwrite_output_dir or not). Write the updated model to a new output_dir, and deploy "
+            "it once its report is checked."
+        )
     run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
     if run.finished:
         return None
@@ -121,7 +130,7 @@ def main(argv: list[str] | None = None):
             "old and new, to measure forgetting)."
         )
 
-    path = resolve_model_path(inc_args.previous_model)
+    check_model_weights(path)
     common = {"revision": "main", "trust_remote_code": False}
     previous = AutoModelForSequenceClassification.from_pretrained(path, **common).eval()
     tokenizer = AutoTokenizer.from_pretrained(path, **common)
@@ -137,6 +146,15 @@ def main(argv: list[str] | None = None):
         labels,
         "validation_file",
     )
+    old_ids = range(len(old_labels))  # the old classes keep their ids in the grown label set
+    if not inc_args.uses_replay and not any(y in old_ids for y in [*train["labels"], *validation["labels"]]):
+        # Nothing would keep the old classes in the training, nor show what the update forgets.
+        raise UserInputError(
+            f"the previous model's classes {old_labels} share nothing with the classes of train_file and "
+            f"validation_file {new_labels}: check previous_model and label_column; to add classes to this model, "
+            "put rows of its old classes in validation_file (to measure forgetting) or replay its old training rows "
+            "(old_train_file with replay_fraction or replay_examples)."
+        )
     keep = [data_args.text_column, "labels"]
     train = tokenize_dataset(
         train.select_columns(keep), tokenizer, data_args.text_column, None, data_args.max_length
@@ -223,4 +241,6 @@ def main(argv: list[str] | None = None):
         report.save(config.output_dir)
         print("\n" + report.text())
     finish_run(config, run_args.keep_checkpoints)
+    if run.push_to_hub:
+        push_finished_run(config)
     return trainer

@@ -443,3 +443,45 @@ def test_imprint_needs_a_row_of_every_new_class(tiny_tokenizer):
     data = data.map(lambda row: {"labels": 2})
     with pytest.raises(UserInputError, match="cannot imprint class 'ok'"):
         imprint_new_classes(model, data, num_old=2, tokenizer=tiny_tokenizer)
+
+
+def _incremental_argv(previous, new_train, validation, out, *extra) -> list[str]:
+    return ["--previous_model", str(previous), "--train_file", str(new_train), "--validation_file", str(validation),
+            "--output_dir", str(out), "--use_cpu", "true", "--max_steps", "1", "--eval_strategy", "no",
+            "--save_strategy", "no", "--disable_tqdm", "true", "--report_to", "none", *extra]  # fmt: skip
+
+
+def test_recipe_refuses_data_that_shares_no_class_with_the_previous_model(
+    tiny_tokenizer, tmp_path, monkeypatch
+):
+    """Without replay, nothing would keep or measure the old classes: the wrong model, or the wrong data."""
+    _, previous, old_train, new_train, _ = _deployed_bad_good_and_new_meh(tiny_tokenizer, tmp_path)
+    only_new = tmp_path / "val_meh.csv"
+    _write_three_class_csv(only_new, 30, 4, classes=("meh",))
+    monkeypatch.chdir(REPO)
+    with pytest.raises(UserInputError, match=r"classes \['bad', 'good'\] share nothing .*\['meh'\]"):
+        load_recipe("incremental").main(
+            _incremental_argv(previous, new_train, only_new, tmp_path / "run", "--replay_fraction", "0")
+        )
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    # Old-class rows in the validation data (forgetting measured) or replayed: an update of this model.
+    load_recipe("incremental").main(
+        _incremental_argv(previous, new_train, only_new, tmp_path / "replayed", "--old_train_file", str(old_train),
+                          "--replay_examples", "10", "--teacher_logits_cache", str(tmp_path / "cache"))
+    )  # fmt: skip
+    assert (tmp_path / "replayed" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("overwrite", ["false", "true"])
+def test_recipe_refuses_to_write_over_the_previous_model(overwrite, tiny_tokenizer, tmp_path, monkeypatch):
+    _, previous, _, new_train, validation = _deployed_bad_good_and_new_meh(tiny_tokenizer, tmp_path)
+    before = {p.name: p.read_bytes() for p in previous.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    for out in (previous, "previous/", tmp_path / "link"):  # the same folder, however it is spelled
+        if out == tmp_path / "link":
+            out.symlink_to(previous)
+        with pytest.raises(UserInputError, match="is the previous model's folder: the update would replace"):
+            load_recipe("incremental").main(
+                _incremental_argv(previous, new_train, validation, out, "--overwrite_output_dir", overwrite)
+            )
+    assert {p.name: p.read_bytes() for p in previous.iterdir()} == before  # not even a run.json
