@@ -120,7 +120,7 @@ def load_word_vectors(source: str | None = None) -> tuple[list[str], np.ndarray]
             f"augment_word_vectors={source!r}: expected a folder with words.txt and vectors.npy."
         )
     words = (folder / "words.txt").read_text(encoding="utf-8").splitlines()
-    return words, np.load(folder / "vectors.npy", allow_pickle=False)
+    return words, np.load(folder / "vectors.npy")  # numpy refuses object arrays by default
 
 
 def nearest_neighbours(
