@@ -34,6 +34,7 @@ from studies import (
     check_settings,
     commands_list,
     done,
+    legacy_note,
     mean_std,
     paired_tests,
     paired_text,
@@ -280,6 +281,7 @@ def report(scenario: str, runs: str, chosen: list[Cell], seeds: list[int]) -> st
 
             difference, per_seed, t_p, boot = paired_text(paired_tests(old_rows(rows[a]), old_rows(rows[b])))
             lines.append(f"| `{a}` | `{b}` | {difference} | {per_seed} | {t_p} | {boot} |")
+    lines += legacy_note(runs, chosen, seeds)
     lines += ["", "Commands (each cell adds `--seed S` and its own `--output_dir`):", ""]
     lines += commands_list(chosen)
     return "\n".join(lines)

@@ -35,6 +35,7 @@ from studies import (
     check_settings,
     commands_list,
     done,
+    legacy_note,
     mean_std,
     paired_tests,
     paired_text,
@@ -246,6 +247,7 @@ def report(runs: str, chosen: list[Cell], seeds: list[int]) -> str:
         for name in pairs:
             versus, per_seed, t_p, boot = paired_text(paired_tests(results[name], results[best]))
             lines.append(f"| `{name}` | {versus} | {per_seed} | {t_p} | {boot} |")
+    lines += legacy_note(runs, chosen, seeds)
     lines += ["", "Commands (each student cell adds `--seed S` and its own `--output_dir`):", ""]
     lines += commands_list(chosen)
     return "\n".join(lines)

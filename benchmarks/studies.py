@@ -73,12 +73,39 @@ def check_settings(runs: str, chosen: list[Cell], seeds: list[int]) -> None:
                 recorded = json.load(f).get("settings_sha256")
             if recorded is not None and recorded != settings_digest(cell):
                 stale.append(out)
+    legacy = legacy_runs(runs, chosen, seeds)
+    if legacy:
+        print(f"{len(legacy)} finished run(s) carry no settings digest (recorded before it existed) and are taken as "
+              f"they are: {', '.join(legacy)}", flush=True)  # fmt: skip
     if stale:
         raise SystemExit(
             f"{len(stale)} finished run(s) were made with other settings than their cell has now (its config "
             f"file or overrides changed): {stale}. Move them out of {runs} (or use a new --runs folder) to run "
             "them again with the current settings, or restore the old settings to report them."
         )
+
+
+def legacy_runs(runs: str, chosen: list[Cell], seeds: list[int]) -> list[str]:
+    """Folder names of the finished runs that carry no settings digest (made before the runner recorded one):
+    nothing checks that their settings are the cell's current ones, so the reports name them."""
+    legacy = []
+    for cell in chosen:
+        for seed in seeds if cell.seeded else [None]:
+            out = run_dir(runs, cell, seed)
+            if done(out):
+                with open(os.path.join(out, "study_run.json")) as f:
+                    if "settings_sha256" not in json.load(f):
+                        legacy.append(os.path.basename(out))
+    return legacy
+
+
+def legacy_note(runs: str, chosen: list[Cell], seeds: list[int]) -> list[str]:
+    """Report lines naming the runs without a settings digest (none: no lines)."""
+    legacy = legacy_runs(runs, chosen, seeds)
+    if not legacy:
+        return []
+    return ["", f"Runs recorded before the study runner kept a digest of their settings (taken as they are, not "
+                f"checked against the cells' current settings): {', '.join(f'`{r}`' for r in legacy)}."]  # fmt: skip
 
 
 def run_all(

@@ -89,3 +89,20 @@ def test_picked_on_validation_names_the_epoch_kept(tmp_path, monkeypatch):
     assert studies.picked_on_validation(one) == ""
     assert studies.picked_on_validation(two) == "epoch kept"
     assert studies.cell_settings(one)["keep_layers"] == ["0", "2"]
+
+
+def test_runs_without_a_settings_digest_are_named(tmp_path, monkeypatch, capsys):
+    studies = _studies(monkeypatch)
+    (tmp_path / "recipes" / "configs" / "classify").mkdir(parents=True)
+    (tmp_path / "recipes" / "configs" / "classify" / "x.yaml").write_text("learning_rate: 1.0e-3\n")
+    monkeypatch.setattr(studies, "REPO", str(tmp_path))
+    cell = studies.Cell("ce", "a cell", "classify", "classify/x.yaml", [])
+    runs = tmp_path / "runs"
+    for seed, record in ((0, {"settings_sha256": studies.settings_digest(cell)}), (1, {})):
+        (runs / f"ce_s{seed}").mkdir(parents=True)
+        (runs / f"ce_s{seed}" / "study_run.json").write_text(json.dumps({"command": [], **record}))
+    assert studies.legacy_runs(str(runs), [cell], [0, 1, 2]) == ["ce_s1"]
+    assert "`ce_s1`" in studies.legacy_note(str(runs), [cell], [0, 1])[-1]
+    assert studies.legacy_note(str(runs), [cell], [0]) == []
+    studies.check_settings(str(runs), [cell], [0, 1])
+    assert "1 finished run(s) carry no settings digest" in capsys.readouterr().out
