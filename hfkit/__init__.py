@@ -36,8 +36,7 @@ from .trainers.distill_config import DistillConfig
 from .trainers.distill_trainer import DistillTrainer
 from .trainers.incremental_config import IncrementalConfig
 from .trainers.incremental_trainer import IncrementalTrainer, grow_classifier_head
-
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = [
     "CLMConfig",

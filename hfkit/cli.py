@@ -15,21 +15,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# command -> what it does (kept here so `hfkit --help` answers without importing torch)
-COMMANDS = {
-    "classify": "fine-tune a sequence classifier (in full, or LoRA / QLoRA adapters)",
-    "distill": "distil a fine-tuned classifier into a smaller student; teacher vs student report",
-    "compress": "prune / low-rank / quantize a trained classifier; every variant measured",
-    "compare": "saved classifiers on the same rows: accuracy, F1, McNemar's paired test",
-    "push": "build the upload folder (weights, tokenizer, model card) and push it to the Hub",
-    "clm": "fine-tune or distil a causal LM; held-out perplexity before and after",
-    "generate": "generate text with a causal LM (greedy or sampled, batched, streamed)",
-    "incremental": "update a trained classifier with new data or new classes without forgetting",
-}
-TOOLS = {
-    "configs": "list the shipped configs (names for --config)",
-    "reference": "print the reference of every config key per command (Markdown)",
-}
+from .recipes import COMMANDS, TOOLS
 
 
 def usage() -> str:
@@ -59,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(0 if argv else 2)
     command, rest = argv[0], argv[1:]
     if command == "--version":
-        from . import __version__
+        from .version import __version__
 
         print(f"hfkit {__version__}")
         return

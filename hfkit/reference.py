@@ -15,7 +15,7 @@ from typing import Any, get_type_hints
 
 from transformers import TrainingArguments
 
-from .cli import COMMANDS
+from .recipes import COMMANDS
 
 _TRAINING_ARGUMENTS = {f.name: f for f in dataclasses.fields(TrainingArguments)}
 _CLASS_REPR = re.compile(r"<class '([^']+)'>")

@@ -26,7 +26,6 @@ except ImportError:  # not POSIX: no lock on output_dir
 import huggingface_hub
 from transformers import TrainingArguments
 
-from . import __version__
 from .errors import MissingInputError, UserInputError
 from .trainers.checkpoints import (
     checkpoint_folders,
@@ -34,6 +33,7 @@ from .trainers.checkpoints import (
     find_resumable_checkpoint,
     remove_partial_checkpoints,
 )
+from .version import __version__
 
 logger = logging.getLogger("hfkit")
 

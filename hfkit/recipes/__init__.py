@@ -3,3 +3,20 @@
 Run them as `hfkit <command> ...`, `python -m hfkit <command> ...`, or `python recipes/<command>.py ...` in a
 clone; their configs ship in configs/<command>/<model>_<variant>.yaml.
 """
+
+# The registry: command -> what it does. `hfkit` (cli.py) and the config reference (reference.py) read it;
+# each command is the module hfkit/recipes/<command>.py. Plain strings: `hfkit --help` imports no recipe.
+COMMANDS = {
+    "classify": "fine-tune a sequence classifier (in full, or LoRA / QLoRA adapters)",
+    "distill": "distil a fine-tuned classifier into a smaller student; teacher vs student report",
+    "compress": "prune / low-rank / quantize a trained classifier; every variant measured",
+    "compare": "saved classifiers on the same rows: accuracy, F1, McNemar's paired test",
+    "push": "build the upload folder (weights, tokenizer, model card) and push it to the Hub",
+    "clm": "fine-tune or distil a causal LM; held-out perplexity before and after",
+    "generate": "generate text with a causal LM (greedy or sampled, batched, streamed)",
+    "incremental": "update a trained classifier with new data or new classes without forgetting",
+}
+TOOLS = {
+    "configs": "list the shipped configs (names for --config)",
+    "reference": "print the reference of every config key per command (Markdown)",
+}

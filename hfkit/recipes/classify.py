@@ -12,7 +12,6 @@ import os
 import torch
 from transformers import set_seed
 
-from hfkit import ClassifierConfig, ClassifierTrainer
 from hfkit.compress.lora import (
     LoraArguments,
     apply_lora,
@@ -28,6 +27,8 @@ from hfkit.parsing import parse_args
 from hfkit.reports import validation_source
 from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
 from hfkit.student import student_from_teacher
+from hfkit.trainers.classifier_config import ClassifierConfig
+from hfkit.trainers.classifier_trainer import ClassifierTrainer
 
 ARG_TYPES = (ModelArguments, DataArguments, LoraArguments, ClassifierConfig, RunArguments)
 

@@ -17,7 +17,6 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, set_seed
 
-from hfkit import ClassifierTrainer, DistillConfig, DistillTrainer
 from hfkit.compress.cpu_int8 import CpuInt8Arguments
 from hfkit.compress.lowrank import LowRankArguments
 from hfkit.compress.pipeline import (
@@ -41,6 +40,9 @@ from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.reports import validation_source
 from hfkit.teacher_cache import add_teacher_logits, teacher_logits_for_student
+from hfkit.trainers.classifier_trainer import ClassifierTrainer
+from hfkit.trainers.distill_config import DistillConfig
+from hfkit.trainers.distill_trainer import DistillTrainer
 
 ARG_TYPES = (
     CompressArguments,

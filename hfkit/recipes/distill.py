@@ -10,7 +10,6 @@ Order: args -> seed -> data -> teacher -> student -> augment -> tokenize -> teac
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
-from hfkit import DistillConfig, DistillTrainer
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.data.augment import AugmentArguments, augment_dataset
 from hfkit.logs import logger, quiet_progress, setup_logging
@@ -29,6 +28,8 @@ from hfkit.reports import distill_report, measure_classifiers, validation_source
 from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache import add_teacher_logits, teacher_logits_for_student
+from hfkit.trainers.distill_config import DistillConfig
+from hfkit.trainers.distill_trainer import DistillTrainer
 
 ARG_TYPES = (DistillModelArguments, DataArguments, AugmentArguments, DistillConfig, RunArguments)
 
