@@ -10,8 +10,10 @@ Each command is the module hfkit/recipes/<command>.py; recipes/<command>.py in a
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -37,6 +39,18 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _user_errors():
+    """A config error of the small commands: one `error:` line and exit code 2."""
+    from .errors import UserInputError
+
+    try:
+        yield
+    except UserInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `hfkit` console script and of `python -m hfkit`."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -54,6 +68,22 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         print("\n".join(shipped_configs()))
         return
+    if command == "cp":
+        from .parsing import copy_config
+
+        args = [a for a in rest if a != "--force"]
+        if len(args) != 2:
+            print("error: usage: hfkit cp <shipped config> <file or folder> [--force]", file=sys.stderr)
+            raise SystemExit(2)
+        with _user_errors():
+            print(f"wrote {copy_config(args[0], args[1], overwrite='--force' in rest)}")
+        return
+    if command == "accelerate-config":
+        from .parsing import accelerate_config_path, shipped_accelerate_configs
+
+        with _user_errors():
+            print(accelerate_config_path(rest[0]) if rest else "\n".join(shipped_accelerate_configs()))
+        return
     if command == "reference":
         from .reference import config_reference
 
@@ -64,6 +94,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         hint = f" did you mean: {', '.join(close)}?" if close else ""
         print(f"error: unknown command {command!r};{hint} run `hfkit --help` for the list", file=sys.stderr)
         raise SystemExit(2)
+    if "--accelerate_config" in rest:
+        # Launch the same command under accelerate with a shipped (or given) accelerate config.
+        at = rest.index("--accelerate_config")
+        if at + 1 >= len(rest):
+            print(
+                "error: --accelerate_config needs a name or a file (hfkit accelerate-config lists them)",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        from .parsing import accelerate_config_path
+
+        with _user_errors():
+            config = accelerate_config_path(rest[at + 1])
+        launch = [
+            "accelerate",
+            "launch",
+            "--config_file",
+            str(config),
+            "-m",
+            "hfkit",
+            command,
+            *rest[:at],
+            *rest[at + 2 :],
+        ]
+        raise SystemExit(subprocess.call(launch))
     from .runtime import run_recipe
 
     recipe = importlib.import_module(f"hfkit.recipes.{command}")

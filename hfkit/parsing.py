@@ -24,6 +24,7 @@ from .errors import UserInputError
 
 # The YAML configs shipped inside the package (hfkit/recipes/configs/<command>/<name>.yaml).
 SHIPPED_CONFIGS = Path(__file__).resolve().parent / "recipes" / "configs"
+ACCELERATE_CONFIGS = Path(__file__).resolve().parent / "accelerate_configs"
 
 __all__ = [
     "ConfigError",
@@ -63,6 +64,51 @@ def shipped_configs() -> list[str]:
     return sorted(
         p.relative_to(SHIPPED_CONFIGS).with_suffix("").as_posix() for p in SHIPPED_CONFIGS.rglob("*.yaml")
     )
+
+
+def shipped_accelerate_configs() -> list[str]:
+    """Names of the accelerate configs shipped with hfkit (``single_gpu_bf16``, ``multi_node_fsdp``, ...)."""
+    return sorted(p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml"))
+
+
+def accelerate_config_path(value: str | Path) -> Path:
+    """An accelerate config: an existing file, else a shipped one by name (``.yaml`` optional)."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    name = path.name.removesuffix(".yaml")
+    if (ACCELERATE_CONFIGS / f"{name}.yaml").is_file():
+        return ACCELERATE_CONFIGS / f"{name}.yaml"
+    names = shipped_accelerate_configs()
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    raise ConfigError(
+        f"accelerate config not found: {value} (no such file, and no shipped one of that name); shipped: "
+        f"{', '.join(names)}{f' (did you mean: {close[0]}?)' if close else ''}."
+    )
+
+
+def copy_config(name: str, destination: str | Path, overwrite: bool = False) -> Path:
+    """Copy a shipped config (a recipe config such as ``distill/minilm_l3_sst2``, or an accelerate config such
+    as ``single_gpu_bf16``) to `destination` (a file, or a folder to copy into) to edit; never over an existing
+    file unless `overwrite`. Returns the written path."""
+    try:
+        source = resolve_config(name)
+    except ConfigError:
+        try:
+            source = accelerate_config_path(name)
+        except ConfigError:
+            raise ConfigError(
+                f"no shipped config named {name!r}: `hfkit configs` lists the recipe configs, `hfkit "
+                "accelerate-config` the accelerate configs."
+            ) from None
+    target = Path(destination)
+    if target.is_dir():
+        target = target / source.name
+    if target.exists() and not overwrite:
+        raise ConfigError(f"{target} exists: choose another path, or pass --force to replace it.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+    return target
 
 
 def resolve_config(value: str | Path) -> Path:

@@ -19,4 +19,6 @@ COMMANDS = {
 TOOLS = {
     "configs": "list the shipped configs (names for --config)",
     "reference": "print the reference of every config key per command (Markdown)",
+    "cp": "copy a shipped config to edit: hfkit cp distill/minilm_l3_sst2 my.yaml [--force]",
+    "accelerate-config": "print the path of a shipped accelerate config (none: list them)",
 }

@@ -7,7 +7,7 @@ from accelerate.commands.config.config_args import ClusterConfig
 
 from tests.conftest import REPO
 
-CONFIGS = sorted((REPO / "accelerate_configs").glob("*.yaml"))
+CONFIGS = sorted((REPO / "hfkit" / "accelerate_configs").glob("*.yaml"))
 
 
 def test_expected_configs_are_shipped():
@@ -41,7 +41,7 @@ def _launch_args(path, *flags: str):
 def test_multi_node_configs_start_their_share_of_processes_on_each_machine(name, kind):
     from accelerate.utils.launch import prepare_multi_gpu_env
 
-    path = REPO / "accelerate_configs" / f"{name}.yaml"
+    path = REPO / "hfkit" / "accelerate_configs" / f"{name}.yaml"
     config = ClusterConfig.from_yaml_file(str(path))
     assert config.num_machines == 2 and config.num_processes == 16 and config.machine_rank == 0
     assert config.main_process_ip and config.main_process_port
@@ -58,7 +58,7 @@ def test_multi_node_configs_start_their_share_of_processes_on_each_machine(name,
 
 
 def test_deepspeed_zero3_config_shards_everything_and_leaves_batch_settings_to_the_trainer():
-    path = REPO / "accelerate_configs" / "deepspeed_zero3.yaml"
+    path = REPO / "hfkit" / "accelerate_configs" / "deepspeed_zero3.yaml"
     config = ClusterConfig.from_yaml_file(str(path))
     assert config.distributed_type == "DEEPSPEED" and str(config.mixed_precision) == "bf16"
     ds = config.deepspeed_config

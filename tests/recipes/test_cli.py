@@ -123,6 +123,8 @@ def test_pyproject_declares_the_command_and_ships_the_configs(tmp_path):
     for config in SHIPPED_CONFIGS.rglob("*.yaml"):
         assert f"hfkit/recipes/configs/{config.relative_to(SHIPPED_CONFIGS).as_posix()}" in names, config
     assert {f"hfkit/recipes/{c}.py" for c in COMMANDS} <= names and "hfkit/__main__.py" in names
+    for config in (REPO / "hfkit" / "accelerate_configs").glob("*.yaml"):  # found by name once installed
+        assert f"hfkit/accelerate_configs/{config.name}" in names, config
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "hfkit = hfkit.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -149,3 +151,55 @@ def test_reference_lists_every_key_of_every_command():
                 if f.init and f.name not in TRAINING_ARGUMENT_NAMES:
                     assert f"| `{f.name}` |" in text, (command, f.name)
     assert "| `student_layers` |" in text and "| `augment_copies` |" in text and "| `chains` |" in text
+
+
+def test_cp_copies_a_shipped_config_and_never_overwrites_without_force(tmp_path, capsys):
+    target = tmp_path / "mine.yaml"
+    main(["cp", "distill/minilm_l3_sst2", str(target)])
+    assert target.read_bytes() == (SHIPPED_CONFIGS / "distill" / "minilm_l3_sst2.yaml").read_bytes()
+    target.write_text("edited: true\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["cp", "distill/minilm_l3_sst2", str(target)])
+    assert exit_.value.code == 2 and "exists" in capsys.readouterr().err
+    assert target.read_text() == "edited: true\n"  # the user's edit is kept
+    main(["cp", "distill/minilm_l3_sst2", str(target), "--force"])
+    assert "teacher" in target.read_text()
+    main(["cp", "single_gpu_bf16", str(tmp_path)])  # an accelerate config, into a folder
+    assert (
+        (tmp_path / "single_gpu_bf16.yaml")
+        .read_text()
+        .startswith((REPO / "hfkit" / "accelerate_configs" / "single_gpu_bf16.yaml").read_text()[:40])
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main(["cp", "no/such_config", str(tmp_path / "x.yaml")])
+    assert exit_.value.code == 2 and "no shipped config named 'no/such_config'" in capsys.readouterr().err
+
+
+def test_accelerate_configs_are_found_by_name_and_launch_the_command(monkeypatch, capsys):
+    main(["accelerate-config"])
+    listed = capsys.readouterr().out.split()
+    assert "single_gpu_bf16" in listed and "multi_node_fsdp" in listed
+    main(["accelerate-config", "single_gpu_bf16"])
+    assert capsys.readouterr().out.strip() == str(
+        REPO / "hfkit" / "accelerate_configs" / "single_gpu_bf16.yaml"
+    )
+    calls = []
+    monkeypatch.setattr("hfkit.cli.subprocess.call", lambda cmd: calls.append(cmd) or 0)
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "distill",
+                "--config",
+                "distill/minilm_l3_sst2_demo",
+                "--accelerate_config",
+                "cpu_ddp",
+                "--seed",
+                "3",
+            ]
+        )
+    assert exit_.value.code == 0
+    assert calls == [["accelerate", "launch", "--config_file", str(REPO / "hfkit" / "accelerate_configs" / "cpu_ddp.yaml"),
+                      "-m", "hfkit", "distill", "--config", "distill/minilm_l3_sst2_demo", "--seed", "3"]]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        main(["distill", "--accelerate_config", "no_such"])
+    assert exit_.value.code == 2 and "accelerate config not found: no_such" in capsys.readouterr().err

@@ -144,7 +144,7 @@ def test_two_process_cpu_launch_trains_one_student(setup):
     out = tmp / "ddp"
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(REPO / "accelerate_configs" / "cpu_ddp.yaml"), "--main_process_port", str(free_port()),
+        "--config_file", str(REPO / "hfkit" / "accelerate_configs" / "cpu_ddp.yaml"), "--main_process_port", str(free_port()),
         str(REPO / "recipes" / "distill.py"),
         *distill_args(teacher, train, out, "--student_layers", "1", "3", "--teacher_logits_cache", str(tmp / "cache"),
                      "--log_level", "info"),  # Trainer's set-up lines (the global batch size) are INFO
