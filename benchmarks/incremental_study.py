@@ -134,7 +134,7 @@ def cells(scenario: str) -> list[Cell]:
     ]
     replay, no_replay = ["--replay_fraction", "0.1"], ["--replay_fraction", "0"]
     # BBC was measured in float32, before bf16 autocast became the default on CPUs that run it natively: every
-    # BBC cell keeps float32 so that a rerun reproduces README's table. SST-2 runs with the default.
+    # BBC cell keeps float32 so that a rerun reproduces the RESULTS.md table. SST-2 runs with the default.
     cells = [
 
         Cell("base", "deployed model: old classes / old data only", "classify", base, []),

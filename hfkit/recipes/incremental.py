@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None):
             if cut > len(replay) / 2:  # long documents: the model reads only their first max_length tokens
                 logger.info(
                     "replay: %d of %d replayed rows are cut at max_length %d; replay_windows N trains on up to N "
-                    "windows of each (BBC News: 8 windows halved the forgetting, README)",
+                    "windows of each (BBC News: cells recipe vs recipe_first_window, benchmarks/RESULTS.md)",
                     cut, len(replay), data_args.max_length,
                 )  # fmt: skip
         train = concatenate_datasets([train, replay.select_columns(train.column_names)])
