@@ -325,10 +325,13 @@ def measure_latencies_together(
 
 def size_on_disk_mb(folder: str) -> float:
     """Total size of the weight files (safetensors/bin, or an ONNX graph) in a saved model folder, in MB."""
+    # Trainer's training_args.bin (its settings, torch-serialized) ends in .bin too but holds no weights.
     total = sum(
         os.path.getsize(os.path.join(folder, f))
         for f in os.listdir(folder)
-        if f.endswith((".safetensors", ".bin", ".onnx")) and not f.startswith("distill_projections")
+        if f.endswith((".safetensors", ".bin", ".onnx"))
+        and not f.startswith("distill_projections")
+        and f != "training_args.bin"
     )
     return total / 1e6
 

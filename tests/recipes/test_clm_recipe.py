@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -11,9 +12,11 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from hfkit.parsing import load_yaml_config, parse_args
+from hfkit.student import student_from_teacher
 from tests.conftest import REPO
 from tests.recipes.test_classify_recipe import load_recipe
 from tests.unit.data.test_lm import tiny_llama, word_tokenizer
@@ -74,6 +77,19 @@ def run_args(train, out, *extra) -> list[str]:
     ]
 
 
+def held_out_perplexity(model, rows) -> float:
+    """exp(mean NLL per predicted token) of a causal LM, one unpadded row at a time, with torch ops only."""
+    nll = count = 0.0
+    with torch.no_grad():
+        for row in rows:
+            ids, labels = torch.tensor([row["input_ids"]]), torch.tensor(row["labels"][1:])
+            logits = model.eval()(input_ids=ids).logits[0, :-1]
+            keep = labels != -100
+            nll += F.cross_entropy(logits[keep], labels[keep], reduction="sum").item()
+            count += keep.sum().item()
+    return math.exp(nll / count)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -89,7 +105,7 @@ def test_two_process_launch_fine_tunes_saves_and_reports(setup):
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        str(REPO / "accelerate_configs" / "cpu_ddp.yaml"),
+        str(REPO / "hfkit" / "accelerate_configs" / "cpu_ddp.yaml"),
         "--main_process_port",
         str(free_port()),
         str(REPO / "recipes" / "clm.py"),
@@ -145,7 +161,15 @@ def test_distillation_from_cached_teacher_top_k_into_a_layer_subset(setup, caplo
     assert report["distillation"] == {"divergence": "reverse_kl", "alpha": 0.7, "temperature": 1.0,
                                       "jsd_beta": 0.5, "teacher_topk": 8}  # fmt: skip
     assert report["parameters"]["total"] < report["teacher_parameters"]
-    assert report["perplexity"]["teacher"] > 1
+    # Each perplexity is exp(mean NLL) of its own model on the same held-out blocks: the teacher's of the
+    # teacher, "before" of the untrained student (teacher layers 0 and 2). Random tiny models are all near
+    # uniform, but the two differ by ~40x the tolerance, so scoring the wrong model fails.
+    teacher_model = AutoModelForCausalLM.from_pretrained(teacher)
+    ppl = report["perplexity"]
+    assert ppl["teacher"] == pytest.approx(held_out_perplexity(teacher_model, trainer.eval_dataset), rel=1e-5)
+    untrained = student_from_teacher(teacher_model, [0, 2])
+    assert ppl["before"] == pytest.approx(held_out_perplexity(untrained, trainer.eval_dataset), rel=1e-5)
+    assert ppl["teacher"] != pytest.approx(ppl["before"], rel=1e-4)
     student = AutoModelForCausalLM.from_pretrained(tmp / "student")
     assert student.config.num_hidden_layers == 2
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -118,14 +119,25 @@ def test_greedy_equals_manual_argmax_rollout_and_is_deterministic(model, tokeniz
 
 def test_details_give_the_new_token_ids_prompt_length_and_timing(model, tokenizer):
     args = args_for(max_new_tokens=6, batch_size=3)
+    expected = generate(model, tokenizer, PROMPTS[:3], args)
+    original = model.generate
+
+    def slow_generate(**kwargs):  # the timed call takes at least 50 ms
+        time.sleep(0.05)
+        return original(**kwargs)
+
+    model.generate = slow_generate
     details = generate_details(model, tokenizer, PROMPTS[:3], args)
-    assert [g.text for g in details] == generate(model, tokenizer, PROMPTS[:3], args)
+    assert [g.text for g in details] == expected
     for g, prompt in zip(details, PROMPTS[:3], strict=True):
         assert g.prompt == prompt
         assert g.prompt_tokens == len(tokenizer(prompt).input_ids)  # padding not counted
         assert tokenizer.decode(g.token_ids, skip_special_tokens=True) == g.text
-        assert 1 <= len(g.token_ids) <= 6 and g.seconds > 0 and g.batch_size == 3
+        # The model never stops early (no eos): all 6 new tokens, and the batch's one generate call timed.
+        assert len(g.token_ids) == 6 and g.batch_size == 3
+        assert g.seconds >= 0.05 and g.seconds == details[0].seconds
         assert g.tokens_per_second == pytest.approx(len(g.token_ids) / g.seconds)
+    model.generate = original
     # The ids are those of a one-at-a-time run: a batch's padding never leaks into a row's ids.
     one = generate_details(model, tokenizer, PROMPTS[:3], args_for(max_new_tokens=6, batch_size=1))
     assert [g.token_ids for g in details] == [g.token_ids for g in one]

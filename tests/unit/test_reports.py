@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def test_predict_logits_keeps_row_order(tiny_bert, tiny_tokenizer):
 def test_size_on_disk_counts_weights_only(tmp_path, tiny_bert):
     tiny_bert.save_pretrained(tmp_path)
     (tmp_path / "distill_projections.safetensors").write_bytes(b"x" * 1000)
+    (tmp_path / "training_args.bin").write_bytes(b"x" * 100)  # Trainer's settings, not weights
     expected = (tmp_path / "model.safetensors").stat().st_size / 1e6
     assert size_on_disk_mb(str(tmp_path)) == pytest.approx(expected)
 
@@ -120,17 +122,39 @@ def test_distill_and_compare_reports_show_percent(tmp_path):
     assert "91.00%" in text and "only a right" in text
 
 
-def test_measure_classifiers_reuses_known_metrics(tmp_path, tiny_bert, tiny_tokenizer):
+def test_measure_classifiers_reuses_known_metrics(tmp_path, tiny_bert, tiny_tokenizer, monkeypatch):
     tiny_bert.save_pretrained(tmp_path)
+    small = BertForSequenceClassification(tiny_bert_config(tiny_tokenizer, layers=1, hidden=16))
+    small.save_pretrained(tmp_path / "small")
     raw = raw_toy(12)
+    timed = {}
+
+    def fake_latencies(models, texts, batch_size, rounds, max_length):
+        timed.update(names=list(models), texts=texts, batch_size=batch_size, rounds=rounds)
+        return {"a": 8.0, "b": 2.0}
+
+    # Patched where measure_classifiers looks it up, so the rows are checked against known latencies.
+    monkeypatch.setattr(
+        sys.modules[measure_classifiers.__module__], "measure_latencies_together", fake_latencies
+    )
     known = {"accuracy": 0.125, "f1": 0.25}
     rows = measure_classifiers(
-        {"a": (tiny_bert, tiny_tokenizer, str(tmp_path)), "b": (tiny_bert, tiny_tokenizer, str(tmp_path))},
+        {"a": (tiny_bert, tiny_tokenizer, str(tmp_path)), "b": (small, tiny_tokenizer, str(tmp_path / "small"))},
         raw, "text", latency_batch_size=4, rounds=2, known_metrics={"b": known},
     )  # fmt: skip
     assert rows[1].accuracy == 0.125 and rows[1].f1 == 0.25
     assert rows[0].accuracy == evaluate_classifier(tiny_bert, tiny_tokenizer, raw, "text")["accuracy"]
-    assert rows[0].speedup == 1.0 and rows[1].latency_ms > 0 and rows[0].size_mb > 0
+    # Each row's own parameters and weight file, its own latency, and the speed-up over the first row.
+    assert [r.parameters for r in rows] == [
+        sum(p.numel() for p in m.parameters()) for m in (tiny_bert, small)
+    ]
+    sizes = [
+        (tmp_path / "model.safetensors").stat().st_size,
+        (tmp_path / "small" / "model.safetensors").stat().st_size,
+    ]
+    assert [r.size_mb for r in rows] == pytest.approx([s / 1e6 for s in sizes])
+    assert [(r.latency_ms, r.speedup) for r in rows] == [(8.0, 1.0), (2.0, 4.0)]
+    assert timed == {"names": ["a", "b"], "texts": raw["text"][:4], "batch_size": 4, "rounds": 2}
 
 
 def test_speedup_is_relative_to_first_row():
@@ -144,26 +168,47 @@ def test_speedup_is_relative_to_first_row():
 
 
 class _SlowBert(BertForSequenceClassification):
-    """A tiny BERT that takes at least 20 ms a forward and counts its calls."""
-
-    calls = 0
+    """A tiny BERT that takes at least 20 ms a forward."""
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None):
-        type(self).calls += 1
         time.sleep(0.02)
         return super().forward(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         )
 
 
+def record_calls(models: dict, calls: list[str]) -> None:
+    """Append a model's name to `calls` on each of its forwards."""
+    for name, (model, _) in models.items():
+        model.register_forward_pre_hook(lambda module, args, name=name: calls.append(name))
+
+
 def test_latencies_measured_together_rank_models_and_run_every_round(tiny_tokenizer):
-    fast = BertForSequenceClassification(tiny_bert_config(tiny_tokenizer))
-    slow = _SlowBert(tiny_bert_config(tiny_tokenizer))
+    models = {
+        "fast": (BertForSequenceClassification(tiny_bert_config(tiny_tokenizer)), tiny_tokenizer),
+        "slow": (_SlowBert(tiny_bert_config(tiny_tokenizer)), tiny_tokenizer),
+    }
+    calls: list[str] = []
+    record_calls(models, calls)
     texts = ["good w1 w2", "bad w3"] * 4
-    ms = measure_latencies_together(
-        {"fast": (fast, tiny_tokenizer), "slow": (slow, tiny_tokenizer)}, texts, batch_size=4, rounds=5
-    )
+    ms = measure_latencies_together(models, texts, batch_size=4, rounds=5)
     assert set(ms) == {"fast", "slow"}
     assert ms["slow"] >= 20 and ms["slow"] > ms["fast"] + 10
+    # Round-robin: each round runs fast's forwards, then slow's (warm-ups and the timed one together), so the
+    # runs of one model alternate once per round; timing one model after the other would give [fast, slow].
+    runs = [name for i, name in enumerate(calls) if i == 0 or calls[i - 1] != name]
+    assert runs == ["fast", "slow"] * 5, runs
     # Every round times each model once, after torch.utils.benchmark.Timer's two warm-up calls.
-    assert _SlowBert.calls == 3 * 5
+    assert calls.count("fast") == calls.count("slow") == 3 * 5
+
+
+def test_latencies_of_three_models_interleave_in_their_given_order(tiny_tokenizer):
+    models = {
+        name: (BertForSequenceClassification(tiny_bert_config(tiny_tokenizer, layers=1)), tiny_tokenizer)
+        for name in ("c", "a", "b")
+    }
+    calls: list[str] = []
+    record_calls(models, calls)
+    measure_latencies_together(models, ["good w1", "bad w2"], batch_size=2, rounds=3)
+    runs = [name for i, name in enumerate(calls) if i == 0 or calls[i - 1] != name]
+    assert runs == ["c", "a", "b"] * 3, runs
