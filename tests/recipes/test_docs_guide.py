@@ -171,6 +171,6 @@ def tiny_lm_folder(tmp_path):
 
 def test_the_python_generation_example_runs(tiny_lm_folder, capsys):
     (code,) = blocks("python")
-    exec(compile(code.replace("models/smollm2-135m", str(tiny_lm_folder)), "README guide", "exec"), {})
+    exec(compile(code.replace("models/smollm2-135m", str(tiny_lm_folder)), "docs/guide.md", "exec"), {})
     printed = capsys.readouterr().out
     assert re.search(r"\[\d+(, \d+)*\] \d+\.\d tokens/s", printed), printed
