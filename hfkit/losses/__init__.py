@@ -15,6 +15,18 @@ Every function here follows the same three rules, so they can be dropped into an
 * **The teacher is a constant.** Teacher tensors are ``detach()``-ed so no gradient (and no autograd
   memory) is spent on the teacher even if the caller forgot ``torch.no_grad()``.
 
+One T^2 convention (Hinton et al. 2015, sec. 2.1: the gradients of a KL between distributions softened by T
+scale as 1/T^2, so multiplying the soft term by T^2 keeps its weight against the hard term, and thus the
+meaning of ``alpha``, the same at any temperature):
+
+* the *soft term* a trainer mixes is always T^2-scaled, applied once by the function that returns it:
+  ``soft_label_kl`` and ``soft_target_kl`` (classifier logits), and the ``"soft"`` of ``distillation_loss``,
+  the one mix ``alpha * soft + (1 - alpha) * hard`` that every distilling trainer calls (DistillTrainer,
+  IncrementalTrainer, and CLMTrainer for tokens);
+* the token *divergences* (``token_kl``, ``generalized_jsd``, ``token_divergence`` and their top-k forms)
+  are plain divergences, as in TRL's GKD loss, with no T^2: ``distillation_loss`` scales them by T^2 for
+  the token-level mix exactly as it does the classifier KL, so both mixes are the same formula.
+
 Index conventions (the usual source of off-by-one bugs):
 
 * ``hidden_states`` tuples (HF ``output_hidden_states=True``) have ``num_layers + 1`` entries:
@@ -31,6 +43,7 @@ attention KL); TextBrewer losses (att_kl, hidden_mse, cos); GKD (Agarwal et al. 
 ``GKDTrainer.generalized_jsd_loss``.
 """
 
+from .core import check_temperature
 from .layers import (
     attention_loss,
     hidden_state_loss,
@@ -60,6 +73,7 @@ __all__ = [
     "DIVERGENCES",
     "TEACHER_COMBINATIONS",
     "attention_loss",
+    "check_temperature",
     "combine_teachers",
     "distillation_loss",
     "generalized_jsd",

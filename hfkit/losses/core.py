@@ -57,10 +57,14 @@ def check_logits_pair(student_logits: Tensor, teacher_logits: Tensor) -> None:
         )
 
 
-def check_temperature(temperature: float) -> None:
-    """Reject non-positive temperatures, which would divide by zero or flip the distribution."""
+def check_temperature(temperature: float, typical: str | None = None) -> None:
+    """Reject non-positive temperatures (a division by zero, or a flipped distribution); `typical` names the usual range."""
+    # The one check, for the losses and the configs (DistillConfig, CLMConfig) alike, with one exception type:
+    # ValueError, since hfkit.losses sits below hfkit.errors' floor and cannot raise UserInputError (a ValueError
+    # subclass); hfkit.parsing turns a ValueError from a config's __post_init__ into its UserInputError.
     if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        hint = f"; typical values are {typical}" if typical else ""
+        raise ValueError(f"temperature must be > 0, got {temperature}{hint}.")
 
 
 def label_mask(labels: Tensor | None, logits: Tensor, ignore_index: int) -> Tensor | None:

@@ -17,6 +17,7 @@ from .core import (
     tempered_log_probs,
     to_float32,
 )
+from .tokens import token_divergence
 
 # How the soft targets of several teachers are combined (teacher_weights / combine_teachers).
 TEACHER_COMBINATIONS = ("mean", "weighted", "confidence", "gold")
@@ -173,34 +174,67 @@ def distillation_loss(
     ignore_index: int = -100,
     combination: str = "mean",
     weights: Sequence[float] | Tensor | None = None,
+    class_weights: Tensor | None = None,
+    label_smoothing: float = 0.0,
+    divergence: str = "forward_kl",
+    beta: float = 0.5,
+    teacher_topk_indices: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """DistilBERT-style mix: loss = alpha * soft (T^2-scaled KL) + (1 - alpha) * hard (CE on labels)."""
+    """The one distillation mix: loss = alpha * soft (T^2-scaled divergence) + (1 - alpha) * hard (CE on labels)."""
     # `alpha` weights the SOFT (teacher) term; alpha=1 is pure distillation, alpha=0 pure fine-tuning.
+    # The soft term is T^2 * KL(teacher_T || student_T) (soft_label_kl), or, for token-level callers, T^2 *
+    # `divergence` ('reverse_kl', 'jsd' with `beta`, see token_divergence; over the teacher's top-k tokens when
+    # teacher_topk_indices is given): T^2 is applied here once, whatever the divergence (module docstring).
     # labels=None (e.g. augmented rows without gold labels): loss = soft alone (not alpha * soft), and
     # the "hard" key is absent. Rows whose label is `ignore_index` enter the soft mean but not the hard
     # mean; if *every* row is unlabelled the loss falls back to soft alone, so a fully unlabelled batch
     # gives the same loss whether its labels are None or all ignore_index. `mask` (optional, leading
-    # dims) removes padding positions from both terms.
+    # dims) removes padding positions from both terms (a causal LM passes labels != ignore_index).
+    # The hard term takes `class_weights` (C,) and `label_smoothing` as F.cross_entropy does.
     # Several teachers: teacher_logits (..., K, C) for student logits (..., C); their soft targets are
     # combined by `combination` (and `weights`, see combine_teachers) into the one target of the KL term.
+    # A teacher with FEWER classes than the student (..., C_old), e.g. the previous model of an incremental
+    # update (Learning without Forgetting), teaches the student's first C_old logits; the hard term covers all.
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1] (it weights the soft term), got {alpha}")
+    valid_mask = as_bool_mask(mask, student_logits.shape[:-1], "mask")
     if teacher_logits.dim() == student_logits.dim() + 1:
         target = combine_teachers(teacher_logits, temperature, combination, weights, labels, ignore_index)
         soft = soft_target_kl(student_logits, target, temperature=temperature, mask=mask)
+    elif divergence != "forward_kl" or teacher_topk_indices is not None:
+        # token_divergence masks by labels only: positions outside `mask` get ignore_index, the rest any
+        # other value (it reads them as a mask, never as classes).
+        positions = torch.full(
+            student_logits.shape[:-1], ignore_index + 1, dtype=torch.long, device=student_logits.device
+        )
+        if valid_mask is not None:
+            positions = positions.masked_fill(~valid_mask, ignore_index)
+        raw = token_divergence(
+            student_logits, teacher_logits, positions, divergence, beta, temperature, ignore_index,
+            teacher_topk_indices,
+        )  # fmt: skip
+        soft = raw * (temperature**2)
     else:
-        soft = soft_label_kl(student_logits, teacher_logits, temperature=temperature, mask=mask)
+        student_part = student_logits
+        if teacher_logits.shape[-1] < student_logits.shape[-1]:
+            student_part = student_logits[..., : teacher_logits.shape[-1]]
+        soft = soft_label_kl(student_part, teacher_logits, temperature=temperature, mask=mask)
     if labels is None:
         return {"loss": soft, "soft": soft}
     if tuple(labels.shape) != tuple(student_logits.shape[:-1]):
         raise ValueError(
             f"labels have shape {tuple(labels.shape)}, expected {tuple(student_logits.shape[:-1])}"
         )
-    valid_mask = as_bool_mask(mask, student_logits.shape[:-1], "mask")
     if valid_mask is not None:
         # Padding positions must not count as gold labels either.
         labels = labels.masked_fill(~valid_mask, ignore_index)
-    hard = hard_label_ce(student_logits, labels, ignore_index=ignore_index)
+    hard = hard_label_ce(
+        student_logits,
+        labels,
+        ignore_index=ignore_index,
+        class_weights=class_weights,
+        label_smoothing=label_smoothing,
+    )
     mixed = alpha * soft + (1.0 - alpha) * hard
     # torch.where instead of `if (labels != ignore_index).any()` avoids a GPU->CPU sync every step.
     has_labels = (labels != ignore_index).any()

@@ -22,7 +22,7 @@ def token_kl(
     # logits (B, L, V) (any leading dims), labels (B, L) already aligned with the logits (shifted);
     # positions with labels == ignore_index (prompt, padding) are excluded. Forward KL is mass-covering
     # (classic KD), reverse KL mode-seeking (MiniLLM / on-policy distillation). Like TRL's GKD loss there
-    # is NO T^2 factor here (unlike soft_label_kl); multiply by temperature**2 yourself if wanted.
+    # is NO T^2 factor here (unlike soft_label_kl): distillation_loss applies it to the soft term, once.
     # token_kl(kind="forward") == generalized_jsd(beta=0) and token_kl(kind="reverse") ==
     # generalized_jsd(beta=1) for the same inputs.
     if kind not in ("forward", "reverse"):

@@ -21,7 +21,7 @@ from hfkit.parsing import parse_args
 from hfkit.reports import clm_report, validation_source
 from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
 from hfkit.student import describe_sizes, student_from_teacher
-from hfkit.teacher_cache.lm import add_teacher_topk, teacher_topk_logits
+from hfkit.teacher_cache import add_teacher_outputs
 from hfkit.trainers.clm_config import CLMConfig
 from hfkit.trainers.clm_trainer import CLMTrainer, check_vocabularies
 
@@ -147,15 +147,15 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
     online_teacher = teacher
     if teacher is not None and config.teacher_logits_cache:
         with config.main_process_first(desc="teacher top-k"):
-            topk = teacher_topk_logits(
-                teacher.to(config.device),
+            train = add_teacher_outputs(
                 train,
-                config.teacher_topk,
-                config.teacher_logits_cache,
-                config.per_device_eval_batch_size,
-                tokenizer.pad_token_id,
+                [(teacher.to(config.device), teacher_tokenizer)],
+                config,
+                tokenizer,
+                batch_size=config.per_device_eval_batch_size,
+                topk=config.teacher_topk,
             )
-        train, online_teacher = add_teacher_topk(train, topk), None
+        online_teacher = None
 
     trainer = CLMTrainer(
         model=model,

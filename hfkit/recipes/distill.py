@@ -7,7 +7,6 @@ Order: args -> seed -> data -> teacher -> student -> augment -> tokenize -> teac
 -> train -> save -> side-by-side report (parameters, size, accuracy/F1, CPU latency, speed-up).
 """
 
-import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
@@ -27,7 +26,7 @@ from hfkit.parsing import parse_args
 from hfkit.reports import distill_report, measure_classifiers, validation_source
 from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
 from hfkit.student import describe_sizes, student_from_teacher
-from hfkit.teacher_cache import add_teacher_logits, teacher_logits_for_student
+from hfkit.teacher_cache import TeacherText, add_teacher_outputs
 from hfkit.trainers.distill_config import DistillConfig
 from hfkit.trainers.distill_trainer import DistillTrainer
 
@@ -102,23 +101,14 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
     online_teacher = config.hidden_loss_weight > 0 or config.attention_loss_weight > 0
     if not online_teacher and (config.teacher_logits_cache or not same_tokens or len(teachers) > 1):
         with config.main_process_first(desc="teacher logits"):
-            logits = [
-                teacher_logits_for_student(
-                    t,
-                    t_tokenizer,
-                    tokenizer,
-                    train,
-                    train_raw,
-                    text,
-                    pair,
-                    data_args.max_length,
-                    config.teacher_logits_cache,
-                    config.per_device_eval_batch_size,
-                    config.teacher_autocast_dtype(),
-                )  # fmt: skip
-                for t, t_tokenizer, _ in teachers
-            ]
-        train = add_teacher_logits(train, logits[0] if len(logits) == 1 else torch.stack(logits, dim=1))
+            train = add_teacher_outputs(
+                train,
+                [(t, t_tokenizer) for t, t_tokenizer, _ in teachers],
+                config,
+                tokenizer,
+                batch_size=config.per_device_eval_batch_size,
+                text=TeacherText(train_raw, text, pair, data_args.max_length),
+            )
     elif not online_teacher:
         online_teacher = True  # no cache: the teacher runs in every training step
 

@@ -31,7 +31,7 @@ from hfkit.modeling import check_model_weights, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.reports import Report, Table, describe_data, percent, predict_logits
 from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
-from hfkit.teacher_cache import add_teacher_logits, compute_teacher_logits
+from hfkit.teacher_cache import add_teacher_outputs
 from hfkit.trainers.classifier_trainer import ClassifierTrainer
 from hfkit.trainers.incremental_config import IncrementalConfig
 from hfkit.trainers.incremental_trainer import (
@@ -212,11 +212,17 @@ def main(argv: list[str] | None = None):
             processing_class=tokenizer, teacher_processing_class=tokenizer,
         )  # fmt: skip
     elif config.alpha > 0:
-        logits = compute_teacher_logits(
-            previous, train, tokenizer, config.teacher_logits_cache, config.per_device_eval_batch_size
-        )
+        # The previous model's logits once (cached in teacher_logits_cache, at teacher_logits_dtype).
+        with config.main_process_first(desc="teacher logits"):
+            cached = add_teacher_outputs(
+                train,
+                [(previous, tokenizer)],
+                config,
+                tokenizer,
+                batch_size=config.per_device_eval_batch_size,
+            )
         trainer = IncrementalTrainer(
-            model=model, args=config, train_dataset=add_teacher_logits(train, logits),
+            model=model, args=config, train_dataset=cached,
             eval_dataset=validation, processing_class=tokenizer,
         )  # fmt: skip
     else:  # plain fine-tuning on the new data: no teacher at all

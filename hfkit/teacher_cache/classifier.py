@@ -22,20 +22,11 @@ from ..data.augment import replace_mask_token
 from ..data.classification import tokenize_dataset
 from ..modeling import same_vocabulary
 from .forward import forward_batches
-from .store import (
-    cache_file,
-    cache_key,
-    check_cache_dir,
-    check_finite,
-    input_columns,
-    key_parts,
-    load_checked,
-    save_cache,
-)
+from .settings import TEACHER_LOGITS_COLUMN
+from .store import cache_file, input_columns, key_parts, load_or_compute
 
 logger = logging.getLogger(__name__)
 
-TEACHER_LOGITS_COLUMN = "teacher_logits"
 _TENSOR_NAME = "logits"
 _FILE_PREFIX = "teacher-logits-"
 _NON_FINITE_FIX = (
@@ -123,40 +114,39 @@ def compute_teacher_logits(
     if len(dataset) == 0:
         return torch.empty((0, num_labels or 0), dtype=torch.float32)
 
-    path = parts = None
-    if cache_dir is not None:
-        check_cache_dir(cache_dir)
-        parts = key_parts(teacher, dataset, columns, autocast_dtype)
-        path = cache_path(cache_dir, cache_key(parts))
-        cached = load_checked(path, parts, "teacher-logit cache", _check(len(dataset), num_labels))
-        if cached is not None:
-            logits = cached[_TENSOR_NAME]
-            logger.info("teacher-logit cache hit: loaded %d x %d logits from %s", *logits.shape, path)
-            return logits
+    def compute() -> dict[str, torch.Tensor]:
+        # Said before the pass: on a CPU it can take minutes, with progress bars off in a redirected log.
+        logger.info(
+            "teacher pass: scoring %d rows with %s (batch %d%s)%s",
+            len(dataset), type(teacher).__name__, batch_size,
+            f", autocast {str(autocast_dtype).removeprefix('torch.')}" if autocast_dtype is not None else "",
+            "" if cache_dir is None else f"; cached afterwards in {cache_dir}",
+        )  # fmt: skip
+        logits = classifier_logits(teacher, dataset, tokenizer, batch_size, autocast_dtype=autocast_dtype)
+        if num_labels is not None and logits.shape[1] != num_labels:
+            raise ValueError(
+                f"teacher returned {logits.shape[1]} logits per row but its config has {num_labels} labels."
+            )
+        return {_TENSOR_NAME: logits}
 
-    # Said before the pass: on a CPU it can take minutes, with progress bars off in a redirected log.
-    logger.info(
-        "teacher pass: scoring %d rows with %s (batch %d%s)%s",
-        len(dataset), type(teacher).__name__, batch_size,
-        f", autocast {str(autocast_dtype).removeprefix('torch.')}" if autocast_dtype is not None else "",
-        "" if path is None else f"; cached afterwards in {cache_dir}",
-    )  # fmt: skip
-    logits = classifier_logits(teacher, dataset, tokenizer, batch_size, autocast_dtype=autocast_dtype)
-    if num_labels is not None and logits.shape[1] != num_labels:
-        raise ValueError(
-            f"teacher returned {logits.shape[1]} logits per row but its config has {num_labels} labels."
-        )
-    check_finite(logits, "logits", _NON_FINITE_FIX)
-    if path is not None:
-        save_cache(
-            path,
-            {_TENSOR_NAME: logits},
-            parts,
-            num_labels=str(logits.shape[1]),
-            dataset_fingerprint=str(dataset._fingerprint),  # for reference only; not part of the key
-        )
-        logger.info("teacher-logit cache built: saved %d x %d logits to %s", *logits.shape, path)
-    else:
+    tensors, path = load_or_compute(
+        cache_dir,
+        _FILE_PREFIX,
+        lambda: key_parts(teacher, dataset, columns, autocast_dtype),
+        "teacher-logit cache",
+        _check(len(dataset), num_labels),
+        compute,
+        (_TENSOR_NAME, "logits", _NON_FINITE_FIX),
+        lambda t: "{} x {} logits".format(*t[_TENSOR_NAME].shape),
+        lambda t: {
+            "num_labels": str(t[_TENSOR_NAME].shape[1]),
+            # for reference only; not part of the key
+            "dataset_fingerprint": str(dataset._fingerprint),
+        },
+        logger,
+    )
+    logits = tensors[_TENSOR_NAME]
+    if path is None:
         logger.info("computed %d x %d teacher logits (no cache_dir: not cached)", *logits.shape)
     return logits
 

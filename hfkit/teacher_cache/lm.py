@@ -28,16 +28,7 @@ from datasets.table import InMemoryTable
 from ..data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
 from ..data.sources import row_lengths
 from .forward import forward_batches
-from .store import (
-    cache_file,
-    cache_key,
-    check_cache_dir,
-    check_finite,
-    input_columns,
-    key_parts,
-    load_checked,
-    save_cache,
-)
+from .store import cache_file, input_columns, key_parts, load_or_compute
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +103,7 @@ def _compute(
     lengths: torch.Tensor,
     pad_id: int,
     batch_size: int,
+    autocast_dtype: torch.dtype | None = None,
 ) -> TeacherTopK:
     """Run the teacher over the rows and keep each real token's top-k logits, rows in dataset order."""
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
@@ -128,7 +120,9 @@ def _compute(
             indices[lo:hi] = top.indices[j, : hi - lo].to(torch.int32).cpu()
 
     collate = LMDataCollator(pad_token_id=pad_id)
-    forward_batches(teacher, dataset, columns, collate, keep, batch_size, "teacher top-k", use_cache=False)
+    forward_batches(
+        teacher, dataset, columns, collate, keep, batch_size, "teacher top-k", autocast_dtype, use_cache=False
+    )
     return TeacherTopK(values, indices, lengths)
 
 
@@ -139,8 +133,13 @@ def teacher_topk_logits(
     cache_dir: str | None = None,
     batch_size: int = 8,
     pad_token_id: int | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> TeacherTopK:
-    """The teacher's top-k logits for every token of a tokenized LM dataset, cached in cache_dir when given."""
+    """The teacher's top-k logits for every token of a tokenized LM dataset, cached in cache_dir when given.
+
+    ``autocast_dtype``: run the teacher pass under torch.autocast in that dtype (see `forward_batches`); part of
+    the cache key, which a float32 pass leaves as it was.
+    """
     if isinstance(dataset, DatasetDict):
         raise TypeError("teacher_topk_logits takes one Dataset split, not a DatasetDict; call it per split.")
     vocab = _vocab_size(teacher)
@@ -154,30 +153,29 @@ def teacher_topk_logits(
     lengths = _lengths(dataset)
     pad_id = pad_token_id if pad_token_id is not None else lm_pad_token_id(None, teacher.config)
 
-    path = parts = None
-    if cache_dir is not None:
-        check_cache_dir(cache_dir)
-        parts = {
-            **key_parts(teacher, dataset, columns),
+    def parts() -> dict[str, str]:
+        return {
+            **key_parts(teacher, dataset, columns, autocast_dtype),
             "cache_kind": LM_CACHE_KIND,
             "topk": str(k),
             "vocab_size": str(vocab),
         }
-        path = topk_cache_path(cache_dir, cache_key(parts))
-        cached = load_checked(path, parts, "teacher top-k cache", _check(lengths, k, vocab))
-        if cached is not None:
-            topk = TeacherTopK(*(cached[n] for n in _TENSORS))
-            logger.info(
-                "teacher top-k cache hit: loaded %d tokens x top-%d from %s", len(topk.values), k, path
-            )
-            return topk
 
-    topk = _compute(teacher, dataset, columns, k, lengths, pad_id, batch_size)
-    check_finite(topk.values, "top-k logits", "Check the teacher's weights (e.g. reload its checkpoint).")
-    if path is not None:
-        save_cache(path, topk._asdict(), parts)
-        logger.info("teacher top-k cache built: saved %d tokens x top-%d to %s", len(topk.values), k, path)
-    return topk
+    def compute() -> dict[str, torch.Tensor]:
+        return _compute(teacher, dataset, columns, k, lengths, pad_id, batch_size, autocast_dtype)._asdict()
+
+    tensors, _ = load_or_compute(
+        cache_dir,
+        _FILE_PREFIX,
+        parts,
+        "teacher top-k cache",
+        _check(lengths, k, vocab),
+        compute,
+        ("values", "top-k logits", "Check the teacher's weights (e.g. reload its checkpoint)."),
+        lambda t: f"{len(t['values'])} tokens x top-{k}",
+        log=logger,
+    )
+    return TeacherTopK(*(tensors[n] for n in _TENSORS))
 
 
 def add_teacher_topk(dataset: Dataset, topk: TeacherTopK) -> Dataset:

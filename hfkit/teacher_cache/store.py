@@ -229,3 +229,41 @@ def load_checked(
         logger.warning("%s %s does not match (%s); rebuilding it.", what, path, "; ".join(problems))
         return None
     return tensors
+
+
+def load_or_compute(
+    cache_dir: str | None,
+    prefix: str,
+    parts: Callable[[], dict[str, str]],
+    what: str,
+    check: Callable[[dict[str, torch.Tensor], dict[str, str]], list[str]],
+    compute: Callable[[], dict[str, torch.Tensor]],
+    finite: tuple[str, str, str],
+    describe: Callable[[dict[str, torch.Tensor]], str],
+    metadata: Callable[[dict[str, torch.Tensor]], dict[str, str]] | None = None,
+    log: logging.Logger = logger,
+) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The cache steps every teacher-output kind shares: key, checked load, or compute, finiteness check, save.
+
+    Returns the tensors and the cache file (None without cache_dir). `parts` builds the key parts (called only
+    with a cache_dir: the content digest costs a pass over the token ids); `check` is the kind's own file check
+    (see `load_checked`); `finite` is (tensor name, what it is, the fix) for `check_finite`; `describe` says
+    what was loaded or saved, for `log` (the cache kind's logger); `metadata` adds unkeyed metadata from the
+    computed tensors.
+    """
+    path = key_parts = None
+    if cache_dir is not None:
+        check_cache_dir(cache_dir)
+        key_parts = parts()
+        path = cache_file(cache_dir, prefix, cache_key(key_parts))
+        cached = load_checked(path, key_parts, what, check)
+        if cached is not None:
+            log.info("%s hit: loaded %s from %s", what, describe(cached), path)
+            return cached, path
+    tensors = compute()
+    name, label, fix = finite
+    check_finite(tensors[name], label, fix)
+    if path is not None:
+        save_cache(path, tensors, key_parts, **(metadata(tensors) if metadata else {}))
+        log.info("%s built: saved %s to %s", what, describe(tensors), path)
+    return tensors, path

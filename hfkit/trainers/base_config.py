@@ -11,6 +11,7 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
 from ..errors import UserInputError
+from ..losses.core import check_temperature  # noqa: F401 (re-exported: the one check, owned by hfkit.losses)
 from .checkpoints import NoTokenOnDisk
 
 # Above this, AdamW fine-tuning does not train: the weights explode within a few steps (seen at 1e6).
@@ -172,12 +173,6 @@ class BaseConfig(NoTokenOnDisk, TrainingArguments):
             self.save_strategy = self.eval_strategy
             if str(self.eval_strategy) == "steps" and self.eval_steps is not None:
                 self.save_steps = self.eval_steps
-
-
-def check_temperature(value: float, typical: str) -> None:
-    """A distillation temperature must be > 0; `typical` names the usual range."""
-    if not value > 0:
-        raise UserInputError(f"temperature must be > 0, got {value}; typical values are {typical}.")
 
 
 def check_unit_interval(name: str, value: float, meaning: str) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import UserInputError
-from ..losses import DIVERGENCES
-from .base_config import BaseConfig, check_temperature, check_unit_interval
+from ..losses import DIVERGENCES, check_temperature
+from ..teacher_cache.settings import TeacherCacheArguments
+from .base_config import BaseConfig, check_unit_interval
 
 
 @dataclass
-class CLMConfig(BaseConfig):
+class CLMConfig(TeacherCacheArguments, BaseConfig):
     """`BaseConfig` for `CLMTrainer`: data shape (block_size, packing, completion-only loss), distillation.
 
     Without a teacher the loss is the token cross-entropy (CE). With a teacher (or cached teacher top-k
@@ -79,13 +80,6 @@ class CLMConfig(BaseConfig):
             "help": "Distil from the teacher's k largest logits per token (both distributions renormalised over "
             "them) instead of the full vocabulary: from cached columns when the dataset has them, else from the "
             "online teacher. None: full logits."
-        },
-    )
-    teacher_logits_cache: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder of the teacher top-k cache (needs teacher_topk): the recipe computes the top-k once, "
-            "keyed by teacher + data + tokenization, and trains without the teacher in memory."
         },
     )
 

@@ -6,13 +6,15 @@ import logging
 
 import torch
 import torch.nn.functional as F
+from datasets import Dataset
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from ..data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
 from ..errors import UserInputError
-from ..losses import hard_label_ce, token_divergence
+from ..losses import distillation_loss, hard_label_ce
 from ..metrics import perplexity
+from ..teacher_cache import add_teacher_outputs
 from .base_trainer import BaseTrainer, check_same_vocabulary, has_columns
 from .clm_config import CLMConfig
 
@@ -29,7 +31,9 @@ class CLMTrainer(BaseTrainer):
     * loss_ce`` where ``loss_kd`` is ``args.divergence`` between teacher and student at temperature T
     (`hfkit.losses.token_divergence`); both components are logged, loss_kd before the alpha and T^2 factors.
     Each term is a mean over the label tokens of a micro-batch (gradient accumulation averages micro-batches). The teacher is frozen, placed by the
-    accelerator in eval mode, run under ``torch.no_grad`` and never saved. ``peft_config`` (a PEFT
+    accelerator in eval mode, run under ``torch.no_grad`` and never saved. With ``args.teacher_logits_cache`` (and
+    ``teacher_topk``) set, the trainer computes (or loads) the teacher's top-k columns at set-up and trains
+    without running the teacher. The loss is `hfkit.losses.distillation_loss`, as in `DistillTrainer`. ``peft_config`` (a PEFT
     ``LoraConfig``) wraps the model with ``get_peft_model`` as TRL does; checkpoints then hold the adapter.
 
     Evaluation: ``eval_loss`` is the student's mean CE over every label token of the evaluation set (token-
@@ -70,6 +74,17 @@ class CLMTrainer(BaseTrainer):
         )
 
         cached = has_columns(train_dataset, (TOPK_VALUES, TOPK_INDICES)) is True
+        if (
+            teacher_model is not None
+            and not cached
+            and args.teacher_logits_cache is not None
+            and isinstance(train_dataset, Dataset)
+        ):
+            # args.teacher_logits_cache honoured here too (not only by the recipe): the teacher's top-k is
+            # computed once (or loaded) and training runs without it.
+            check_vocabularies(model, teacher_model, processing_class, teacher_processing_class)
+            train_dataset = _cache_teacher_topk(args, teacher_model, train_dataset, processing_class)
+            teacher_model, cached = None, True
         self._check_teacher_source(args, teacher_model, cached, train_dataset is not None)
         if teacher_model is not None:
             check_vocabularies(model, teacher_model, processing_class, teacher_processing_class)
@@ -160,45 +175,53 @@ class CLMTrainer(BaseTrainer):
             return (loss, outputs) if return_outputs else loss
 
         args = self.args
-        ce = hard_label_ce(logits, targets)
-        self._log_loss_part("ce", ce)
         if not self.distilling:
-            loss = ce
+            loss = hard_label_ce(logits, targets)
+            self._log_loss_part("ce", loss)
         else:
-            kd = self._divergence(inputs, logits, targets, topk_values, topk_indices)
-            self._log_loss_part("kd", kd)
-            # T^2 keeps the distillation gradients' scale independent of T (Hinton et al. 2015), so alpha means
-            # the same mix at any temperature, as in DistillConfig.
-            loss = args.alpha * (args.temperature**2) * kd + (1.0 - args.alpha) * ce
+            parts = self._distillation_loss(inputs, logits, targets, topk_values, topk_indices)
+            loss = parts["loss"]
+            # loss_kd is logged as the divergence itself, before the T^2 and alpha factors of the mix.
+            self._log_loss_part("kd", parts["soft"] / (args.temperature**2))
+            self._log_loss_part("ce", parts["hard"])
         return (loss, outputs) if return_outputs else loss
 
-    def _divergence(
+    def _distillation_loss(
         self,
         inputs: dict[str, torch.Tensor],
         logits: torch.Tensor,
         targets: torch.Tensor,
         topk_values: torch.Tensor | None,
         topk_indices: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """The per-token divergence from cached top-k, or from the online teacher (full or top-k logits)."""
+    ) -> dict[str, torch.Tensor]:
+        """losses.distillation_loss over the label tokens, the teacher from cached top-k or run now (full or top-k)."""
         args = self.args
-        common = {"divergence": args.divergence, "beta": args.jsd_beta, "temperature": args.temperature}
         if topk_values is not None:
             if not self._topk_checked:
                 self._check_cached_topk(topk_indices, logits.shape[-1])
-            return token_divergence(
-                logits, topk_values[:, :-1], targets, teacher_topk_indices=topk_indices[:, :-1], **common
-            )
-        if self.teacher_model is None:
+            teacher_logits, teacher_indices = topk_values[:, :-1], topk_indices[:, :-1]
+        elif self.teacher_model is None:
             raise UserInputError(
                 f"this training batch has no {TOPK_VALUES} column and there is no teacher_model: add the cached "
                 "top-k columns to every training row, or pass teacher_model."
             )
-        teacher_logits = self._teacher_forward(inputs, use_cache=False).logits[:, :-1, :]
-        if args.teacher_topk is None:
-            return token_divergence(logits, teacher_logits, targets, **common)
-        top = teacher_logits.topk(args.teacher_topk, dim=-1)
-        return token_divergence(logits, top.values, targets, teacher_topk_indices=top.indices, **common)
+        else:
+            teacher_logits = self._teacher_forward(inputs, use_cache=False).logits[:, :-1, :]
+            teacher_indices = None
+            if args.teacher_topk is not None:
+                top = teacher_logits.topk(args.teacher_topk, dim=-1)
+                teacher_logits, teacher_indices = top.values, top.indices
+        return distillation_loss(
+            logits,
+            teacher_logits,
+            targets,
+            alpha=args.alpha,
+            temperature=args.temperature,
+            mask=targets != -100,  # prompt and padding tokens teach nothing, in either term
+            divergence=args.divergence,
+            beta=args.jsd_beta,
+            teacher_topk_indices=teacher_indices,
+        )
 
     def _check_cached_topk(self, indices: torch.Tensor, vocab: int) -> None:
         """Once, on the first cached batch: k matches teacher_topk and every token id fits the student's vocab."""
@@ -285,6 +308,24 @@ def check_vocabularies(student: nn.Module, teacher: nn.Module, tokenizer, teache
             f"vocabulary sizes differ: student has {s_width} logits per token, teacher {t_width}. {fix}"
         )
     check_same_vocabulary(student, teacher, tokenizer, teacher_tokenizer, fix)
+
+
+def _cache_teacher_topk(args: CLMConfig, teacher: nn.Module, train_dataset: Dataset, tokenizer) -> Dataset:
+    """The training set with the teacher's top-k columns, from args.teacher_logits_cache or one teacher pass."""
+    device = next(teacher.parameters()).device
+    teacher.to(args.device)  # a one-off pass, not a training step: the accelerator is not set up yet
+    try:
+        with args.main_process_first(desc="teacher top-k"):
+            return add_teacher_outputs(
+                train_dataset,
+                [(teacher, tokenizer)],
+                args,
+                tokenizer,
+                batch_size=args.per_device_eval_batch_size,
+                topk=args.teacher_topk,
+            )
+    finally:
+        teacher.to(device)
 
 
 def _wrap_peft(model: nn.Module, peft_config, args: CLMConfig) -> nn.Module:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import torch
-
 from ..errors import UserInputError
-from ..losses import TEACHER_COMBINATIONS
-from .base_config import check_temperature, check_unit_interval
+from ..losses import TEACHER_COMBINATIONS, check_temperature
+from ..teacher_cache.settings import TEACHER_LOGITS_DTYPES, TeacherCacheArguments  # noqa: F401 (old home)
+from .base_config import check_unit_interval
 from .classifier_config import ClassifierConfig
 
 HIDDEN_LOSS_TYPES = ("mse", "cosine")
 ATTENTION_LOSS_TYPES = ("kl", "mse")
-TEACHER_LOGITS_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 _PAIR = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
@@ -39,7 +37,7 @@ def parse_layer_map(spec: str) -> list[tuple[int, int]] | None:
 
 
 @dataclass
-class DistillConfig(ClassifierConfig):
+class DistillConfig(TeacherCacheArguments, ClassifierConfig):
     """`ClassifierConfig` for `DistillTrainer`: loss weights, temperature and layer map of the distillation.
 
     Training loss: ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``
@@ -47,6 +45,7 @@ class DistillConfig(ClassifierConfig):
     + attention_loss_weight * attention loss`` over the mapped layers. Evaluation loss: the student's
     plain cross-entropy, as in `ClassifierTrainer`, so runs stay comparable. With several teachers the KL
     target is their softened probabilities combined by `teacher_combination` (logit-level losses only).
+    ``teacher_logits_cache`` / ``teacher_logits_dtype`` come from `hfkit.teacher_cache.TeacherCacheArguments`.
     """
 
     temperature: float = field(
@@ -99,22 +98,6 @@ class DistillConfig(ClassifierConfig):
             "to sum to 1), e.g. 1 2."
         },
     )
-    teacher_logits_cache: str | None = field(
-        default=None,
-        metadata={
-            "help": "Folder where teacher logits are cached. Datasets carrying a 'teacher_logits' column are "
-            "trained from it without running the teacher (logit-only distillation)."
-        },
-    )
-    teacher_logits_dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "Precision of the one-off teacher pass that fills teacher_logits_cache: 'auto' (bf16/fp16 "
-            "autocast when bf16/fp16 training is on, else float32), 'float32', 'bfloat16' or 'float16'. "
-            "'bfloat16' makes a big teacher's pass 2-3x faster on CPUs with AVX512-BF16 and on GPUs, without "
-            "changing the student's training precision. Part of the cache key."
-        },
-    )
 
     def __post_init__(self):
         check_temperature(self.temperature, "1 to 4")
@@ -133,10 +116,6 @@ class DistillConfig(ClassifierConfig):
         if self.attention_loss_type not in ATTENTION_LOSS_TYPES:
             raise UserInputError(
                 f"attention_loss_type must be one of {ATTENTION_LOSS_TYPES}, got {self.attention_loss_type!r}."
-            )
-        if self.teacher_logits_dtype not in TEACHER_LOGITS_DTYPES:
-            raise UserInputError(
-                f"teacher_logits_dtype must be one of {TEACHER_LOGITS_DTYPES}, got {self.teacher_logits_dtype!r}."
             )
         if self.teacher_combination not in TEACHER_COMBINATIONS:
             raise UserInputError(
@@ -179,10 +158,3 @@ class DistillConfig(ClassifierConfig):
                 "teachers are given: set hidden_loss_weight=0 and attention_loss_weight=0 (several teachers "
                 "teach through their combined logits), or distil from one teacher."
             )
-
-    def teacher_autocast_dtype(self) -> torch.dtype | None:
-        """The autocast dtype of the cached teacher pass (teacher_logits_dtype resolved), or None for float32."""
-        name = self.teacher_logits_dtype
-        if name == "auto":
-            name = "bfloat16" if self.bf16 else "float16" if self.fp16 else "float32"
-        return None if name == "float32" else getattr(torch, name)

@@ -16,7 +16,6 @@ from ..errors import UserInputError
 from ..losses import (
     attention_loss,
     distillation_loss,
-    hard_label_ce,
     hidden_state_loss,
     hidden_to_attention_map,
     make_projections,
@@ -24,6 +23,7 @@ from ..losses import (
     uniform_layer_map,
 )
 from ..modeling import same_vocabulary
+from ..teacher_cache import TEACHER_LOGITS_COLUMN, add_teacher_outputs
 from .base_trainer import check_same_vocabulary, has_columns
 from .classifier_trainer import ClassifierTrainer
 from .distill_config import DistillConfig
@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PROJECTIONS_FILE", "PROJECTIONS_NAME", "TEACHER_LOGITS", "DistillTrainer"]
 
-TEACHER_LOGITS = "teacher_logits"
+# The old name of the column constant, kept for imports; the one definition is hfkit.teacher_cache's.
+TEACHER_LOGITS = TEACHER_LOGITS_COLUMN
 # Submodule name of the learned hidden-state projections on the student, and the file they are saved to.
 PROJECTIONS_NAME = "distill_projections"
 PROJECTIONS_FILE = f"{PROJECTIONS_NAME}.safetensors"
@@ -44,7 +45,10 @@ class DistillTrainer(ClassifierTrainer):
     Training loss: ``alpha * soft KL(T) + (1 - alpha) * hard CE`` (losses.distillation_loss; rows labelled
     -100 get the soft term only), plus optional hidden-state and attention-map losses over a layer map.
     The teacher is either a model (or a path to one) run under ``torch.no_grad`` in every step, or absent
-    when the training set carries a ``teacher_logits`` column of precomputed logits. Evaluation loss and
+    when the training set carries a ``teacher_logits`` column of precomputed logits. With
+    ``args.teacher_logits_cache`` set, one teacher model and only its logits needed (no hidden/attention loss),
+    the trainer fills that column itself at set-up (`hfkit.teacher_cache.add_teacher_outputs`: computed once at
+    ``teacher_logits_dtype``, or loaded from the folder) and trains without running the teacher. Evaluation loss and
     metrics are the student's own, exactly as in `ClassifierTrainer`. Checkpoints hold the student only;
     learned projections (student and teacher widths differ) go to ``distill_projections.safetensors``.
 
@@ -66,7 +70,7 @@ class DistillTrainer(ClassifierTrainer):
     config_class = DistillConfig
     default_output_dir = "distill_output"
     cached_teacher_hint = "train from a cached 'teacher_logits' column with teacher_model=None"
-    kept_columns = (TEACHER_LOGITS,)
+    kept_columns = (TEACHER_LOGITS_COLUMN,)
 
     def __init__(
         self,
@@ -84,7 +88,7 @@ class DistillTrainer(ClassifierTrainer):
             raise UserInputError("DistillTrainer needs the student: pass model=<PreTrainedModel>.")
         self.use_hidden_loss = args.hidden_loss_weight > 0
         self.use_attention_loss = args.attention_loss_weight > 0
-        has_cached = has_columns(train_dataset, (TEACHER_LOGITS,))
+        has_cached = has_columns(train_dataset, (TEACHER_LOGITS_COLUMN,))
         column_shape = _column_shape(train_dataset) if has_cached else None
         # (teacher index -> online model, its forward's argument names), and where each teacher's logits come
         # from: ("online", k) or ("cached", row of the column). None: one teacher, the code path of old.
@@ -107,6 +111,12 @@ class DistillTrainer(ClassifierTrainer):
             teacher_model, teacher_processing_class = self.load_teacher(
                 teacher_model, model, teacher_processing_class
             )
+            if has_cached is False and self._caches_teacher(args, teacher_model, train_dataset):
+                train_dataset = self._cache_teacher_logits(
+                    args, model, teacher_model, train_dataset, processing_class, teacher_processing_class
+                )
+                if train_dataset is not None and TEACHER_LOGITS_COLUMN in train_dataset.column_names:
+                    teacher_model, has_cached = None, True  # trained from the cache: the teacher never runs
             args.check_teacher_count(1)
             self._check_teacher_source(teacher_model, has_cached)
             self._check_labels(model, teacher_model, train_dataset if has_cached else None)
@@ -151,6 +161,65 @@ class DistillTrainer(ClassifierTrainer):
             self._online_teachers.get(k, (None,))[0] for k in range(len(self.teacher_plan or []))
         ]
 
+    # ---- the teacher-logit cache (args.teacher_logits_cache) --------------------------------------------
+
+    def _caches_teacher(self, args: DistillConfig, teacher: PreTrainedModel | None, train_dataset) -> bool:
+        """Whether to fill the cache here: a folder set, one teacher model, only its logits needed, a Dataset."""
+        return (
+            args.teacher_logits_cache is not None
+            and teacher is not None
+            and not (self.use_hidden_loss or self.use_attention_loss)  # those need the teacher in every step
+            and isinstance(train_dataset, Dataset)
+            and "input_ids" in train_dataset.column_names
+        )
+
+    def _cache_teacher_logits(
+        self, args: DistillConfig, student, teacher, train_dataset: Dataset, tokenizer, teacher_tokenizer
+    ) -> Dataset:
+        """The training set with the teacher's logits (computed once, or loaded from args.teacher_logits_cache).
+
+        The teacher scores the student's token ids, so it must share the student's vocabulary; a teacher that
+        cuts text alike under other ids keeps running in every step (the recipe caches it from the raw text).
+        """
+        if (
+            hasattr(tokenizer, "get_vocab")
+            and hasattr(teacher_tokenizer, "get_vocab")
+            and not same_vocabulary(tokenizer, teacher_tokenizer)
+        ) or (tokenizer is None and teacher_tokenizer is None):
+            logger.info(
+                "teacher_logits_cache is set but the teacher cannot score the student's token ids as they are "
+                "(another vocabulary, or no tokenizer given): it runs in every training step instead."
+            )
+            return train_dataset
+        self._check_labels(student, teacher, None)
+        check_same_vocabulary(
+            student,
+            teacher,
+            tokenizer,
+            teacher_tokenizer,
+            "Cache its logits from the raw text with its own tokenizer instead (hfkit.teacher_cache."
+            "add_teacher_outputs with TeacherText), and pass teacher_model=None.",
+        )
+        device = next(teacher.parameters()).device
+        teacher.to(args.device)  # a one-off pass, not a training step: the accelerator is not set up yet
+        try:
+            with args.main_process_first(desc="teacher logits"):
+                cached = add_teacher_outputs(
+                    train_dataset,
+                    [(teacher, teacher_tokenizer)],
+                    args,
+                    tokenizer,
+                    batch_size=args.per_device_eval_batch_size,
+                )
+        finally:
+            teacher.to(device)
+        logger.info(
+            "training from the teacher's cached logits over %s rows (%s): the teacher does not run per step",
+            f"{len(cached):,}",
+            args.teacher_logits_cache,
+        )
+        return cached
+
     # ---- several teachers ------------------------------------------------------------------------------
 
     def _load_teachers(
@@ -192,7 +261,7 @@ class DistillTrainer(ClassifierTrainer):
             self._check_teacher_source(None, has_cached)
         if has_cached is False and cached_slots:
             raise UserInputError(
-                f"teacher_model lists {cached_slots} teacher(s) as None, whose logits come from a '{TEACHER_LOGITS}' "
+                f"teacher_model lists {cached_slots} teacher(s) as None, whose logits come from a '{TEACHER_LOGITS_COLUMN}' "
                 "column, but train_dataset has none: add the column (one row of num_labels logits per None entry, "
                 "e.g. from hfkit.teacher_cache.teacher_logits_for_texts), or pass those teachers' models."
             )
@@ -202,7 +271,7 @@ class DistillTrainer(ClassifierTrainer):
             self.teacher_plan = [("cached", k) for k in range(len(teachers))]
         elif rows is not None and rows != cached_slots:
             raise UserInputError(
-                f"the '{TEACHER_LOGITS}' column holds {rows} teacher(s) per example but teacher_model lists "
+                f"the '{TEACHER_LOGITS_COLUMN}' column holds {rows} teacher(s) per example but teacher_model lists "
                 f"{len(teachers)} teachers, {cached_slots} of them None: the column needs one row of logits per None "
                 f"entry (in teacher order), or one per teacher."
             )
@@ -223,7 +292,7 @@ class DistillTrainer(ClassifierTrainer):
                     tokenizers[k],
                     f"(teacher {k} runs on the student's token ids.) Cache its logits instead: compute them with "
                     "its own tokenizer (hfkit.teacher_cache.teacher_logits_for_texts), put them in the "
-                    f"'{TEACHER_LOGITS}' column and pass None in its place in teacher_model.",
+                    f"'{TEACHER_LOGITS_COLUMN}' column and pass None in its place in teacher_model.",
                 )
 
     def _teachers_logits(
@@ -234,7 +303,7 @@ class DistillTrainer(ClassifierTrainer):
         if num_cached:
             if cached is None:
                 raise UserInputError(
-                    f"the training batch has no '{TEACHER_LOGITS}', which {num_cached} teacher(s) read their logits "
+                    f"the training batch has no '{TEACHER_LOGITS_COLUMN}', which {num_cached} teacher(s) read their logits "
                     "from: add the column to every training example."
                 )
             if cached.dim() == student_logits.dim():  # (B, C): one cached teacher in the one-teacher layout
@@ -369,7 +438,7 @@ class DistillTrainer(ClassifierTrainer):
     ):
         """Training: distillation loss (soft + hard [+ hidden + attention]). Evaluation: student cross-entropy."""
         inputs = dict(inputs)
-        cached = inputs.pop(TEACHER_LOGITS, None)
+        cached = inputs.pop(TEACHER_LOGITS_COLUMN, None)
         if not model.training:
             # Same loss as ClassifierTrainer, so eval_loss compares with a student fine-tuned without a teacher.
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -397,7 +466,7 @@ class DistillTrainer(ClassifierTrainer):
             teacher_logits = teacher_outputs.logits
         else:
             raise UserInputError(
-                f"the training batch has no '{TEACHER_LOGITS}' and there is no teacher_model: add the column to "
+                f"the training batch has no '{TEACHER_LOGITS_COLUMN}' and there is no teacher_model: add the column to "
                 "every training example or pass teacher_model."
             )
 
@@ -454,9 +523,9 @@ class DistillTrainer(ClassifierTrainer):
     def _logit_loss(
         self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None
     ) -> dict[str, torch.Tensor]:
-        """losses.distillation_loss, with the hard term re-weighted when class weights / label smoothing are set."""
+        """losses.distillation_loss with this run's temperature, alpha, teacher combination and hard-term settings."""
         args = self.args
-        parts = distillation_loss(
+        return distillation_loss(
             student_logits,
             teacher_logits,
             labels,
@@ -464,20 +533,9 @@ class DistillTrainer(ClassifierTrainer):
             temperature=args.temperature,
             combination=args.teacher_combination,
             weights=args.teacher_weights,
-        )
-        if labels is None or (self.class_weights is None and args.label_smoothing_factor == 0):
-            return parts
-        # distillation_loss takes neither class weights nor label smoothing: redo its hard term and mix with them,
-        # keeping its rule that a batch without gold labels gets the soft term alone.
-        hard = hard_label_ce(
-            student_logits,
-            labels,
             class_weights=self.class_weights,
             label_smoothing=args.label_smoothing_factor,
         )
-        mixed = args.alpha * parts["soft"] + (1.0 - args.alpha) * hard
-        loss = torch.where((labels != -100).any(), mixed, parts["soft"])
-        return {"loss": loss, "soft": parts["soft"], "hard": hard}
 
     # ---- saving and loading ----------------------------------------------------------------------------
 
@@ -539,7 +597,7 @@ def _column_shape(dataset) -> tuple[int, ...] | None:
     if dataset is None or not hasattr(dataset, "__getitem__"):
         return None
     try:
-        row = dataset[0][TEACHER_LOGITS]
+        row = dataset[0][TEACHER_LOGITS_COLUMN]
     except (TypeError, KeyError, IndexError):
         return None
     # A list of lists (or a 2-D tensor/array, with a torch/numpy format): several teachers.

@@ -15,8 +15,8 @@ from torch import nn
 from transformers import DataCollatorWithPadding, PreTrainedModel, TrainerCallback
 
 from ..errors import UserInputError
-from ..losses import hard_label_ce, soft_label_kl
-from .distill_trainer import TEACHER_LOGITS, DistillTrainer
+from ..teacher_cache import TEACHER_LOGITS_COLUMN
+from .distill_trainer import DistillTrainer
 from .incremental_config import IncrementalConfig
 
 __all__ = [
@@ -161,7 +161,8 @@ class IncrementalTrainer(DistillTrainer):
 
     Training loss: ``alpha * T^2 * KL`` between the previous model's and the updated model's softened
     distributions over the old classes, plus ``(1 - alpha) * CE`` over all classes on the gold labels
-    (rows without a gold label get the soft term only, as in `DistillTrainer`). With no new classes it is
+    (rows without a gold label get the soft term only, as in `DistillTrainer`): the same
+    `hfkit.losses.distillation_loss`, whose soft term covers the teacher's (fewer) classes. With no new classes it is
     distillation from the previous model while learning the new data. Evaluation is the plain classifier's.
     """
 
@@ -200,7 +201,7 @@ class IncrementalTrainer(DistillTrainer):
                     "building a new one, so old class i keeps id i."
                 )
         if cached_dataset is not None and hasattr(cached_dataset, "__getitem__") and len(cached_dataset):
-            width = len(cached_dataset[0][TEACHER_LOGITS])
+            width = len(cached_dataset[0][TEACHER_LOGITS_COLUMN])
             self.num_old_classes = width
             if width > len(student_names):
                 raise UserInputError(
@@ -218,23 +219,3 @@ class IncrementalTrainer(DistillTrainer):
                 f"teacher_logits batch has shape {tuple(teacher_logits.shape)} for student logits of shape "
                 f"{tuple(student_logits.shape)}: the column needs one value per old class and row."
             )
-
-    def _logit_loss(
-        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None
-    ) -> dict[str, torch.Tensor]:
-        """LwF: soft KL on the old classes' logits, CE on all classes, mixed by alpha."""
-        args = self.args
-        old = teacher_logits.shape[-1]
-        soft = soft_label_kl(student_logits[..., :old], teacher_logits, temperature=args.temperature)
-        if labels is None:
-            return {"loss": soft, "soft": soft}
-        hard = hard_label_ce(
-            student_logits,
-            labels,
-            class_weights=self.class_weights,
-            label_smoothing=args.label_smoothing_factor,
-        )
-        mixed = args.alpha * soft + (1.0 - args.alpha) * hard
-        # torch.where, not `if`: no host sync per step; a batch without gold labels keeps the soft term alone.
-        loss = torch.where((labels != -100).any(), mixed, soft)
-        return {"loss": loss, "soft": soft, "hard": hard}
