@@ -9,7 +9,10 @@ Every model hfkit writes is a `save_pretrained` folder; what differs is how it m
   from config.json; hfkit keeps each 4-bit layer's state as loaded (so a later save is exact) and the
   generic CPU kernel for widths bitsandbytes' packed kernel cannot take (see `cpu_safe_4bit`);
 * CPU int8 (``cpu_int8`` in config.json, written by hfkit.compress.cpu_int8): an ONNX Runtime graph,
-  ``model.onnx``, run by `OnnxClassifier`, a torch Module called like the transformers model it came from.
+  ``model.onnx``, run by `OnnxClassifier`, a torch Module called like the transformers model it came from;
+* OpenVINO (``openvino`` in config.json, written by hfkit.compress.openvino): an OpenVINO IR,
+  ``openvino_model.xml`` + ``.bin`` (float32 or NNCF int8), run by `OpenVinoClassifier`, called the same way.
+  A bfloat16 folder (hfkit.compress.bf16) is a dense folder: transformers reloads it in bfloat16 from its config.
 
 `load_model` picks the path from config.json. `TaskKind` is the one name for a task: a Hub pipeline tag
 (``text-classification``), with the Auto class, the architecture suffix and the PEFT task type it maps to;
@@ -44,11 +47,16 @@ __all__ = [
     "ONNX_FILE",
     "CPU_INT8_FIELD",
     "OnnxClassifier",
+    "OPENVINO_FIELD",
+    "OPENVINO_FILE",
+    "OpenVinoClassifier",
     "TaskKind",
     "apply_lowrank_structure",
+    "compile_openvino",
     "cpu_safe_4bit",
     "is_bnb_quantized",
     "is_cpu_int8",
+    "is_openvino",
     "load_lowrank",
     "load_model",
     "load_weights",
@@ -61,6 +69,10 @@ LOWRANK_FIELD = "lowrank_ranks"
 CPU_INT8_FIELD = "cpu_int8"
 # The graph file of a CPU int8 folder.
 ONNX_FILE = "model.onnx"
+# config.json field of an OpenVINO folder (IR): export settings, parameter and weight-byte counts.
+OPENVINO_FIELD = "openvino"
+# The IR of an OpenVINO folder (its weights are the .bin beside it); optimum-intel's file name.
+OPENVINO_FILE = "openvino_model.xml"
 # Module attribute holding a 4-bit layer's quant state as loaded, before any CPU repacking.
 ORIGINAL_QUANT_STATE = "_hfkit_original_quant_state"
 
@@ -420,14 +432,96 @@ class OnnxClassifier(nn.Module):
         return int(self._facts["weight_bytes"])
 
 
+# ----------------------------------------------------------------------------------------------- OpenVINO
+
+
+def is_openvino(config: PretrainedConfig | dict) -> bool:
+    """True when a config (or config.json dict) belongs to an OpenVINO folder (an IR)."""
+    return bool((config if isinstance(config, dict) else config.to_dict()).get(OPENVINO_FIELD))
+
+
+def compile_openvino(model: Any, num_threads: int | None = None) -> Any:
+    """An OpenVINO model (or IR path) compiled for the CPU with torch's thread count, one stream (latency)."""
+    import openvino as ov
+
+    # OpenVINO picks its inference precision itself: bf16 on CPUs with AMX/AVX512-BF16, float32 elsewhere.
+    settings = {"INFERENCE_NUM_THREADS": num_threads or torch.get_num_threads(), "NUM_STREAMS": 1}
+    return ov.Core().compile_model(model, "CPU", settings)
+
+
+class OpenVinoClassifier(nn.Module):
+    """A sequence classifier run by OpenVINO on the CPU, called like the transformers model it came from.
+
+    Like `OnnxClassifier`: `model(input_ids=..., attention_mask=...)` returns a `SequenceClassifierOutput` with
+    float32 torch logits; no torch parameters; `num_parameters()` and `get_memory_footprint()` (bytes of the IR's
+    weight constants) were recorded at export.
+    """
+
+    main_input_name = "input_ids"
+
+    def __init__(self, folder: str | os.PathLike, config: PretrainedConfig, num_threads: int | None = None):
+        super().__init__()
+        try:
+            import openvino  # noqa: F401
+        except ImportError as err:
+            raise UserInputError(
+                f'{folder} is an OpenVINO folder and openvino is not installed: pip install "hfkit[openvino]".'
+            ) from err
+        path = os.path.join(os.fspath(folder), OPENVINO_FILE)
+        if not os.path.isfile(path):
+            raise MissingInputError(
+                f"{path} not found: {folder} is not a complete OpenVINO folder; export it again."
+            )
+        self.compiled = compile_openvino(path, num_threads)
+        self.input_names = [i.get_any_name() for i in self.compiled.inputs]
+        self.config = config
+        self._facts = getattr(config, OPENVINO_FIELD)
+
+    @property
+    def device(self) -> torch.device:
+        """Always the CPU."""
+        return torch.device("cpu")
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """Logits for one tokenized batch (token_type_ids default to 0 and the mask to all ones, as in BERT)."""
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        feed = {}
+        for name in self.input_names:
+            value = given.get(name)
+            if value is None:
+                value = (
+                    torch.ones_like(input_ids) if name == "attention_mask" else torch.zeros_like(input_ids)
+                )
+            feed[name] = value.detach().cpu().to(torch.int64).numpy()
+        # share_outputs=False (the default): the logits are copied out of the request, not overwritten by the next call.
+        logits = self.compiled(feed)[0]
+        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
+
+    def num_parameters(self) -> int:
+        """Parameters of the float model the IR was exported from."""
+        return int(self._facts["parameters"])
+
+    def get_memory_footprint(self) -> int:
+        """Bytes of the IR's weight constants (int8 weights plus float scales for int8), as recorded at export."""
+        return int(self._facts["weight_bytes"])
+
+
 # ----------------------------------------------------------------------------------------------- one loader
 
 
 def load_weights(folder: str | os.PathLike, task: TaskKind | str, **kwargs: Any) -> PreTrainedModel:
-    """The model of a saved folder (dense, low-rank, bitsandbytes, CPU int8) in eval mode; kwargs go to from_pretrained.
+    """The model of a saved folder (dense, low-rank, bitsandbytes, CPU int8, OpenVINO) in eval mode; kwargs go to from_pretrained.
 
     A float folder loads quantized when kwargs carry a `quantization_config` (hfkit.compress.quantize does).
-    A CPU int8 folder loads as an `OnnxClassifier` (kwarg `num_threads`: ONNX Runtime's thread count).
+    A CPU int8 folder loads as an `OnnxClassifier` (kwarg `num_threads`: ONNX Runtime's thread count), an
+    OpenVINO folder as an `OpenVinoClassifier` (same kwarg); a bfloat16 folder in bfloat16 (its config's dtype).
     """
     folder = os.fspath(folder)
     task = TaskKind.parse(task)
@@ -438,6 +532,12 @@ def load_weights(folder: str | os.PathLike, task: TaskKind | str, **kwargs: Any)
                 f"{folder} is a CPU int8 (ONNX Runtime) sequence classifier; it cannot load as {task.value}."
             )
         return OnnxClassifier(folder, config, kwargs.get("num_threads")).eval()
+    if is_openvino(config):
+        if task is not TaskKind.TEXT_CLASSIFICATION:
+            raise UserInputError(
+                f"{folder} is an OpenVINO sequence classifier; it cannot load as {task.value}."
+            )
+        return OpenVinoClassifier(folder, config, kwargs.get("num_threads")).eval()
     check_model_weights(folder)
     quantized = is_bnb_quantized(config) or kwargs.get("quantization_config") is not None
     if quantized:

@@ -1,7 +1,9 @@
 """Compression pipeline for sequence classifiers: chains of prune -> recover -> low-rank -> trim_vocab -> quantize.
 
-Quantization is the last stage: ``int8``/``nf4`` (bitsandbytes, for GPUs) or ``cpu_int8`` (an ONNX Runtime
-int8 graph, embeddings included, for CPUs; hfkit.compress.cpu_int8).
+Quantization is the last stage: ``int8``/``nf4`` (bitsandbytes, for GPUs) or a CPU runtime: ``cpu_int8`` (an ONNX
+Runtime int8 graph, embeddings included; hfkit.compress.cpu_int8), ``bf16`` (a bfloat16 torch folder;
+hfkit.compress.bf16), ``openvino`` / ``openvino_int8`` (an OpenVINO IR, float32 or NNCF int8 calibrated on training
+rows; hfkit.compress.openvino).
 
 A chain is written as stages joined by ``>``, each stage optionally followed by ``:key=value,...``
 overrides of its arguments, e.g. ``prune:ffn_keep_fraction=0.5>recover>lowrank:energy=0.9>int8``.
@@ -41,8 +43,10 @@ from ..reports import (
     measure_latencies_together,
     size_on_disk_mb,
 )
+from .bf16 import export_bf16
 from .cpu_int8 import CpuInt8Arguments, export_cpu_int8
 from .lowrank import LowRankArguments, factorize_model, save_lowrank
+from .openvino import OpenVinoArguments, Row, export_openvino
 from .prune import PruneArguments, prunable_linears, prune
 from .quantize import (
     QuantizeArguments,
@@ -57,9 +61,16 @@ logger = logging.getLogger(__name__)
 # Stage name -> its position in a chain: stages run in this order, quantization last. recover may also follow
 # lowrank or trim_vocab (after trim_vocab it trains on the data re-tokenized with the trimmed tokenizer).
 # lowrank and trim_vocab come in either order: 'trim_vocab>lowrank:embedding_rank=256' factorizes the trimmed table.
-STAGE_ORDER = {"prune": 0, "recover": 1, "lowrank": 2, "trim_vocab": 2, "int8": 4, "nf4": 4, "cpu_int8": 4}
+STAGE_ORDER = {
+    "prune": 0, "recover": 1, "lowrank": 2, "trim_vocab": 2,
+    "int8": 4, "nf4": 4, "cpu_int8": 4, "bf16": 4, "openvino": 4, "openvino_int8": 4,
+}  # fmt: skip
 _QUANT_STAGES = {"int8": 8, "nf4": 4}  # bitsandbytes bits
-_FINAL_STAGES = {*_QUANT_STAGES, "cpu_int8"}  # nothing is trained, pruned or factorized after these
+_OPENVINO_STAGES = {"openvino": False, "openvino_int8": True}  # stage -> int8
+# Nothing is trained, pruned or factorized after these.
+_FINAL_STAGES = {*_QUANT_STAGES, "cpu_int8", "bf16", *_OPENVINO_STAGES}
+# The chain name that stands for every CPU runtime, measured on this machine (see expand_chains, recommend_cpu).
+AUTO_CPU = "auto-cpu"
 
 
 @dataclass
@@ -80,7 +91,8 @@ class CompressArguments:
         default_factory=lambda: ["int8", "nf4"],
         metadata={
             "help": "Chains to run, each 'stage>stage>...' with stages prune, recover, lowrank, trim_vocab, "
-            "then one of int8, nf4 (bitsandbytes) or cpu_int8 (ONNX Runtime int8 for CPUs), each optionally "
+            "then one of int8, nf4 (bitsandbytes), cpu_int8 (ONNX Runtime int8 for CPUs), bf16 (bfloat16 torch), "
+            "openvino or openvino_int8 (OpenVINO IR, float32 or NNCF int8), each optionally "
             "with overrides, e.g. 'prune:ffn_keep_fraction=0.5>recover>int8', 'lowrank:rank=64' or "
             "'trim_vocab>cpu_int8'."
         },
@@ -92,6 +104,13 @@ class CompressArguments:
         default=15,
         metadata={"help": "Rounds of timing: one forward of every model per round, median kept."},
     )
+    auto_cpu_max_loss_points: float = field(
+        default=0.3,
+        metadata={
+            "help": f"With the chain '{AUTO_CPU}': the recommended runtime is the fastest whose validation accuracy "
+            "is at most this many points below the float32 student's."
+        },
+    )
     calibration_batches: int = field(
         default=8,
         metadata={"help": "Training batches used to score importance when prune uses importance: taylor."},
@@ -101,7 +120,28 @@ class CompressArguments:
         if not self.chains:
             raise ValueError("chains is empty: give at least one chain, e.g. ['int8'].")
         for chain in self.chains:
-            parse_chain(chain)  # fail at parse time, before any model is loaded
+            if chain != AUTO_CPU:
+                parse_chain(chain)  # fail at parse time, before any model is loaded
+        if self.auto_cpu_max_loss_points < 0:
+            raise ValueError(
+                f"auto_cpu_max_loss_points={self.auto_cpu_max_loss_points}: give a loss >= 0, e.g. 0.3 points."
+            )
+
+
+def auto_cpu_chains(native_bf16: bool) -> list[str]:
+    """The CPU runtimes 'auto-cpu' measures next to the float32 student (bf16 only where the CPU has bf16 units)."""
+    # Without AVX512-BF16/AMX torch emulates bf16: slower than float32 and never the one to recommend.
+    return (["bf16"] if native_bf16 else []) + ["cpu_int8", "openvino", "openvino_int8"]
+
+
+def expand_chains(chains: list[str], native_bf16: bool) -> list[str]:
+    """The chains with 'auto-cpu' replaced by the CPU runtimes for this machine (each chain once, in order)."""
+    out: list[str] = []
+    for chain in chains:
+        for c in auto_cpu_chains(native_bf16) if chain == AUTO_CPU else [chain]:
+            if c not in out:
+                out.append(c)
+    return out
 
 
 @dataclass
@@ -145,7 +185,8 @@ def parse_chain(spec: str) -> list[Stage]:
         if STAGE_ORDER[after.name] < STAGE_ORDER[before.name] and after.name != "recover":
             raise ValueError(
                 f"chain {spec!r}: {after.name} cannot follow {before.name}; the order is prune > recover > "
-                "lowrank and trim_vocab (either order) > int8/nf4/cpu_int8 (recover may also follow lowrank or "
+                "lowrank and trim_vocab (either order) > int8/nf4/cpu_int8/bf16/openvino/openvino_int8 (recover may also "
+                "follow lowrank or "
                 "trim_vocab)."
             )
     return stages
@@ -269,6 +310,8 @@ def time_all(
 RecoverFn = Callable[[PreTrainedModel, str, Any], PreTrainedModel]
 # split name ('train' or 'validation') -> the texts of that split, for vocabulary trimming.
 CorpusFn = Callable[[str], list[str]]
+# () -> the training rows (a text, or a pair's two texts): what openvino_int8 calibrates on, never validation.
+TrainRowsFn = Callable[[], list[Row]]
 
 
 def _trim(model: PreTrainedModel, tokenizer, args: TrimVocabArguments, corpus: CorpusFn):
@@ -312,12 +355,15 @@ def run_chains(
     trim_args: TrimVocabArguments | None = None,
     corpus: CorpusFn | None = None,
     cpu_int8_args: CpuInt8Arguments | None = None,
+    openvino_args: OpenVinoArguments | None = None,
+    train_rows: TrainRowsFn | None = None,
 ) -> list[VariantResult]:
     """Run every chain from the input model, sharing common prefixes; save, reload and measure each stage.
 
     `measure(name, chain, model, folder, parameters, tokenizer)` measures one reloaded stage with its own
     tokenizer; `parameters` is the float parent's count for quantized stages (bitsandbytes packs 4-bit
-    weights; an ONNX Runtime graph has no torch parameters) and None otherwise. `corpus(split)` gives the texts a trim_vocab stage keeps the tokens of.
+    weights; an ONNX Runtime graph has no torch parameters) and None otherwise. `corpus(split)` gives the texts a trim_vocab stage keeps the tokens of; `train_rows()` the training rows
+    openvino_int8 calibrates on.
     """
     # prefix -> (folder, parameter count of the model saved there, its tokenizer)
     done: dict[str, tuple[str, int | None, Any]] = {"": (args.model_name_or_path, root_parameters, tokenizer)}
@@ -349,6 +395,30 @@ def run_chains(
                     folder
                 )  # measured as reloaded, like the bitsandbytes stages
                 results.append(measure(prefix, chain, model, folder, parent_params, tokenizer))
+            elif stage.name == "bf16":
+                if stage.overrides:
+                    raise ValueError(f"stage {stage.label!r}: bf16 takes no settings.")
+                export_bf16(parent_folder, folder, tokenizer)
+                model, _ = load_classifier_folder(folder)  # reloaded in bfloat16 from its config
+                results.append(measure(prefix, chain, model, folder, None, tokenizer))
+            elif stage.name in _OPENVINO_STAGES:
+                int8 = _OPENVINO_STAGES[stage.name]
+                if int8 and train_rows is None:
+                    raise UserInputError(
+                        "an 'openvino_int8' stage needs training rows to calibrate on (use recipes/compress.py, "
+                        "or pass train_rows= to run_chains)."
+                    )
+                ov_args = stage_args(openvino_args or OpenVinoArguments(), stage)
+                rows = train_rows() if int8 else None
+                export_openvino(parent_folder, folder, ov_args, tokenizer, int8=int8, calibration_rows=rows)
+                model, _ = load_classifier_folder(folder)
+                results.append(measure(prefix, chain, model, folder, parent_params, tokenizer))
+                # What OpenVINO chose on this CPU: bf16 where it has AMX / AVX512-BF16, f32 elsewhere.
+                extra["openvino_precision"] = model.compiled.get_property(
+                    "INFERENCE_PRECISION_HINT"
+                ).to_string()
+                if int8:
+                    extra["calibration_rows"] = min(ov_args.openvino_calibration_rows, len(rows))
             else:
                 model, _ = load_classifier_folder(parent_folder)
                 if stage.name == "prune":
@@ -409,6 +479,58 @@ def report_rows(results: list[VariantResult], reference: str = "student") -> lis
         row["size_ratio"] = r.size_mb / ref.size_mb if ref.size_mb else float("nan")
         rows.append(row)
     return rows
+
+
+def recommend_cpu(
+    rows: list[dict[str, Any]], candidates: list[str], max_loss_points: float, reference: str = "student"
+) -> dict[str, Any]:
+    """The fastest row among the reference (float32) and the candidates whose accuracy is within the loss."""
+    ref = next(r for r in rows if r["name"] == reference)
+    eligible = [
+        r
+        for r in rows
+        if r["name"] in (reference, *candidates)
+        and 100 * (ref["accuracy"] - r["accuracy"]) <= max_loss_points
+    ]
+    return min(eligible, key=lambda r: r["latency_ms"])  # the reference itself always qualifies
+
+
+def cpu_recommendation_markdown(
+    rows: list[dict[str, Any]],
+    candidates: list[str],
+    max_loss_points: float,
+    batch_size: int,
+    reference: str = "student",
+) -> str:
+    """The CPU runtimes side by side and the recommended one, as Markdown."""
+    best = recommend_cpu(rows, candidates, max_loss_points, reference)
+    ref = next(r for r in rows if r["name"] == reference)
+    table = []
+    for r in [ref] + [r for r in rows if r["name"] in candidates]:
+        loss = 100 * (ref["accuracy"] - r["accuracy"])
+        table.append([
+            "float32 (torch)" if r is ref else r["name"], f"{100 * r['accuracy']:.2f}",
+            f"{100 * (r['accuracy'] - ref['accuracy']):+.2f}",
+            f"{r['latency_ms']:.1f}", f"{ref['latency_ms'] / r['latency_ms']:.2f}x",
+            "yes" if loss <= max_loss_points else "no", "**recommended**" if r is best else "",
+        ])  # fmt: skip
+    header = [
+        "runtime",
+        "accuracy %",
+        "Δ points",
+        f"ms / batch of {batch_size}",
+        "speed-up",
+        "within loss",
+        "",
+    ]
+    name = "float32 (torch)" if best is ref else best["name"]
+    return (
+        f"Recommended CPU runtime on this machine: **{name}**, the fastest at batch {batch_size} whose validation "
+        f"accuracy is within {max_loss_points:g} points of float32 ({best['latency_ms']:.1f} ms per batch, "
+        f"{100 * (best['accuracy'] - ref['accuracy']):+.2f} points).\n\n"
+        + markdown_table(table, header)
+        + "\n"
+    )
 
 
 def format_report(rows: list[dict[str, Any]]) -> str:

@@ -3,7 +3,7 @@
     hfkit compress --config compress/minilm_l3_sst2 [--key value ...]
 
 Order: args -> data (the same split as training) -> measure teacher and student -> run each chain of
-prune > recover > lowrank > trim_vocab > int8/nf4/cpu_int8 (shared prefixes run once; every stage saved, reloaded, measured)
+prune > recover > lowrank > trim_vocab > int8/nf4/cpu_int8/bf16/openvino/openvino_int8 (shared prefixes run once; every stage saved, reloaded, measured)
 -> compression_report.{md,json,png} in output_dir and the table printed.
 """
 
@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 
+import numpy as np
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
@@ -19,8 +20,13 @@ from transformers import DataCollatorWithPadding, set_seed
 
 from hfkit.compress.cpu_int8 import CpuInt8Arguments
 from hfkit.compress.lowrank import LowRankArguments
+from hfkit.compress.openvino import OpenVinoArguments
 from hfkit.compress.pipeline import (
+    AUTO_CPU,
     CompressArguments,
+    auto_cpu_chains,
+    cpu_recommendation_markdown,
+    expand_chains,
     format_report,
     load_classifier_folder,
     measure_variant,
@@ -39,7 +45,8 @@ from hfkit.logs import setup_logging
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
 from hfkit.reports import validation_source
-from hfkit.teacher_cache import add_teacher_logits, teacher_logits_for_student
+from hfkit.teacher_cache import TEACHER_LOGITS_COLUMN, TeacherText, add_teacher_logits, add_teacher_outputs
+from hfkit.trainers.base_config import native_bf16
 from hfkit.trainers.classifier_trainer import ClassifierTrainer
 from hfkit.trainers.distill_config import DistillConfig
 from hfkit.trainers.distill_trainer import DistillTrainer
@@ -52,6 +59,7 @@ ARG_TYPES = (
     QuantizeArguments,
     TrimVocabArguments,
     CpuInt8Arguments,
+    OpenVinoArguments,
     DistillConfig,
 )
 
@@ -66,10 +74,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     os.environ.setdefault(
         "TOKENIZERS_PARALLELISM", "false"
     )  # tokenizers' threads fight the model's for cores
-    args, data_args, prune_args, lowrank_args, quant_args, trim_args, cpu_int8_args, config = parse_args(
-        ARG_TYPES, argv
+    args, data_args, prune_args, lowrank_args, quant_args, trim_args, cpu_int8_args, openvino_args, config = (
+        parse_args(ARG_TYPES, argv)
     )
     setup_logging(config)
+    # 'auto-cpu': every CPU runtime this machine can run well, and a recommendation among them at the end.
+    auto_cpu = AUTO_CPU in args.chains
+    args.chains = expand_chains(args.chains, native_bf16(on_cpu=True))
     set_seed(config.seed)
     raw, labels = load_classification_data(data_args)
     text, pair, max_length = data_args.text_column, data_args.text_pair_column, data_args.max_length
@@ -86,6 +97,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         """The split's texts (a pair's two texts as separate strings) for vocabulary trimming."""
         columns = [c for c in (text, pair) if c]
         return [t for c in columns for t in raw[split][c] if t]
+
+    def train_rows() -> list:
+        """The training rows (a text, or a pair's two texts) that openvino_int8 calibrates on: never validation."""
+        if pair:
+            return list(zip(raw["train"][text], raw["train"][pair]))
+        return list(raw["train"][text])
 
     def measure(name, chain, model, folder, parameters=None, model_tokenizer=tokenizer):
         return measure_variant(
@@ -123,11 +140,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if needs_training and teacher is not None and config.alpha > 0:
         # Recovery distils from the teacher: its logits over the training set, computed once (and cached).
         # A teacher of another vocabulary (MPNet teaching a MiniLM student) reads the text with its own tokenizer.
-        logits = teacher_logits_for_student(
-            teacher, teacher_tokenizer, tokenizer, train, raw["train"], text, pair, max_length,
-            config.teacher_logits_cache, config.per_device_eval_batch_size, config.teacher_autocast_dtype(),
+        train = add_teacher_outputs(
+            train, [(teacher, teacher_tokenizer)], config, tokenizer, batch_size=config.per_device_eval_batch_size,
+            text=TeacherText(raw["train"], text, pair, max_length),
         )  # fmt: skip
-        train = add_teacher_logits(train, logits)
+        logits = np.asarray(train[TEACHER_LOGITS_COLUMN], dtype=np.float32)
     # The data tokenized per vocabulary: a stage after trim_vocab trains on text split with the kept tokens.
     tokenized = {_vocab_key(tokenizer): (train, validation)} if train is not None else {}
 
@@ -145,7 +162,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         stage_train, stage_validation = tokenized[key]
         stage_config = copy.copy(config)
         stage_config.output_dir = folder
-        trainer_class = DistillTrainer if "teacher_logits" in stage_train.column_names else ClassifierTrainer
+        trainer_class = (
+            DistillTrainer if TEACHER_LOGITS_COLUMN in stage_train.column_names else ClassifierTrainer
+        )
         trainer = trainer_class(
             model=model,
             args=stage_config,
@@ -172,12 +191,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args, tokenizer, config.output_dir, measure, prune_args, lowrank_args, quant_args,
         recover=recover if needs_training else None, calibration=calibration if needs_calibration else None,
         root_parameters=student_row.parameters, trim_args=trim_args, corpus=corpus, cpu_int8_args=cpu_int8_args,
+        openvino_args=openvino_args, train_rows=train_rows,
     )  # fmt: skip
 
     # Timed last and together (round-robin), so every model sees the same machine, busy or not.
     time_all(results, raw["validation"][text][: args.latency_batch_size], args, max_length or 128)
     rows = report_rows(results)
-    settings = settings_dict(args, prune_args, lowrank_args, quant_args, trim_args, cpu_int8_args)
+    settings = settings_dict(
+        args, prune_args, lowrank_args, quant_args, trim_args, cpu_int8_args, openvino_args
+    )
     paths = write_report(
         rows, config.output_dir, settings, len(raw["validation"]), student_path,
         validation_source(data_args),
@@ -185,5 +207,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"\nCompression report: {student_path} on {len(raw['validation']):,} validation examples "
           f"(median ms per batch of {args.latency_batch_size}, every model timed round-robin):")  # fmt: skip
     print(format_report(rows))
+    if auto_cpu:
+        recommendation = cpu_recommendation_markdown(
+            rows,
+            auto_cpu_chains(native_bf16(on_cpu=True)),
+            args.auto_cpu_max_loss_points,
+            args.latency_batch_size,
+        )
+        paths["cpu_recommendation"] = os.path.join(config.output_dir, "cpu_recommendation.md")
+        with open(paths["cpu_recommendation"], "w", encoding="utf-8") as f:
+            f.write(recommendation)
+        print("\n" + recommendation)
     print(f"\nwritten: {', '.join(paths.values())}")
     return rows
