@@ -31,11 +31,11 @@ def tiny_tokenizer() -> BertTokenizerFast:
 
 
 def tiny_bert_config(
-    tokenizer, num_labels: int = 2, layers: int = 2, hidden: int = 32, **kwargs
+    tokenizer=None, num_labels: int = 2, layers: int = 2, hidden: int = 32, **kwargs
 ) -> BertConfig:
-    """A BERT config small enough to train in seconds on CPU (dropout off so runs are deterministic)."""
+    """A BERT config small enough to train in seconds on CPU (dropout off so runs are deterministic); the
+    vocabulary is the tokenizer's, or ``vocab_size=`` without one. Every tiny test BERT is built here."""
     defaults = dict(
-        vocab_size=len(tokenizer),
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=2,
@@ -44,10 +44,21 @@ def tiny_bert_config(
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
         num_labels=num_labels,
-        pad_token_id=tokenizer.pad_token_id,
     )
+    if tokenizer is not None:
+        defaults.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
     defaults.update(kwargs)
     return BertConfig(**defaults)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module of tiny-model tests (faster than several, and not slowed down by other jobs
+    on the machine); use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

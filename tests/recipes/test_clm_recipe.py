@@ -25,12 +25,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 LINES = ["the cat sat on the mat", "w1 w2 w3 w4 w5", "hello world the cat", "question w6 answer w7 w8"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one thread is faster than several and is not slowed down by other jobs (conftest).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_tiny_lm(folder, layers: int = 2, seed: int = 0):

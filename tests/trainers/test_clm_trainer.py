@@ -22,13 +22,8 @@ VOCAB = 56  # len(word_tokenizer())
 SENTENCE = "the cat sat on the mat w1 w2 w3 w4 w5 w6"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: one thread is faster than several and is not slowed down by other jobs on the machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one thread is faster than several and is not slowed down by other jobs (conftest).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,8 @@ from tests.trainers.test_distill_trainer import (
 RULES = {"mean": {}, "weighted": {"teacher_weights": [1.0, 3.0]}, "confidence": {}, "gold": {}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: one thread is faster than several and is not slowed down by other jobs on the machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one thread is faster than several and is not slowed down by other jobs (conftest).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

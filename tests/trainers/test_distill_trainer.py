@@ -12,7 +12,6 @@ from datasets import Dataset
 from safetensors import safe_open
 from transformers import (
     AutoModelForSequenceClassification,
-    BertConfig,
     BertForSequenceClassification,
     BertTokenizerFast,
     DataCollatorWithPadding,
@@ -23,6 +22,7 @@ from hfkit.trainers.classifier_config import ClassifierConfig
 from hfkit.trainers.classifier_trainer import ClassifierTrainer
 from hfkit.trainers.distill_config import DistillConfig
 from hfkit.trainers.distill_trainer import PROJECTIONS_FILE, PROJECTIONS_NAME, DistillTrainer
+from tests.conftest import tiny_bert_config
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(5, 100)]
 CLS, SEP, SIGNAL = 2, 3, 5  # label = whether token 5 occurs
@@ -31,13 +31,8 @@ CLS, SEP, SIGNAL = 2, 3, 5  # label = whether token 5 occurs
 # ---- fixtures and builders -------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: one thread is faster than several and is not slowed down by other jobs on the machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one thread is faster than several and is not slowed down by other jobs (conftest).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _write_tokenizer(folder, vocab: list[str]) -> BertTokenizerFast:
@@ -54,18 +49,10 @@ def tokenizer(tmp_path_factory) -> BertTokenizerFast:
 def bert(num_layers=4, hidden=32, heads=2, num_labels=2, vocab_size=100, seed=0, **kwargs):
     """A tiny random BERT classifier; dropout off so a training forward can be recomputed exactly."""
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        num_hidden_layers=num_layers,
-        num_attention_heads=heads,
-        intermediate_size=2 * hidden,
-        max_position_embeddings=32,
-        num_labels=num_labels,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        **kwargs,
-    )
+    config = tiny_bert_config(
+        vocab_size=vocab_size, hidden=hidden, layers=num_layers, num_attention_heads=heads,
+        max_position_embeddings=32, num_labels=num_labels, **kwargs,
+    )  # fmt: skip
     return BertForSequenceClassification(config)
 
 

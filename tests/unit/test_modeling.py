@@ -8,7 +8,7 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from hfkit.errors import MissingInputError, UserInputError
 from hfkit.io import load_model
@@ -21,13 +21,13 @@ from hfkit.modeling import (
     load_tokenizer,
     resolve_model_path,
 )
-from tests.conftest import write_tiny_model
+from tests.conftest import tiny_bert_config, write_tiny_model
 
 
 def tiny_classifier(labels: list[str]) -> BertForSequenceClassification:
-    config = BertConfig(
-        vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
-        num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)},
+    config = tiny_bert_config(
+        vocab_size=16, hidden=8, layers=1, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
     )  # fmt: skip
     return BertForSequenceClassification(config)
 

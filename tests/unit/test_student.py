@@ -7,7 +7,6 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
-    BertConfig,
     BertForSequenceClassification,
     LlamaConfig,
     LlamaForCausalLM,
@@ -17,20 +16,13 @@ from transformers import (
 
 from hfkit.modeling import count_parameters, find_layers
 from hfkit.student import describe_sizes, student_from_teacher
+from tests.conftest import tiny_bert_config
 
 
 @pytest.fixture
 def bert() -> BertForSequenceClassification:
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=3,
-    )
+    config = tiny_bert_config(vocab_size=100, hidden=32, layers=4, num_labels=3)
     return BertForSequenceClassification(config).eval()
 
 

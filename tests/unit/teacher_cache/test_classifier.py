@@ -13,7 +13,7 @@ import torch
 from datasets import ClassLabel, Dataset
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+from transformers import BertForSequenceClassification, BertTokenizerFast
 
 from hfkit.data import tokenize_dataset
 from hfkit.errors import UserInputError
@@ -24,6 +24,7 @@ from hfkit.teacher_cache import (
     teacher_fingerprint,
     teacher_logits_for_texts,
 )
+from tests.conftest import tiny_bert_config
 
 WORDS = [
     "the",
@@ -66,15 +67,7 @@ def tokenizer(tmp_path_factory) -> BertTokenizerFast:
 
 def make_teacher(seed: int = 0) -> BertForSequenceClassification:
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=32,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        num_labels=NUM_LABELS,
-    )
+    config = tiny_bert_config(vocab_size=32, hidden=16, layers=2, num_labels=NUM_LABELS)
     return BertForSequenceClassification(config).eval()
 
 
