@@ -362,7 +362,55 @@ def is_cpu_int8(config: PretrainedConfig | dict) -> bool:
     return bool((config if isinstance(config, dict) else config.to_dict()).get(CPU_INT8_FIELD))
 
 
-class OnnxClassifier(nn.Module):
+class _ExportedClassifier(nn.Module):
+    """What the CPU runtimes' classifiers share: called like the transformers model they came from
+    (`model(input_ids=..., attention_mask=...)` returns a `SequenceClassifierOutput` with float32 torch logits),
+    no torch parameters, and `num_parameters()` / `get_memory_footprint()` recorded at export in `_facts`.
+    A subclass sets `input_names` and `_facts` and runs one feed of int64 arrays in `_run`."""
+
+    main_input_name = "input_ids"
+    input_names: list[str]
+    _facts: dict
+
+    @property
+    def device(self) -> torch.device:
+        """Always the CPU."""
+        return torch.device("cpu")
+
+    def _run(self, feed: dict[str, Any]) -> Any:
+        """The runtime's logits (a numpy array) for one feed."""
+        raise TypeError(f"{type(self).__name__} must define _run")
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ):
+        """Logits for one tokenized batch (token_type_ids default to 0 and the mask to all ones, as in BERT)."""
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        feed = {}
+        for name in self.input_names:
+            value = given.get(name)
+            if value is None:
+                value = (
+                    torch.ones_like(input_ids) if name == "attention_mask" else torch.zeros_like(input_ids)
+                )
+            feed[name] = value.detach().cpu().to(torch.int64).numpy()
+        return SequenceClassifierOutput(logits=torch.from_numpy(self._run(feed)))
+
+    def num_parameters(self) -> int:
+        """Parameters of the float model the graph was exported from (each one is stored once, int8 or float)."""
+        return int(self._facts["parameters"])
+
+    def get_memory_footprint(self) -> int:
+        """Bytes of the graph's weights, as recorded at export (int8 tables plus their float scales)."""
+        return int(self._facts["weight_bytes"])
+
+
+class OnnxClassifier(_ExportedClassifier):
     """A sequence classifier run by ONNX Runtime on the CPU, called like the transformers model it came from.
 
     `model(input_ids=..., attention_mask=...)` returns a `SequenceClassifierOutput` with float32 torch logits,
@@ -371,8 +419,6 @@ class OnnxClassifier(nn.Module):
     `get_memory_footprint()` the bytes of the graph's weights (int8 tables plus their float scales), both
     recorded at export time.
     """
-
-    main_input_name = "input_ids"
 
     def __init__(self, folder: str | os.PathLike, config: PretrainedConfig, num_threads: int | None = None):
         super().__init__()
@@ -397,39 +443,9 @@ class OnnxClassifier(nn.Module):
         self.config = config
         self._facts = getattr(config, CPU_INT8_FIELD)
 
-    @property
-    def device(self) -> torch.device:
-        """Always the CPU."""
-        return torch.device("cpu")
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """Logits for one tokenized batch (token_type_ids default to 0 and the mask to all ones, as in BERT)."""
-        from transformers.modeling_outputs import SequenceClassifierOutput
-
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        feed = {}
-        for name in self.input_names:
-            value = given.get(name)
-            if value is None:
-                value = (
-                    torch.ones_like(input_ids) if name == "attention_mask" else torch.zeros_like(input_ids)
-                )
-            feed[name] = value.detach().cpu().to(torch.int64).numpy()
+    def _run(self, feed: dict[str, Any]) -> Any:
         (logits,) = self.session.run(None, feed)
-        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
-
-    def num_parameters(self) -> int:
-        """Parameters of the float model the graph was exported from (each one is stored once, int8 or float)."""
-        return int(self._facts["parameters"])
-
-    def get_memory_footprint(self) -> int:
-        """Bytes of the graph's weights (initializers), as recorded at export."""
-        return int(self._facts["weight_bytes"])
+        return logits
 
 
 # ----------------------------------------------------------------------------------------------- OpenVINO
@@ -449,15 +465,13 @@ def compile_openvino(model: Any, num_threads: int | None = None) -> Any:
     return ov.Core().compile_model(model, "CPU", settings)
 
 
-class OpenVinoClassifier(nn.Module):
+class OpenVinoClassifier(_ExportedClassifier):
     """A sequence classifier run by OpenVINO on the CPU, called like the transformers model it came from.
 
     Like `OnnxClassifier`: `model(input_ids=..., attention_mask=...)` returns a `SequenceClassifierOutput` with
     float32 torch logits; no torch parameters; `num_parameters()` and `get_memory_footprint()` (bytes of the IR's
     weight constants) were recorded at export.
     """
-
-    main_input_name = "input_ids"
 
     def __init__(self, folder: str | os.PathLike, config: PretrainedConfig, num_threads: int | None = None):
         super().__init__()
@@ -477,40 +491,9 @@ class OpenVinoClassifier(nn.Module):
         self.config = config
         self._facts = getattr(config, OPENVINO_FIELD)
 
-    @property
-    def device(self) -> torch.device:
-        """Always the CPU."""
-        return torch.device("cpu")
-
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-    ):
-        """Logits for one tokenized batch (token_type_ids default to 0 and the mask to all ones, as in BERT)."""
-        from transformers.modeling_outputs import SequenceClassifierOutput
-
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        feed = {}
-        for name in self.input_names:
-            value = given.get(name)
-            if value is None:
-                value = (
-                    torch.ones_like(input_ids) if name == "attention_mask" else torch.zeros_like(input_ids)
-                )
-            feed[name] = value.detach().cpu().to(torch.int64).numpy()
+    def _run(self, feed: dict[str, Any]) -> Any:
         # share_outputs=False (the default): the logits are copied out of the request, not overwritten by the next call.
-        logits = self.compiled(feed)[0]
-        return SequenceClassifierOutput(logits=torch.from_numpy(logits))
-
-    def num_parameters(self) -> int:
-        """Parameters of the float model the IR was exported from."""
-        return int(self._facts["parameters"])
-
-    def get_memory_footprint(self) -> int:
-        """Bytes of the IR's weight constants (int8 weights plus float scales for int8), as recorded at export."""
-        return int(self._facts["weight_bytes"])
+        return self.compiled(feed)[0]
 
 
 # ----------------------------------------------------------------------------------------------- one loader

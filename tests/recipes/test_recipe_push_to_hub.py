@@ -29,7 +29,7 @@ def hub(monkeypatch):
 
     class FakeHfApi:
         def __init__(self, token=None):
-            pass
+            self.token = token  # never used: nothing reaches the Hub
 
         def create_repo(self, repo_id, **kwargs):
             calls.append(("create_repo", repo_id, kwargs))
