@@ -13,7 +13,7 @@ gives mean and standard deviation over seeds and paired tests of each cell again
 respect the design (every seed scores the same rows): exact McNemar per seed, a paired t-test over seeds,
 and a paired bootstrap over rows of the seed-averaged correctness (`studies.paired_tests`).
 
-The pair cells (issue 16) distil from both teachers at once (distill/minilm_mpnet_to_minilm_l3_sst2.yaml,
+The pair cells distil from both teachers at once (distill/minilm_mpnet_to_minilm_l3_sst2.yaml,
 `teacher_combination` mean or gold); the report then adds the same paired tests of each against the better
 single-teacher student with the same data (`kd_mpnet_aug` or `kd_minilm_aug`, by mean accuracy).
 

@@ -1,6 +1,6 @@
 """What a run prints: hfkit's one line per phase, the libraries' logs only when asked, dependency noise filtered.
 
-Quiet by default (issue 13): transformers and datasets at WARNING and without their own progress bars; the
+Quiet by default: transformers and datasets at WARNING and without their own progress bars; the
 Trainer keeps its training and evaluation bars, with the loss on the bar instead of a printed dict per
 logging step. `--log_level info` (or debug) brings every library log back. The few messages dependencies
 print on every run that tell the user nothing are filtered on the dependencies' own loggers, never by
