@@ -64,6 +64,9 @@ def test_filters_are_in_place_before_bitsandbytes_is_imported():
         "    return original(name, *args, **kwargs)\n"
         "builtins.__import__ = spy\n"
         "import hfkit, hfkit.trainers\n"
+        # Whether transformers or peft import bitsandbytes eagerly depends on their versions (peft 0.22 does
+        # not): import it here too, so the first import, wherever it happens, is the one checked.
+        "import bitsandbytes\n"
         "print(seen)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
