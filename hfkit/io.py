@@ -496,6 +496,40 @@ class OpenVinoClassifier(_ExportedClassifier):
         return self.compiled(feed)[0]
 
 
+def float_classifier_config(
+    folder: str, stage: str, model_types: tuple[str, ...] | None = None
+) -> PretrainedConfig:
+    """The config of a float sequence-classifier folder, checked before a CPU stage exports it (cpu_int8,
+    openvino, bf16): a folder already quantized or exported is refused, and so is another model type than
+    `model_types` (None: any) or a model that is not a sequence classifier."""
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        raise MissingInputError(
+            f"{folder}/config.json not found: pass a classifier folder written by save_pretrained."
+        )
+    config = AutoConfig.from_pretrained(folder)
+    done = (
+        "already a CPU int8 export" if is_cpu_int8(config)
+        else "already an OpenVINO export" if is_openvino(config)
+        else "already quantized with bitsandbytes" if is_bnb_quantized(config)
+        else None
+    )  # fmt: skip
+    if done:
+        raise UserInputError(
+            f"{folder} is {done}: already quantized or exported folders are not {stage}'s input; pass the float "
+            "model folder it came from."
+        )
+    if model_types is not None and config.model_type not in model_types:
+        raise UserInputError(
+            f"{stage} does not support model_type {config.model_type!r}; it exports encoder classifiers of type "
+            f"{', '.join(model_types)}; the int8 / nf4 (bitsandbytes) stages take other models."
+        )
+    if model_types is not None and TaskKind.from_config(config) is not TaskKind.TEXT_CLASSIFICATION:
+        raise UserInputError(
+            f"{stage} exports sequence classifiers; {folder} has architectures={config.architectures}."
+        )
+    return config
+
+
 # ----------------------------------------------------------------------------------------------- one loader
 
 

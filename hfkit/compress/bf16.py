@@ -18,10 +18,9 @@ import os
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoTokenizer
 
-from ..errors import MissingInputError, UserInputError
-from ..io import TaskKind, is_bnb_quantized, is_cpu_int8, is_openvino, load_weights
+from ..io import TaskKind, float_classifier_config, load_weights
 from ..modeling import resolve_model_path
 
 __all__ = ["export_bf16"]
@@ -33,15 +32,7 @@ def export_bf16(folder: str | os.PathLike, output_dir: str | os.PathLike, tokeni
     """Save a classifier folder's model with bfloat16 weights (safetensors, config, tokenizer) to output_dir."""
     folder = resolve_model_path(os.fspath(folder))
     output_dir = os.fspath(output_dir)
-    if not os.path.isfile(os.path.join(folder, "config.json")):
-        raise MissingInputError(
-            f"{folder}/config.json not found: pass a classifier folder written by save_pretrained."
-        )
-    config = AutoConfig.from_pretrained(folder)
-    if is_bnb_quantized(config) or is_cpu_int8(config) or is_openvino(config):
-        raise UserInputError(
-            f"{folder} is already quantized or exported; cast the float model folder it came from to bf16 instead."
-        )
+    config = float_classifier_config(folder, "bf16")
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder)
     # Loaded in float32 whatever the folder holds, so the cast below is the one rounding.
     model = load_weights(folder, TaskKind.from_config(config), dtype=torch.float32)

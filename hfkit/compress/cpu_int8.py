@@ -32,10 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel
 
-from ..errors import MissingInputError, UserInputError
-from ..io import CPU_INT8_FIELD, ONNX_FILE, TaskKind, is_bnb_quantized, is_cpu_int8, load_weights
+from ..errors import UserInputError
+from ..io import (
+    CPU_INT8_FIELD,
+    ONNX_FILE,
+    TaskKind,
+    float_classifier_config,
+    load_weights,
+)
 from ..modeling import resolve_model_path
 from .quantize import skip_modules_for
 
@@ -71,30 +77,6 @@ class CpuInt8Arguments:
             "before quantizing (same outputs, faster)."
         },
     )
-
-
-def _check_folder(folder: str) -> AutoConfig:
-    if not os.path.isfile(os.path.join(folder, "config.json")):
-        raise MissingInputError(
-            f"{folder}/config.json not found: pass a classifier folder written by save_pretrained."
-        )
-    config = AutoConfig.from_pretrained(folder)
-    if is_cpu_int8(config):
-        raise UserInputError(f"{folder} is already a CPU int8 export; export the float model folder instead.")
-    if is_bnb_quantized(config):
-        raise UserInputError(
-            f"{folder} is quantized with bitsandbytes; export the float model folder it came from instead."
-        )
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise UserInputError(
-            f"cpu_int8 does not support model_type {config.model_type!r}; it exports encoder classifiers of "
-            f"type {', '.join(SUPPORTED_MODEL_TYPES)}. Use the int8 (bitsandbytes) stage for other models."
-        )
-    if TaskKind.from_config(config) is not TaskKind.TEXT_CLASSIFICATION:
-        raise UserInputError(
-            f"cpu_int8 exports sequence classifiers; {folder} has architectures={config.architectures}."
-        )
-    return config
 
 
 class _LogitsOnly(torch.nn.Module):
@@ -206,7 +188,7 @@ def export_cpu_int8(
     args = args or CpuInt8Arguments()
     folder = resolve_model_path(os.fspath(folder))
     output_dir = os.fspath(output_dir)
-    config = _check_folder(folder)
+    config = float_classifier_config(folder, "cpu_int8", SUPPORTED_MODEL_TYPES)
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder)
     model = load_weights(folder, TaskKind.TEXT_CLASSIFICATION, attn_implementation="eager")
     parameters = model.num_parameters()

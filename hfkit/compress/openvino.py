@@ -31,16 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoTokenizer
 
-from ..errors import MissingInputError, UserInputError
+from ..errors import UserInputError
 from ..io import (
     OPENVINO_FIELD,
     OPENVINO_FILE,
     TaskKind,
-    is_bnb_quantized,
-    is_cpu_int8,
-    is_openvino,
+    float_classifier_config,
     load_weights,
 )
 from ..modeling import resolve_model_path
@@ -78,28 +76,6 @@ class OpenVinoArguments:
             raise ValueError(
                 f"openvino_calibration_rows={self.openvino_calibration_rows}: give at least 1 (e.g. 300)."
             )
-
-
-def _check_folder(folder: str) -> AutoConfig:
-    if not os.path.isfile(os.path.join(folder, "config.json")):
-        raise MissingInputError(
-            f"{folder}/config.json not found: pass a classifier folder written by save_pretrained."
-        )
-    config = AutoConfig.from_pretrained(folder)
-    if is_cpu_int8(config) or is_openvino(config) or is_bnb_quantized(config):
-        raise UserInputError(
-            f"{folder} is already quantized or exported; export the float model folder instead."
-        )
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
-        raise UserInputError(
-            f"openvino does not support model_type {config.model_type!r}; it exports encoder classifiers of "
-            f"type {', '.join(SUPPORTED_MODEL_TYPES)}."
-        )
-    if TaskKind.from_config(config) is not TaskKind.TEXT_CLASSIFICATION:
-        raise UserInputError(
-            f"openvino exports sequence classifiers; {folder} has architectures={config.architectures}."
-        )
-    return config
 
 
 def _encode(tokenizer: Any, rows: Sequence[Row], names: list[str], max_length: int, padding: bool) -> Any:
@@ -158,7 +134,7 @@ def export_openvino(
     args = args or OpenVinoArguments()
     folder = resolve_model_path(os.fspath(folder))
     output_dir = os.fspath(output_dir)
-    config = _check_folder(folder)
+    config = float_classifier_config(folder, "openvino", SUPPORTED_MODEL_TYPES)
     if int8 and calibration_rows is None:
         raise UserInputError("openvino_int8 needs calibration_rows: a sample of the training rows.")
     tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(folder)
