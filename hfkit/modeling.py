@@ -105,12 +105,17 @@ class DistillModelArguments:
     )
 
     def __post_init__(self):
-        if (self.teacher_name_or_path is None) == (not self.teachers):
+        if self.teacher_name_or_path is not None and self.teachers:
             raise UserInputError(
-                "give the teacher with teacher_name_or_path (one teacher) or teachers (a list of several), "
-                f"exactly one of the two; got teacher_name_or_path={self.teacher_name_or_path!r}, "
-                f"teachers={self.teachers!r}. To override a config's teacher on the command line, use the key the "
-                "config uses (--teachers also takes a single path)."
+                "give the teacher with teacher_name_or_path (one teacher) or teachers (a list of several), not "
+                f"both; got teacher_name_or_path={self.teacher_name_or_path!r}, teachers={self.teachers!r}. To "
+                "override a config's teacher on the command line, use the key the config uses (--teachers also "
+                "takes a single path)."
+            )
+        if self.teacher_name_or_path is None and not self.teachers and self.student_name_or_path is None:
+            raise UserInputError(
+                "no teacher: give teacher_name_or_path (or teachers), or give student_name_or_path and training "
+                "data that carries a 'teacher_logits' column (e.g. written by hfkit label)."
             )
         if self.student_name_or_path is None and self.student_layers is None:
             raise ValueError(
@@ -119,8 +124,10 @@ class DistillModelArguments:
             )
 
     def teacher_paths(self) -> list[str]:
-        """The teachers as given, in order: [teacher_name_or_path] or teachers."""
-        return list(self.teachers) if self.teachers else [self.teacher_name_or_path]
+        """The teachers as given, in order: [teacher_name_or_path] or teachers; [] when the data carries them."""
+        if self.teachers:
+            return list(self.teachers)
+        return [self.teacher_name_or_path] if self.teacher_name_or_path is not None else []
 
 
 def display_name(name_or_path: str) -> str:

@@ -137,10 +137,13 @@ def _encode_labels(ds: Dataset, split: str, args: DataArguments, names: list[str
     return ds
 
 
-def load_classification_data(args: DataArguments) -> tuple[DatasetDict, list[str]]:
+def load_classification_data(
+    args: DataArguments, extra_columns: tuple[str, ...] = ()
+) -> tuple[DatasetDict, list[str]]:
     """Load, check, label-encode and split classification data; returns (train/validation, label names).
 
-    Each split keeps its text column(s) and a ClassLabel column named ``labels``.
+    Each split keeps its text column(s), a ClassLabel column named ``labels`` and those of ``extra_columns``
+    it has (e.g. a cached ``teacher_logits`` column in the training file).
     """
     raw = load_raw_datasets(args)
     columns = (
@@ -159,7 +162,12 @@ def load_classification_data(args: DataArguments) -> tuple[DatasetDict, list[str
         )
     keep = columns[:-1] + [args.label_column]
     encoded = DatasetDict(
-        {s: _encode_labels(ds.select_columns(keep), s, args, names) for s, ds in raw.items()}
+        {
+            s: _encode_labels(
+                ds.select_columns(keep + [c for c in extra_columns if c in ds.column_names]), s, args, names
+            )
+            for s, ds in raw.items()
+        }
     )
     if "validation" not in encoded:
         # An int row count: `datasets` rounds a float test_size up (0.1 of 73 rows would hold out 8).

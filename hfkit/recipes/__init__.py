@@ -15,6 +15,7 @@ COMMANDS = {
     "clm": "fine-tune or distil a causal LM; held-out perplexity before and after",
     "generate": "generate text with a causal LM (greedy or sampled, batched, streamed)",
     "incremental": "update a trained classifier with new data or new classes without forgetting",
+    "label": "label text with an instruction LLM: its label-word log-probs become a cached teacher",
 }
 TOOLS = {
     "configs": "list the shipped configs (names for --config)",

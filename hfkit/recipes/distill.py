@@ -2,6 +2,7 @@
 
     hfkit distill --config distill/minilm_l3_sst2 [--key value ...]
     hfkit distill --config distill/minilm_mpnet_to_minilm_l3_sst2     # two teachers
+    hfkit distill --config distill/minilm_l3_sst2_llm_labels          # teacher logits in the data (hfkit label)
 
 Order: args -> seed -> data -> teacher -> student -> augment -> tokenize -> teacher logits (cached)
 -> train -> save -> side-by-side report (parameters, size, accuracy/F1, CPU latency, speed-up).
@@ -11,6 +12,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_
 
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.data.augment import AugmentArguments, augment_dataset
+from hfkit.errors import UserInputError
 from hfkit.logs import logger, quiet_progress, setup_logging
 from hfkit.modeling import (
     DistillModelArguments,
@@ -26,7 +28,7 @@ from hfkit.parsing import parse_args
 from hfkit.reports import distill_report, measure_classifiers, validation_source
 from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
 from hfkit.student import describe_sizes, student_from_teacher
-from hfkit.teacher_cache import TeacherText, add_teacher_outputs
+from hfkit.teacher_cache import TEACHER_LOGITS_COLUMN, TeacherText, add_teacher_outputs
 from hfkit.trainers.distill_config import DistillConfig
 from hfkit.trainers.distill_trainer import DistillTrainer
 
@@ -46,6 +48,25 @@ def load_teacher(name: str, args: DistillModelArguments, labels: list[str]):
     return teacher, AutoTokenizer.from_pretrained(path, **common), path
 
 
+def check_cached_teacher(train, aug_args: AugmentArguments, config: DistillConfig) -> None:
+    """Without a named teacher the training rows must carry its logits, and nothing may need the teacher."""
+    if TEACHER_LOGITS_COLUMN not in train.column_names:
+        raise UserInputError(
+            f"no teacher is named and the training data has no '{TEACHER_LOGITS_COLUMN}' column: set "
+            "teacher_name_or_path, or label the training text with a teacher first (hfkit label writes the column)."
+        )
+    if aug_args.augment_copies > 0:
+        raise UserInputError(
+            "augment_copies needs a teacher to score the new copies, and the teacher here is only its cached logits: "
+            "set augment_copies: 0, or name the teacher (teacher_name_or_path)."
+        )
+    if config.hidden_loss_weight > 0 or config.attention_loss_weight > 0:
+        raise UserInputError(
+            "hidden/attention losses need a teacher model's layers, and the teacher here is only its cached logits: "
+            "set hidden_loss_weight: 0 and attention_loss_weight: 0, or name the teacher."
+        )
+
+
 def main(argv: list[str] | None = None) -> DistillTrainer:
     parsed = parse_args(ARG_TYPES, argv)
     model_args, data_args, aug_args, config, run_args = parsed
@@ -55,18 +76,23 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         return None
     set_seed(config.seed)
 
+    names = model_args.teacher_paths()
     with config.main_process_first(desc="loading data"):
-        raw, labels = load_classification_data(data_args)
+        # No teacher named: the training rows carry the teacher's logits (e.g. an LLM's, from hfkit label).
+        raw, labels = load_classification_data(data_args, () if names else (TEACHER_LOGITS_COLUMN,))
+    if not names:
+        check_cached_teacher(raw["train"], aug_args, config)
     logger.info(
         "data: %s training rows, %s validation rows, labels %s",
         f"{len(raw['train']):,}",
         f"{len(raw['validation']):,}",
         labels,
     )
-    names = model_args.teacher_paths()
-    config.check_teacher_count(len(names))  # before any model is loaded: one weight each, no layer losses
+    config.check_teacher_count(
+        max(len(names), 1)
+    )  # before any model is loaded: one weight each, no layer losses
     teachers = [load_teacher(name, model_args, labels) for name in names]
-    teacher, teacher_tokenizer, teacher_path = teachers[0]
+    teacher, teacher_tokenizer, teacher_path = teachers[0] if teachers else (None, None, None)
     if model_args.student_name_or_path is None:
         student, tokenizer = teacher, teacher_tokenizer
     else:
@@ -76,19 +102,22 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         student, tokenizer = load_classifier(student_args, labels), load_tokenizer(student_args)
     if model_args.student_layers is not None:
         student = student_from_teacher(student, model_args.student_layers)
-    if model_args.student_layers is None:  # student_from_teacher already said it
+    if model_args.student_layers is None and teacher is not None:  # student_from_teacher already said it
         logger.info(describe_sizes(teacher, student))
 
     text, pair = data_args.text_column, data_args.text_pair_column
     mask_token = tokenizer.mask_token or "[MASK]"
-    train_raw = augment_dataset(
-        raw["train"], text, aug_args.augment_copies, aug_args.augment_methods, aug_args.augment_seed,
-        aug_args.augment_p, mask_token, pair,
-        neighbours=aug_args.neighbours([*raw["train"][text], *(raw["train"][pair] if pair else [])]),
-        neighbour_p=aug_args.augment_neighbour_p,
-    )  # fmt: skip
+    train_raw = raw["train"]
+    if teachers:  # (cached teacher logits come with their rows: check_cached_teacher refused copies)
+        train_raw = augment_dataset(
+            raw["train"], text, aug_args.augment_copies, aug_args.augment_methods, aug_args.augment_seed,
+            aug_args.augment_p, mask_token, pair,
+            neighbours=aug_args.neighbours([*raw["train"][text], *(raw["train"][pair] if pair else [])]),
+            neighbour_p=aug_args.augment_neighbour_p,
+        )  # fmt: skip
     with config.main_process_first(desc="tokenizing"):
-        train = tokenize_dataset(train_raw, tokenizer, text, pair, data_args.max_length)
+        keep = ("labels", TEACHER_LOGITS_COLUMN) if not teachers else ("labels",)
+        train = tokenize_dataset(train_raw, tokenizer, text, pair, data_args.max_length, keep)
         validation = tokenize_dataset(raw["validation"], tokenizer, text, pair, data_args.max_length)
 
     # Precompute the teacher's logits when asked to (cache folder), when the tokenizers differ, or when there
@@ -97,9 +126,11 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
     # transfer runs the teacher in every step (its hidden states), which gives its logits too: no pass first;
     # a teacher of another vocabulary then reads the student's pieces translated to its ids, once the trainer
     # has checked that it cuts every training row alike.
-    same_tokens = same_vocabulary(tokenizer, teacher_tokenizer)
+    same_tokens = not teachers or same_vocabulary(tokenizer, teacher_tokenizer)
     online_teacher = config.hidden_loss_weight > 0 or config.attention_loss_weight > 0
-    if not online_teacher and (config.teacher_logits_cache or not same_tokens or len(teachers) > 1):
+    if not teachers:
+        pass  # the training rows carry the teacher's logits
+    elif not online_teacher and (config.teacher_logits_cache or not same_tokens or len(teachers) > 1):
         with config.main_process_first(desc="teacher logits"):
             train = add_teacher_outputs(
                 train,
@@ -134,7 +165,7 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         # validation set is scored once per model, and the two reports agree.
         student_metrics = trainer.report["metrics"] if trainer.report else None
         plain = [(trainer.unwrapped(t), tok, path) for t, tok, path in teachers]
-        models = {"teacher": plain[0]}
+        models = {"teacher": plain[0]} if plain else {}
         if (
             len(teachers) > 1
         ):  # teacher0, teacher1, ... in the order given, as in the loss_soft_teacher<i> logs
@@ -144,7 +175,8 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
             models, raw["validation"], text, pair, data_args.max_length, known_metrics={"student": student_metrics},
         )  # fmt: skip
         report = distill_report(
-            rows, config.output_dir, names[0] if len(names) == 1 else names,
+            rows, config.output_dir,
+            names[0] if len(names) == 1 else names or f"cached teacher logits in {data_args.train_file}",
             validation_source(data_args), len(raw["validation"]),
             config.temperature, config.alpha,
         )  # fmt: skip
