@@ -17,6 +17,8 @@ from typing import Literal
 import torch
 from transformers import CompileConfig, GenerationConfig, PreTrainedModel, TextStreamer, set_seed
 
+from .data.lm import completion_batch, policy_prompts
+
 logger = logging.getLogger(__name__)
 
 # Devices on which transformers compiles the decoding step (see GenerationMixin._valid_auto_compile_criteria).
@@ -328,3 +330,50 @@ def write_jsonl(path: str | Path, prompts: list[str], completions: list[str]) ->
         for prompt, completion in zip(prompts, completions, strict=True):
             f.write(json.dumps({"prompt": prompt, "completion": completion}, ensure_ascii=False) + "\n")
     return path
+
+
+@torch.no_grad()
+def teacher_nll_of_samples(
+    student: PreTrainedModel,
+    teacher: PreTrainedModel,
+    batch: dict[str, torch.Tensor],
+    prompt_tokens: int,
+    max_new_tokens: int,
+    pad_token_id: int,
+    eos_token_ids: list[int] | None = None,
+    seed: int = 0,
+    temperature: float = 1.0,
+) -> dict[str, float]:
+    """How likely the teacher finds the student's own samples: the quantity on-policy distillation optimises.
+
+    The student continues the prompt of each row of `batch` (`hfkit.data.lm.policy_prompts`), sampled at
+    `temperature` from `seed` (the same prompts and seed give comparable figures across students); returns the
+    teacher's and the student's mean negative log-likelihood per generated token (up to the first EOS) and
+    the token count. Lower teacher NLL = samples the teacher would have written.
+    """
+    prompt_ids, prompt_mask = policy_prompts(batch, prompt_tokens, pad_token_id)
+    was_training = student.training
+    student.eval()
+    teacher.eval()
+    try:
+        set_seed(seed)
+        sequences = student.generate(
+            input_ids=prompt_ids.to(student.device), attention_mask=prompt_mask.to(student.device),
+            max_new_tokens=max_new_tokens, do_sample=temperature > 0, pad_token_id=pad_token_id,
+            **({"temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 else {}),
+            **({"eos_token_id": eos_token_ids} if eos_token_ids else {}),
+        )  # fmt: skip
+        generated = completion_batch(sequences.cpu(), prompt_mask, eos_token_ids)
+        labels = generated["labels"][:, 1:]
+        keep = labels != -100
+        result = {"tokens": int(keep.sum())}
+        for name, model in (("teacher", teacher), ("student", student)):
+            inputs = {
+                k: generated[k].to(model.device) for k in ("input_ids", "attention_mask", "position_ids")
+            }
+            log_probs = torch.log_softmax(model(**inputs).logits[:, :-1].float(), dim=-1).cpu()
+            picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            result[f"{name}_nll"] = float(-(picked[keep]).mean()) if result["tokens"] else float("nan")
+    finally:
+        student.train(was_training)
+    return result

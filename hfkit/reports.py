@@ -569,11 +569,22 @@ def clm_report(
     ]
     if teacher:
         rows.insert(0, ["teacher", teacher["loss"], teacher["perplexity"]])
+    tables = [Table(["", "loss", "perplexity"], rows)]
+    samples = (details or {}).get("samples")
+    if samples:
+        tables.append(
+            Table(
+                ["student's samples", "teacher NLL / token", "student NLL / token", "tokens"],
+                [[when, s["teacher_nll"], s["student_nll"], s["tokens"]] for when, s in samples.items()],
+                "The student continues held-out prompts (sampled, seeded; the same prompts before and after): how "
+                "likely the teacher finds those tokens, the quantity on-policy distillation lowers.",
+            )
+        )
     tokens = f", {eval_tokens:,} tokens" if eval_tokens else ""
     return Report(
         name="clm_report",
         title=f"Held-out perplexity of {model} (from {base_model}) on {describe_data(data, eval_examples)}{tokens}",
-        tables=[Table(["", "loss", "perplexity"], rows)],
+        tables=tables,
         data={
             "model": base_model,
             "trained_model": model,

@@ -486,3 +486,101 @@ class LMDataCollator:
         if TOPK_INDICES in out:
             out[TOPK_INDICES] = out[TOPK_INDICES].long()
         return out
+
+
+# ---- batches of generated text (on-policy and sequence-level distillation) --------------------------------
+
+
+def policy_prompts(
+    batch: dict[str, torch.Tensor], prompt_tokens: int, pad_token_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt of each row of a right-padded batch, left-padded for `generate`: (prompt_ids, prompt_mask).
+
+    A row's prompt is what precedes its first learned token (labels != -100: the prompt of prompt/response or
+    chat data). Plain text learns every token, so there the first ``prompt_tokens`` tokens are the prompt
+    (at most all but one of the row's tokens).
+    """
+    if prompt_tokens < 1:
+        raise ValueError(f"prompt_tokens must be >= 1, got {prompt_tokens}")
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    prompts = []
+    for row_ids, row_mask, row_labels in zip(ids, mask, labels):
+        length = int(row_mask.sum())
+        learned = (row_labels[:length] != IGNORE_INDEX).nonzero()
+        first = int(learned[0]) if len(learned) else length
+        cut = first if first > 0 else min(prompt_tokens, max(length - 1, 1))
+        prompts.append(row_ids[:cut])
+    width = max(len(p) for p in prompts)
+    prompt_ids = torch.full((len(prompts), width), pad_token_id, dtype=ids.dtype, device=ids.device)
+    prompt_mask = torch.zeros((len(prompts), width), dtype=mask.dtype, device=mask.device)
+    for i, p in enumerate(prompts):
+        prompt_ids[i, width - len(p) :] = p
+        prompt_mask[i, width - len(p) :] = 1
+    return prompt_ids, prompt_mask
+
+
+def completion_batch(
+    sequences: torch.Tensor, prompt_mask: torch.Tensor, eos_token_ids: list[int] | None
+) -> dict[str, torch.Tensor]:
+    """A training batch from `generate`'s output (left-padded prompt + completion): labels on the completion.
+
+    The completion is learned up to and including its first EOS; what follows it is padding (mask 0, label
+    -100), found by position, never by id, so an EOS that is also the pad token is still learned. The prompt
+    and its left padding carry label -100; position_ids count real tokens only, as `generate` did.
+    """
+    width = prompt_mask.shape[1]
+    completion = sequences[:, width:]
+    keep = torch.ones_like(completion, dtype=prompt_mask.dtype)
+    if eos_token_ids:
+        is_eos = torch.isin(completion, torch.tensor(eos_token_ids, device=completion.device))
+        seen_before = is_eos.long().cumsum(dim=-1) - is_eos.long()  # EOS tokens strictly before each position
+        keep = (seen_before == 0).to(prompt_mask.dtype)
+    attention_mask = torch.cat([prompt_mask, keep], dim=1)
+    labels = sequences.clone()
+    labels[:, :width] = IGNORE_INDEX
+    labels[attention_mask == 0] = IGNORE_INDEX
+    position_ids = (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+    return {
+        "input_ids": sequences,
+        "attention_mask": attention_mask,
+        "labels": labels,
+        "position_ids": position_ids,
+    }
+
+
+def retokenize_batch(
+    batch: dict[str, torch.Tensor], tokenizer: Any, other_tokenizer: Any, pad_token_id: int
+) -> dict[str, torch.Tensor]:
+    """The same text in another tokenizer's ids (cross-tokenizer distillation): input_ids, attention_mask and
+    ``learned`` (True on the tokens of the learned part), right-padded.
+
+    Each row's prompt (before its first learned token) and learned part are decoded separately (special
+    tokens dropped: each model's chat markup is its own) and tokenized by ``other_tokenizer``; a row that ends
+    in the EOS token gets the other tokenizer's EOS.
+    """
+    rows, learned = [], []
+    eos = getattr(tokenizer, "eos_token_id", None)
+    other_eos = getattr(other_tokenizer, "eos_token_id", None)
+    for ids, mask, labels in zip(batch["input_ids"], batch["attention_mask"], batch["labels"]):
+        length = int(mask.sum())
+        marks = (labels[:length] != IGNORE_INDEX).nonzero()
+        first = int(marks[0]) if len(marks) else length
+        ids = ids[:length].tolist()
+        prompt = tokenizer.decode(ids[:first], skip_special_tokens=True) if first else ""
+        answer = tokenizer.decode(ids[first:], skip_special_tokens=True)
+        other_prompt = other_tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+        other_answer = other_tokenizer(answer, add_special_tokens=False)["input_ids"]
+        if ids and eos is not None and ids[-1] == eos and other_eos is not None:
+            other_answer = [*other_answer, other_eos]
+        rows.append(other_prompt + other_answer)
+        learned.append([False] * len(other_prompt) + [True] * len(other_answer))
+    width = max(1, max(len(r) for r in rows))
+    device = batch["input_ids"].device
+    out_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long, device=device)
+    out_mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    out_learned = torch.zeros((len(rows), width), dtype=torch.bool, device=device)
+    for i, (row, marks) in enumerate(zip(rows, learned)):
+        out_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        out_mask[i, : len(row)] = 1
+        out_learned[i, : len(row)] = torch.tensor(marks, dtype=torch.bool)
+    return {"input_ids": out_ids, "attention_mask": out_mask, "learned": out_learned}

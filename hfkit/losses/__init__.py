@@ -62,11 +62,13 @@ from .logits import (
 )
 from .tokens import (
     DIVERGENCES,
+    chunked_token_divergence,
     generalized_jsd,
     token_divergence,
     token_kl,
     topk_generalized_jsd,
     topk_token_kl,
+    uld_loss,
 )
 
 __all__ = [
@@ -74,6 +76,7 @@ __all__ = [
     "TEACHER_COMBINATIONS",
     "attention_loss",
     "check_temperature",
+    "chunked_token_divergence",
     "combine_teachers",
     "distillation_loss",
     "generalized_jsd",
@@ -88,5 +91,6 @@ __all__ = [
     "token_kl",
     "topk_generalized_jsd",
     "topk_token_kl",
+    "uld_loss",
     "uniform_layer_map",
 ]

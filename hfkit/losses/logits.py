@@ -179,6 +179,7 @@ def distillation_loss(
     divergence: str = "forward_kl",
     beta: float = 0.5,
     teacher_topk_indices: Tensor | None = None,
+    chunk_size: int | None = None,
 ) -> dict[str, Tensor]:
     """The one distillation mix: loss = alpha * soft (T^2-scaled divergence) + (1 - alpha) * hard (CE on labels)."""
     # `alpha` weights the SOFT (teacher) term; alpha=1 is pure distillation, alpha=0 pure fine-tuning.
@@ -190,6 +191,8 @@ def distillation_loss(
     # mean; if *every* row is unlabelled the loss falls back to soft alone, so a fully unlabelled batch
     # gives the same loss whether its labels are None or all ignore_index. `mask` (optional, leading
     # dims) removes padding positions from both terms (a causal LM passes labels != ignore_index).
+    # chunk_size (token-level callers): the divergence over that many positions at a time, the same value
+    # in bounded memory (chunked_token_divergence).
     # The hard term takes `class_weights` (C,) and `label_smoothing` as F.cross_entropy does.
     # Several teachers: teacher_logits (..., K, C) for student logits (..., C); their soft targets are
     # combined by `combination` (and `weights`, see combine_teachers) into the one target of the KL term.
@@ -201,7 +204,7 @@ def distillation_loss(
     if teacher_logits.dim() == student_logits.dim() + 1:
         target = combine_teachers(teacher_logits, temperature, combination, weights, labels, ignore_index)
         soft = soft_target_kl(student_logits, target, temperature=temperature, mask=mask)
-    elif divergence != "forward_kl" or teacher_topk_indices is not None:
+    elif divergence != "forward_kl" or teacher_topk_indices is not None or chunk_size is not None:
         # token_divergence masks by labels only: positions outside `mask` get ignore_index, the rest any
         # other value (it reads them as a mask, never as classes).
         positions = torch.full(
@@ -211,7 +214,7 @@ def distillation_loss(
             positions = positions.masked_fill(~valid_mask, ignore_index)
         raw = token_divergence(
             student_logits, teacher_logits, positions, divergence, beta, temperature, ignore_index,
-            teacher_topk_indices,
+            teacher_topk_indices, chunk_size,
         )  # fmt: skip
         soft = raw * (temperature**2)
     else:

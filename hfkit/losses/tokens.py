@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from .core import kl_from_log_probs, label_mask, masked_mean, tempered_log_probs
 
@@ -145,11 +146,18 @@ def token_divergence(
     temperature: float = 1.0,
     ignore_index: int = -100,
     teacher_topk_indices: Tensor | None = None,
+    chunk_size: int | None = None,
 ) -> Tensor:
     """Per-token 'forward_kl' | 'reverse_kl' | 'jsd' (beta) of teacher vs student, mean over valid tokens."""
     # teacher_logits: the full (..., V) logits, or the teacher's top-k logits (..., k) when
     # teacher_topk_indices is given (then the top-k variants above are used). labels must already be
     # aligned with the logits (causal shift applied by the caller). No T^2 factor (see token_kl).
+    # chunk_size: the same value computed over chunk_size positions at a time (chunked_token_divergence).
+    if chunk_size is not None:
+        return chunked_token_divergence(
+            student_logits, teacher_logits, labels, divergence, beta, temperature, ignore_index,
+            teacher_topk_indices, chunk_size,
+        )  # fmt: skip
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
     if teacher_topk_indices is None:
@@ -165,3 +173,108 @@ def token_divergence(
     return topk_token_kl(
         student_logits, teacher_logits, teacher_topk_indices, labels, temperature, kind, ignore_index
     )
+
+
+def chunked_token_divergence(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor | None = None,
+    divergence: str = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    ignore_index: int = -100,
+    teacher_topk_indices: Tensor | None = None,
+    chunk_size: int = 1024,
+) -> Tensor:
+    """token_divergence computed over `chunk_size` positions at a time: the same value, bounded memory.
+
+    The float32 log-softmaxes, mixtures and products of a divergence are each as large as the logits (for a
+    150k vocabulary, 0.6 MB per position), and autograd keeps them all for the backward pass. Here each chunk is
+    recomputed in the backward pass (activation checkpointing) instead, so the loss itself holds one chunk's
+    intermediates at a time, on top of the logits and their gradient (which the model's forward already made).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    vocab = student_logits.shape[-1]
+    student = student_logits.reshape(-1, vocab)
+    teacher = teacher_logits.reshape(-1, teacher_logits.shape[-1])
+    indices = (
+        None if teacher_topk_indices is None else teacher_topk_indices.reshape(-1, teacher_logits.shape[-1])
+    )
+    if labels is None:
+        labels = torch.zeros(student.shape[0], dtype=torch.long, device=student.device)
+    flat_labels = labels.reshape(-1)
+    if flat_labels.shape[0] != student.shape[0]:
+        raise ValueError(
+            f"labels cover {flat_labels.shape[0]} positions but the logits {student.shape[0]}: shapes "
+            f"{tuple(labels.shape)} vs {tuple(student_logits.shape)}"
+        )
+    counts = (flat_labels != ignore_index).sum()
+    total = student.new_zeros((), dtype=torch.float32)
+
+    def chunk_sum(s: Tensor, t: Tensor, lab: Tensor, idx: Tensor | None) -> Tensor:
+        n = (lab != ignore_index).sum()
+        mean = token_divergence(s, t, lab, divergence, beta, temperature, ignore_index, idx)
+        return mean * n
+
+    for start in range(0, student.shape[0], chunk_size):
+        end = start + chunk_size
+        lab = flat_labels[start:end]
+        if not (lab != ignore_index).any():
+            continue
+        idx = None if indices is None else indices[start:end]
+        part = student[start:end]
+        if part.requires_grad:
+            total = total + checkpoint(chunk_sum, part, teacher[start:end], lab, idx, use_reentrant=False)
+        else:
+            total = total + chunk_sum(part, teacher[start:end], lab, idx)
+    return total / counts.clamp(min=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cross-tokenizer distillation: Universal Logit Distillation
+# --------------------------------------------------------------------------------------------------
+
+
+def uld_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    student_mask: Tensor,
+    teacher_mask: Tensor,
+    temperature: float = 1.0,
+) -> Tensor:
+    """Universal Logit Distillation (Boizard et al. 2024): teacher and student of different vocabularies.
+
+    Each model reads the text with its own tokenizer. The i-th learned position of a student row is paired
+    with the i-th of the same teacher row (the first min(n_student, n_teacher) of each row: the paper's
+    alignment), and each pair costs the Wasserstein-1 distance between the two next-token distributions under
+    a uniform cost, which for distributions over different supports has the closed form used here: the L1
+    distance between the probability vectors sorted in decreasing order (the smaller vocabulary padded with
+    zeros). No token alignment is needed. Mean over pairs; no T^2 factor (like the other token divergences).
+    student_logits (B, Ls, Vs) and teacher_logits (B, Lt, Vt) already shifted; masks (B, Ls) / (B, Lt) True
+    on the learned positions.
+    """
+    if student_logits.shape[0] != teacher_logits.shape[0]:
+        raise ValueError(
+            f"student and teacher batches differ: {student_logits.shape[0]} vs {teacher_logits.shape[0]} rows"
+        )
+    student_rows, teacher_rows = [], []
+    for b in range(student_logits.shape[0]):
+        s_pos = student_mask[b].nonzero().squeeze(-1)
+        t_pos = teacher_mask[b].nonzero().squeeze(-1)
+        n = min(len(s_pos), len(t_pos))
+        student_rows.append(student_logits[b, s_pos[:n]])
+        teacher_rows.append(teacher_logits[b, t_pos[:n]])
+    student_pairs, teacher_pairs = torch.cat(student_rows), torch.cat(teacher_rows)
+    if student_pairs.shape[0] == 0:
+        return student_logits.sum() * 0.0  # nothing to learn from, but keep the graph
+    p_student = (
+        torch.softmax(student_pairs.float() / temperature, dim=-1).sort(dim=-1, descending=True).values
+    )
+    p_teacher = (
+        torch.softmax(teacher_pairs.float() / temperature, dim=-1).sort(dim=-1, descending=True).values
+    )
+    width = max(p_student.shape[-1], p_teacher.shape[-1])
+    p_student = torch.nn.functional.pad(p_student, (0, width - p_student.shape[-1]))
+    p_teacher = torch.nn.functional.pad(p_teacher, (0, width - p_teacher.shape[-1]))
+    return (p_student - p_teacher).abs().sum(dim=-1).mean()

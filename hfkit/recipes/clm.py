@@ -13,8 +13,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
-from hfkit.data.lm import LMDataArguments, load_lm_data
+from hfkit.data.lm import LMDataArguments, LMDataCollator, lm_pad_token_id, load_lm_data
 from hfkit.errors import UserInputError
+from hfkit.generation import teacher_nll_of_samples
 from hfkit.logs import logger, quiet_progress, setup_logging
 from hfkit.modeling import check_model_weights, count_parameters, resolve_model_path
 from hfkit.parsing import parse_args
@@ -86,6 +87,34 @@ def load_lm(path: str, args: CLMModelArguments):
     )
 
 
+SAMPLE_ROWS = 32  # held-out rows whose prompts the student continues for the sample scores
+
+
+def sample_scores(trainer: CLMTrainer, teacher, validation, tokenizer) -> dict | None:
+    """The teacher's (and student's) NLL per token of the student's sampled continuations of held-out prompts
+    (seeded, the same prompts before and after training); None without a teacher model."""
+    if teacher is None or not trainer.is_world_process_zero() or len(validation) == 0:
+        return None
+    if trainer.args.divergence == "uld":  # the teacher cannot read the student's ids
+        return None
+    config = trainer.args
+    pad = lm_pad_token_id(tokenizer, teacher.config)
+    rows = [validation[i] for i in range(min(SAMPLE_ROWS, len(validation)))]
+    batch = LMDataCollator(pad_token_id=pad)(rows)
+    eos = tokenizer.eos_token_id
+    student = trainer.unwrapped()
+    device = next(student.parameters()).device
+    teacher_device = next(teacher.parameters()).device
+    teacher.to(device)
+    try:
+        return teacher_nll_of_samples(
+            student, teacher, batch, config.prompt_tokens, config.max_new_tokens, pad,
+            [eos] if eos is not None else None, seed=config.seed,
+        )  # fmt: skip
+    finally:
+        teacher.to(teacher_device)
+
+
 def main(argv: list[str] | None = None) -> CLMTrainer:
     parsed = parse_args(ARG_TYPES, argv)
     model_args, lora_args, data_args, config, run_args = parsed
@@ -139,7 +168,8 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
             revision=model_args.revision,
             trust_remote_code=model_args.trust_remote_code,
         )
-        check_vocabularies(model, teacher, tokenizer, teacher_tokenizer)
+        if config.divergence != "uld":  # uld: the teacher reads each batch in its own tokens
+            check_vocabularies(model, teacher, tokenizer, teacher_tokenizer)
     if teacher is not None and config.should_log:
         logger.info(describe_sizes(teacher, model))
 
@@ -164,9 +194,11 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
         eval_dataset=validation,
         processing_class=tokenizer,
         teacher_model=online_teacher,
+        teacher_processing_class=teacher_tokenizer if online_teacher is not None else None,
         peft_config=lora_config(lora_args, "CAUSAL_LM") if lora_args.use_lora else None,
     )
     before = trainer.evaluate(metric_key_prefix="before")
+    samples_before = sample_scores(trainer, teacher, validation, tokenizer)
     teacher_metrics = None
     if teacher is not None:
         # The same held-out blocks, scored by the teacher: the perplexity the student is chasing.
@@ -175,6 +207,7 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
     quiet_progress(trainer)
     result = trainer.train(resume_from_checkpoint=run.resume_from)
     after = trainer.evaluate()
+    samples_after = sample_scores(trainer, teacher, validation, tokenizer)
     trainer.save_model()  # with LoRA: the adapter
     if lora_args.use_lora and lora_args.merge_on_save:
         # output_dir then holds a plain model (AutoModelForCausalLM loads it, no PEFT needed), as in classify.py.
@@ -212,11 +245,23 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
                 "distillation": (
                     {
                         k: getattr(config, k)
-                        for k in ("divergence", "alpha", "temperature", "jsd_beta", "teacher_topk")
+                        for k in (
+                            "divergence",
+                            "alpha",
+                            "temperature",
+                            "jsd_beta",
+                            "teacher_topk",
+                            "lmbda",
+                            "seq_kd",
+                            "prompt_tokens",
+                            "max_new_tokens",
+                            "generation_temperature",
+                        )  # fmt: skip
                     }
                     if teacher is not None
                     else None
                 ),
+                "samples": {"before": samples_before, "after": samples_after} if samples_before else None,
                 "train_steps": trainer.state.global_step,
                 "train_loss": result.training_loss,
                 "train_runtime_s": result.metrics.get("train_runtime"),

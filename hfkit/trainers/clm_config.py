@@ -9,6 +9,9 @@ from ..losses import DIVERGENCES, check_temperature
 from ..teacher_cache.settings import TeacherCacheArguments
 from .base_config import BaseConfig, check_unit_interval
 
+# Token divergences of CLMConfig.divergence: those of hfkit.losses, and ULD across tokenizers.
+CLM_DIVERGENCES = (*DIVERGENCES, "uld")
+
 
 @dataclass
 class CLMConfig(TeacherCacheArguments, BaseConfig):
@@ -66,8 +69,10 @@ class CLMConfig(TeacherCacheArguments, BaseConfig):
         default="forward_kl",
         metadata={
             "help": "Per-token divergence: 'forward_kl' KL(teacher||student) (mass-covering, classic KD), "
-            "'reverse_kl' KL(student||teacher) (mode-seeking, MiniLLM), 'jsd' generalized JSD (jsd_beta).",
-            "choices": list(DIVERGENCES),
+            "'reverse_kl' KL(student||teacher) (mode-seeking, MiniLLM), 'jsd' generalized JSD (jsd_beta), "
+            "'uld' Universal Logit Distillation: a teacher with ANOTHER tokenizer and vocabulary (each model "
+            "reads the text in its own tokens; sorted-probability Wasserstein distance, Boizard et al. 2024).",
+            "choices": list(CLM_DIVERGENCES),
         },
     )
     jsd_beta: float = field(
@@ -83,6 +88,49 @@ class CLMConfig(TeacherCacheArguments, BaseConfig):
         },
     )
 
+    loss_chunk_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Compute the token divergence over this many positions at a time (e.g. 1024), recomputed in "
+            "the backward pass: the same loss, with its float32 intermediates bounded to one chunk (large "
+            "vocabularies). None: all positions at once."
+        },
+    )
+
+    # On-policy and sequence-level distillation (GKD, Agarwal et al. 2024; TRL's GKDTrainer).
+    lmbda: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share in [0, 1] of training batches on which the student first generates the continuation of "
+            "each row's prompt and is distilled on its own tokens (on-policy; loss T^2 * divergence, no CE). "
+            "0: off-policy KD on the data's text. Needs a live teacher (no cached top-k)."
+        },
+    )
+    seq_kd: bool = field(
+        default=False,
+        metadata={
+            "help": "Sequence-level KD: the batches that are not on-policy train on text the teacher generates "
+            "from the prompts (the usual alpha mix of divergence and CE on the teacher's tokens)."
+        },
+    )
+    max_new_tokens: int = field(
+        default=64,
+        metadata={"help": "Tokens generated per row on on-policy / seq_kd batches (stops at EOS)."},
+    )
+    prompt_tokens: int = field(
+        default=64,
+        metadata={
+            "help": "Plain-text rows have no prompt: their first prompt_tokens tokens are the prompt that the "
+            "student (lmbda) or teacher (seq_kd) continues. Prompt/response and chat rows use their prompt."
+        },
+    )
+    generation_temperature: float = field(
+        default=1.0,
+        metadata={"help": "Sampling temperature of on-policy / seq_kd generation; 0 = greedy."},
+    )
+    generation_top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling of that generation."})
+    generation_top_k: int = field(default=0, metadata={"help": "Top-k sampling of that generation (0: off)."})
+
     def __post_init__(self):
         if self.block_size < 2:
             raise UserInputError(
@@ -90,12 +138,37 @@ class CLMConfig(TeacherCacheArguments, BaseConfig):
             )
         check_temperature(self.temperature, "0.5 to 2")
         check_unit_interval("alpha", self.alpha, "weight of the distillation term; 1 - alpha weights the CE")
-        if self.divergence not in DIVERGENCES:
-            raise UserInputError(f"divergence must be one of {DIVERGENCES}, got {self.divergence!r}.")
+        if self.divergence not in CLM_DIVERGENCES:
+            raise UserInputError(f"divergence must be one of {CLM_DIVERGENCES}, got {self.divergence!r}.")
+        if self.divergence == "uld" and (
+            self.teacher_topk is not None or self.lmbda > 0 or self.seq_kd or self.teacher_logits_cache
+        ):
+            raise UserInputError(
+                "divergence 'uld' (a teacher of another tokenizer) reads the teacher's full distribution on the "
+                "text in its own tokens, live: unset teacher_topk / teacher_logits_cache, and set lmbda: 0, "
+                "seq_kd: false."
+            )
+        if self.loss_chunk_size is not None and self.loss_chunk_size < 1:
+            raise UserInputError(f"loss_chunk_size must be >= 1 (or None), got {self.loss_chunk_size}.")
         check_unit_interval("jsd_beta", self.jsd_beta, "0 = forward KL, 1 = reverse KL")
         if self.teacher_topk is not None and self.teacher_topk < 1:
             raise UserInputError(
                 f"teacher_topk must be >= 1 (or None for full logits), got {self.teacher_topk}."
+            )
+        check_unit_interval("lmbda", self.lmbda, "share of batches generated by the student")
+        for name in ("max_new_tokens", "prompt_tokens"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.generation_temperature < 0:
+            raise UserInputError(
+                f"generation_temperature must be >= 0 (0 = greedy), got {self.generation_temperature}."
+            )
+        if not 0 < self.generation_top_p <= 1:
+            raise UserInputError(f"generation_top_p must be in (0, 1], got {self.generation_top_p}.")
+        if (self.lmbda > 0 or self.seq_kd) and self.teacher_logits_cache is not None:
+            raise UserInputError(
+                "lmbda > 0 / seq_kd distil on freshly generated tokens, which no cache holds: drop "
+                "teacher_logits_cache (the teacher then runs in every step), or set lmbda: 0 and seq_kd: false."
             )
         if self.teacher_logits_cache is not None and self.teacher_topk is None:
             raise UserInputError(

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from ..data.lm import TOPK_INDICES, TOPK_VALUES, LMDataCollator, lm_pad_token_id
+from ..data.lm import (
+    TOPK_INDICES,
+    TOPK_VALUES,
+    LMDataCollator,
+    completion_batch,
+    lm_pad_token_id,
+    policy_prompts,
+    retokenize_batch,
+)
 from ..errors import UserInputError
-from ..losses import distillation_loss, hard_label_ce
+from ..losses import distillation_loss, hard_label_ce, uld_loss
 from ..metrics import perplexity
 from ..teacher_cache import add_teacher_outputs
 from .base_trainer import BaseTrainer, check_same_vocabulary, has_columns
@@ -35,6 +44,15 @@ class CLMTrainer(BaseTrainer):
     ``teacher_topk``) set, the trainer computes (or loads) the teacher's top-k columns at set-up and trains
     without running the teacher. The loss is `hfkit.losses.distillation_loss`, as in `DistillTrainer`. ``peft_config`` (a PEFT
     ``LoraConfig``) wraps the model with ``get_peft_model`` as TRL does; checkpoints then hold the adapter.
+
+    On-policy distillation (GKD): with ``args.lmbda`` > 0, that share of micro-batches (drawn from
+    ``args.seed``, the same in every process) is replaced before the step by the student's own continuation of
+    each row's prompt (`hfkit.data.lm.policy_prompts`; sampled in eval mode, without gradient checkpointing,
+    with the KV cache), and the loss there is ``T^2 * D`` alone: cross-entropy on the student's own samples
+    would teach it its mistakes. With ``args.seq_kd`` the other batches are the teacher's continuations
+    instead of the data's text (sequence-level KD, the usual mix). Generated tokens are learned up to and
+    including the first EOS, found by position (`hfkit.data.lm.completion_batch`), so pad == eos is safe.
+    lmbda = 0 without seq_kd is exactly off-policy KD.
 
     Evaluation: ``eval_loss`` is the student's mean CE over every label token of the evaluation set (token-
     weighted, exact across batches and processes) and ``eval_perplexity`` = exp(eval_loss).
@@ -81,12 +99,18 @@ class CLMTrainer(BaseTrainer):
             and isinstance(train_dataset, Dataset)
         ):
             # args.teacher_logits_cache honoured here too (not only by the recipe): the teacher's top-k is
-            # computed once (or loaded) and training runs without it.
+            # computed once (or loaded) and training runs without it. (uld refuses a cache in its config.)
             check_vocabularies(model, teacher_model, processing_class, teacher_processing_class)
             train_dataset = _cache_teacher_topk(args, teacher_model, train_dataset, processing_class)
             teacher_model, cached = None, True
         self._check_teacher_source(args, teacher_model, cached, train_dataset is not None)
-        if teacher_model is not None:
+        if teacher_model is not None and args.divergence == "uld":
+            if processing_class is None or teacher_processing_class is None:
+                raise UserInputError(
+                    "divergence 'uld' re-tokenizes each batch for the teacher: pass processing_class (the "
+                    "student's tokenizer) and teacher_processing_class (the teacher's)."
+                )
+        elif teacher_model is not None:
             check_vocabularies(model, teacher_model, processing_class, teacher_processing_class)
         self.distilling = teacher_model is not None or cached
         self._cached_topk = cached
@@ -112,6 +136,14 @@ class CLMTrainer(BaseTrainer):
         self._eval_rows: torch.Tensor | None = None
         self._eval_totals: torch.Tensor | None = None
         self._topk_checked = False
+        # On-policy / seq_kd: where the current micro-batch's tokens come from ('data', 'student', 'teacher').
+        self._batch_source = "data"
+        self._policy_draws = 0
+        if (args.lmbda > 0 or args.seq_kd) and train_dataset is not None and self.teacher_model is None:
+            raise UserInputError(
+                "lmbda > 0 / seq_kd need the teacher in the loop (it scores freshly generated tokens): pass "
+                "teacher_model, without cached top-k columns."
+            )
 
     # ---- setup checks ----------------------------------------------------------------------------------
 
@@ -148,6 +180,73 @@ class CLMTrainer(BaseTrainer):
             return ""
         return "; distilling from " + ("cached teacher top-k" if self._cached_topk else "the teacher")
 
+    # ---- on-policy and sequence-level batches ----------------------------------------------------------
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """Trainer's micro-step, on generated tokens when this micro-batch is on-policy (lmbda) or seq_kd."""
+        args = self.args
+        self._batch_source = "data"
+        if self.teacher_model is not None and (args.lmbda > 0 or args.seq_kd):
+            # One draw per micro-batch from (seed, count): reproducible, and the same in every process.
+            draw = np.random.default_rng([args.seed, self._policy_draws]).random()
+            self._policy_draws += 1
+            if draw < args.lmbda:
+                self._batch_source = "student"
+            elif args.seq_kd:
+                self._batch_source = "teacher"
+        if self._batch_source != "data":
+            generator = (
+                self.accelerator.unwrap_model(model)
+                if self._batch_source == "student"
+                else self.teacher_model
+            )
+            inputs = self.generated_batch(generator, inputs)
+            # The next step's num_items_in_batch was counted on the data's labels: recount on these tokens.
+            num_items_in_batch = None
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def generated_batch(
+        self, generator: nn.Module, inputs: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Replace the batch by `generator`'s continuation of each row's prompt (labels on the continuation)."""
+        args = self.args
+        config = getattr(generator, "config", None)
+        pad_id = lm_pad_token_id(self.processing_class, config)
+        prompt_ids, prompt_mask = policy_prompts(inputs, args.prompt_tokens, pad_id)
+        eos = getattr(getattr(generator, "generation_config", None), "eos_token_id", None)
+        if eos is None and self.processing_class is not None:
+            eos = self.processing_class.eos_token_id
+        eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+        sampling = args.generation_temperature > 0
+        settings = {"max_new_tokens": args.max_new_tokens, "do_sample": sampling, "pad_token_id": pad_id}
+        if sampling:
+            settings.update(
+                temperature=args.generation_temperature,
+                top_p=args.generation_top_p,
+                top_k=args.generation_top_k,
+            )
+        if eos_ids:
+            settings["eos_token_id"] = eos_ids
+        was_training = generator.training
+        checkpointing = getattr(generator, "is_gradient_checkpointing", False)
+        # Generation in train mode would sample with dropout on; under gradient checkpointing transformers turns
+        # the KV cache off. Both are restored for the training forward.
+        generator.eval()
+        if checkpointing:
+            generator.gradient_checkpointing_disable()
+        try:
+            with torch.no_grad():
+                sequences = generator.generate(
+                    input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True, **settings
+                )
+        finally:
+            if checkpointing:
+                generator.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs
+                )
+            generator.train(was_training)
+        return completion_batch(sequences, prompt_mask, eos_ids)
+
     # ---- loss ------------------------------------------------------------------------------------------
 
     def compute_loss(
@@ -168,6 +267,7 @@ class CLMTrainer(BaseTrainer):
             )
         # use_cache=False: a training forward needs no KV cache, which would only hold memory.
         outputs = model(**inputs, use_cache=False)
+        inputs["labels_full"] = labels  # (unshifted; for a teacher that re-tokenizes the rows)
         # Position t predicts token t + 1: drop the last logit and the first label (no cross-row target).
         logits, targets = outputs.logits[:, :-1, :], labels[:, 1:]
         if not model.training:
@@ -181,9 +281,13 @@ class CLMTrainer(BaseTrainer):
         else:
             parts = self._distillation_loss(inputs, logits, targets, topk_values, topk_indices)
             loss = parts["loss"]
+            if self._batch_source == "student":
+                # The student's own samples: the divergence alone (T^2 * D), as in GKD; no CE on its own tokens.
+                loss = parts["soft"]
             # loss_kd is logged as the divergence itself, before the T^2 and alpha factors of the mix.
             self._log_loss_part("kd", parts["soft"] / (args.temperature**2))
-            self._log_loss_part("ce", parts["hard"])
+            if self._batch_source != "student":
+                self._log_loss_part("ce", parts["hard"])
         return (loss, outputs) if return_outputs else loss
 
     def _distillation_loss(
@@ -205,6 +309,8 @@ class CLMTrainer(BaseTrainer):
                 f"this training batch has no {TOPK_VALUES} column and there is no teacher_model: add the cached "
                 "top-k columns to every training row, or pass teacher_model."
             )
+        elif args.divergence == "uld":
+            return self._uld_loss(inputs, logits, targets)
         else:
             teacher_logits = self._teacher_forward(inputs, use_cache=False).logits[:, :-1, :]
             teacher_indices = None
@@ -221,7 +327,29 @@ class CLMTrainer(BaseTrainer):
             divergence=args.divergence,
             beta=args.jsd_beta,
             teacher_topk_indices=teacher_indices,
+            chunk_size=args.loss_chunk_size,
         )
+
+    def _uld_loss(
+        self, inputs: dict[str, torch.Tensor], logits: torch.Tensor, targets: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """A teacher of another tokenizer: it reads the batch's text in its own ids, and the i-th learned token
+        of each row is paired with the teacher's i-th (`hfkit.losses.uld_loss`); the same alpha / T^2 mix."""
+        args = self.args
+        pad = lm_pad_token_id(self.teacher_processing_class, getattr(self.teacher_model, "config", None))
+        other = retokenize_batch(
+            {k: inputs[k] for k in ("input_ids", "attention_mask")} | {"labels": inputs["labels_full"]},
+            self.processing_class, self.teacher_processing_class, pad,
+        )  # fmt: skip
+        teacher_inputs = {"input_ids": other["input_ids"], "attention_mask": other["attention_mask"]}
+        self.teacher_model.eval()
+        with torch.no_grad():
+            teacher_logits = self.teacher_model(**teacher_inputs, use_cache=False).logits[:, :-1, :]
+        soft = (args.temperature**2) * uld_loss(
+            logits, teacher_logits, targets != -100, other["learned"][:, 1:], args.temperature
+        )
+        hard = hard_label_ce(logits, targets)
+        return {"loss": args.alpha * soft + (1 - args.alpha) * hard, "soft": soft, "hard": hard}
 
     def _check_cached_topk(self, indices: torch.Tensor, vocab: int) -> None:
         """Once, on the first cached batch: k matches teacher_topk and every token id fits the student's vocab."""

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
+from hfkit.data.lm import LMDataCollator
+from hfkit.generation import teacher_nll_of_samples
 from hfkit.parsing import load_yaml_config, parse_args
 from hfkit.student import student_from_teacher
 from tests.conftest import REPO
@@ -155,7 +157,9 @@ def test_distillation_from_cached_teacher_top_k_into_a_layer_subset(setup, caplo
     assert "loss_kd" in next(e for e in trainer.state.log_history if "loss" in e)
     report = json.loads((tmp / "student" / "clm_report.json").read_text())
     assert report["distillation"] == {"divergence": "reverse_kl", "alpha": 0.7, "temperature": 1.0,
-                                      "jsd_beta": 0.5, "teacher_topk": 8}  # fmt: skip
+                                      "jsd_beta": 0.5, "teacher_topk": 8, "lmbda": 0.0, "seq_kd": False,
+                                      "prompt_tokens": 64, "max_new_tokens": 64,
+                                      "generation_temperature": 1.0}  # fmt: skip
     assert report["parameters"]["total"] < report["teacher_parameters"]
     # Each perplexity is exp(mean NLL) of its own model on the same held-out blocks: the teacher's of the
     # teacher, "before" of the untrained student (teacher layers 0 and 2). Random tiny models are all near
@@ -168,6 +172,13 @@ def test_distillation_from_cached_teacher_top_k_into_a_layer_subset(setup, caplo
     assert ppl["teacher"] != pytest.approx(ppl["before"], rel=1e-4)
     student = AutoModelForCausalLM.from_pretrained(tmp / "student")
     assert student.config.num_hidden_layers == 2
+    # The teacher's NLL of the student's own samples, before and after: the saved student, rescored, gives "after".
+    samples = report["samples"]
+    rows = [trainer.eval_dataset[i] for i in range(min(32, len(trainer.eval_dataset)))]
+    batch = LMDataCollator(pad_token_id=0)(rows)
+    again = teacher_nll_of_samples(student, teacher_model, batch, 64, 64, 0, [3], seed=42)
+    assert samples["after"] == pytest.approx(again, rel=1e-5)
+    assert samples["before"]["teacher_nll"] != pytest.approx(samples["after"]["teacher_nll"], rel=1e-4)
 
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="hfkit"):

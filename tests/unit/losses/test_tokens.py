@@ -226,3 +226,91 @@ def test_bad_inputs_raise_clear_errors(pair):
         topk_token_kl(student[:, :4], values, indices)
     with pytest.raises(ValueError, match=r"need 1 <= k <= student vocab \(11\)"):
         topk_token_kl(student, torch.randn(2, 5, 12), torch.zeros(2, 5, 12, dtype=torch.long))
+
+
+# ---- chunked token divergences ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("divergence", ["forward_kl", "reverse_kl", "jsd"])
+@pytest.mark.parametrize("chunk_size", [1, 3, 100])
+def test_chunked_divergence_equals_the_unchunked_value_and_gradient(divergence, chunk_size):
+    from hfkit.losses import chunked_token_divergence, token_divergence
+
+    torch.manual_seed(0)
+    student = torch.randn(2, 7, 13, requires_grad=True)
+    teacher = torch.randn(2, 7, 13)
+    labels = torch.tensor([[1, 2, -100, 4, 5, -100, -100], [-100, 1, 1, 1, 2, 3, 4]])
+    whole = token_divergence(student, teacher, labels, divergence, beta=0.3, temperature=2.0)
+    (grad_whole,) = torch.autograd.grad(whole, student)
+    chunked = chunked_token_divergence(student, teacher, labels, divergence, 0.3, 2.0, chunk_size=chunk_size)
+    (grad_chunked,) = torch.autograd.grad(chunked, student)
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grad_chunked, grad_whole, rtol=1e-5, atol=1e-7)
+    # Top-k teacher logits go through the same chunks.
+    top = teacher.topk(4, dim=-1)
+    whole_k = token_divergence(
+        student, top.values, labels, divergence, 0.3, 2.0, teacher_topk_indices=top.indices
+    )
+    chunked_k = token_divergence(
+        student,
+        top.values,
+        labels,
+        divergence,
+        0.3,
+        2.0,
+        teacher_topk_indices=top.indices,
+        chunk_size=chunk_size,
+    )
+    torch.testing.assert_close(chunked_k, whole_k, rtol=1e-6, atol=1e-7)
+
+
+def test_distillation_loss_with_chunks_equals_without():
+    from hfkit.losses import distillation_loss
+
+    torch.manual_seed(1)
+    student, teacher = torch.randn(3, 5, 11), torch.randn(3, 5, 11)
+    labels = torch.randint(0, 11, (3, 5))
+    labels[0, :2] = -100
+    plain = distillation_loss(student, teacher, labels, alpha=0.4, temperature=2.0, mask=labels != -100)
+    chunked = distillation_loss(
+        student, teacher, labels, alpha=0.4, temperature=2.0, mask=labels != -100, chunk_size=4
+    )
+    torch.testing.assert_close(chunked["loss"], plain["loss"], rtol=1e-6, atol=1e-7)
+
+
+# ---- ULD (cross-tokenizer) ----------------------------------------------------------------------------------
+
+
+def test_uld_is_the_l1_distance_of_sorted_probabilities_by_hand():
+    from hfkit.losses import uld_loss
+
+    p_student = torch.tensor([0.2, 0.7, 0.1])  # sorted: 0.7 0.2 0.1 (0)
+    p_teacher = torch.tensor([0.1, 0.3, 0.5, 0.1])  # sorted: 0.5 0.3 0.1 0.1
+    loss = uld_loss(
+        p_student.log().view(1, 1, 3), p_teacher.log().view(1, 1, 4),
+        torch.tensor([[True]]), torch.tensor([[True]]),
+    )  # fmt: skip
+    assert loss.item() == pytest.approx(0.2 + 0.1 + 0.0 + 0.1, abs=1e-6)
+
+
+def test_uld_pairs_the_ith_learned_positions_ignores_vocabulary_order_and_trains_the_student():
+    from hfkit.losses import uld_loss
+
+    torch.manual_seed(2)
+    teacher = torch.randn(2, 6, 9)
+    # The student's vocabulary is the teacher's, permuted: the same distributions under other ids cost 0.
+    perm = torch.randperm(9)
+    student_mask = torch.tensor([[0, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]], dtype=torch.bool)
+    teacher_mask = torch.tensor([[0, 0, 1, 1, 1, 1], [0, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    student = torch.zeros(2, 6, 9)
+    student[0, 1:4] = teacher[0, 2:5][..., perm]  # teacher positions 2-4 are its 1st-3rd learned ones
+    student[1, 0:2] = teacher[1, 1:3][..., perm]
+    assert uld_loss(student, teacher, student_mask, teacher_mask).item() == pytest.approx(0.0, abs=1e-6)
+    # Shift the pairing by one and it is no longer zero; the loss has a gradient for the student only.
+    shifted = torch.zeros_like(student, requires_grad=True)
+    with torch.no_grad():
+        shifted[0, 1:4] = teacher[0, 3:6][..., perm]
+    loss = uld_loss(shifted, teacher, student_mask, teacher_mask)
+    assert loss.item() > 0.01
+    loss.backward()
+    assert shifted.grad[student_mask].abs().sum() > 0 and shifted.grad[~student_mask].abs().sum() == 0
