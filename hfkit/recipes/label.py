@@ -25,7 +25,7 @@ from hfkit.logs import logger
 from hfkit.metrics import classification_metrics
 from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer
 from hfkit.parsing import parse_args
-from hfkit.reports import Report, Table, describe_data
+from hfkit.reports import Report, Table, describe_data, percent
 from hfkit.teacher_cache import TEACHER_LOGITS_COLUMN
 from hfkit.teacher_cache.llm import LabelPrompt, LLMLabeller
 
@@ -130,7 +130,12 @@ def _gold(ds, args: LabelArguments, names: list[str]) -> np.ndarray | None:
 def label_report(args: LabelArguments, rows: dict, seconds: float, train_rows: int) -> Report:
     """The LLM's accuracy on each labelled split, and how long labelling took."""
     table = [
-        [split, describe_data(r["source"], r["rows"]), r.get("accuracy"), r.get("positive_share")]
+        [
+            split,
+            describe_data(r["source"], r["rows"]),
+            percent(r.get("accuracy")),
+            percent(r["positive_share"]),
+        ]
         for split, r in rows.items()
     ]
     return Report(
@@ -195,7 +200,12 @@ def main(argv: list[str] | None = None) -> Report:
         logits = labeller.score(ds[args.text_column], desc=f"LLM labels ({split})") - offset
         seconds = labeller.seconds if split == "train" else seconds
         choice = logits.argmax(-1)
-        entry = {"source": split_source(args, split), "rows": len(ds), "positive_share": float(choice.mean())}
+        # positive_share: the share of rows the LLM gives the last class (the positive one of a binary task).
+        entry = {
+            "source": split_source(args, split),
+            "rows": len(ds),
+            "positive_share": float((choice == len(names) - 1).mean()),
+        }
         gold = _gold(ds, args, names)
         if gold is not None:
             entry["accuracy"] = classification_metrics(logits, gold)["accuracy"]
