@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
     before = trainer.evaluate(metric_key_prefix="before")
     samples_before = sample_scores(trainer, teacher, validation, tokenizer)
     teacher_metrics = None
-    if teacher is not None:
+    # (uld: the teacher reads other tokens, so its perplexity on these blocks is not comparable; not scored)
+    if teacher is not None and config.divergence != "uld":
         # The same held-out blocks, scored by the teacher: the perplexity the student is chasing.
         judge = CLMTrainer(model=teacher, args=config, eval_dataset=validation, processing_class=tokenizer)
         teacher_metrics = judge.evaluate(metric_key_prefix="teacher")

@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
 from hfkit.data.lm import LMDataCollator
+from hfkit.errors import UserInputError
 from hfkit.generation import teacher_nll_of_samples
 from hfkit.parsing import load_yaml_config, parse_args
 from hfkit.student import student_from_teacher
 from tests.conftest import REPO
 from tests.recipes.test_classify_recipe import load_recipe
-from tests.unit.data.test_lm import tiny_llama, word_tokenizer
+from tests.unit.data.test_lm import WORDS, tiny_llama, word_tokenizer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 LINES = ["the cat sat on the mat", "w1 w2 w3 w4 w5", "hello world the cat", "question w6 answer w7 w8"]
@@ -262,3 +263,24 @@ def test_shipped_configs_compare_distillation_with_ce_on_equal_terms(tmp_path, m
     for key in ("max_steps", "learning_rate", "per_device_train_batch_size", "block_size", "seed"):
         assert getattr(d_config, key) == getattr(c_config, key), key
     assert vars(d_data) == vars(c_data)
+
+
+def test_cross_tokenizer_distillation_from_a_config_key(setup):
+    """divergence uld: a teacher of another vocabulary trains the student; its perplexity (other tokens) is not
+    put beside the student's."""
+    tmp, text = setup
+    teacher_tokenizer = word_tokenizer(list(reversed(WORDS)) + ["extra", "words"])
+    tiny_llama(vocab_size=len(teacher_tokenizer), layers=3, seed=1).save_pretrained(tmp / "teacher")
+    teacher_tokenizer.save_pretrained(tmp / "teacher")
+    student = write_tiny_lm(tmp / "student_base")
+    clm = load_recipe("clm")
+    args = ["--model_name_or_path", str(student), "--teacher_name_or_path", str(tmp / "teacher"),
+            "--divergence", "uld", "--alpha", "0.5"]  # fmt: skip
+    trainer = clm.main(run_args(text, tmp / "out", *args))
+    logged = next(e for e in trainer.state.log_history if "loss_kd" in e)
+    assert logged["loss_kd"] > 0
+    report = json.loads((tmp / "out" / "clm_report.json").read_text())
+    assert report["distillation"]["divergence"] == "uld" and report["perplexity"]["teacher"] is None
+    # Without uld the same pair is refused up front.
+    with pytest.raises(UserInputError, match="vocabulary sizes differ"):
+        clm.main(run_args(text, tmp / "out2", *args[:-4]))
