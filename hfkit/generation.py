@@ -98,6 +98,14 @@ class GenerateArguments:
             "help": "torch.compile the decoding step (GPU only; implies --static_cache). First call is slow."
         },
     )
+    assistant_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "Assisted (speculative) decoding: a small draft model (e.g. a distilled student of the "
+            "model) proposes tokens that the model checks in one forward; greedy output is the model's own. "
+            "One prompt at a time. A draft of another tokenizer works too (universal assisted decoding)."
+        },
+    )
     output_file: str | None = field(
         default=None, metadata={"help": "Write {prompt, completion} lines to this jsonl."}
     )
@@ -247,9 +255,18 @@ def generate(model: PreTrainedModel, tokenizer, prompts: list[str], args: Genera
 
 @torch.inference_mode()
 def generate_details(
-    model: PreTrainedModel, tokenizer, prompts: list[str], args: GenerateArguments
+    model: PreTrainedModel,
+    tokenizer,
+    prompts: list[str],
+    args: GenerateArguments,
+    assistant: PreTrainedModel | None = None,
+    assistant_tokenizer=None,
 ) -> list[Generation]:
-    """As `generate`, with each completion's token ids, prompt length and timing (`Generation`)."""
+    """As `generate`, with each completion's token ids, prompt length and timing (`Generation`).
+
+    `assistant` (with its tokenizer when it differs from the model's) drafts tokens for assisted decoding;
+    transformers' assisted generation takes one sequence at a time, so prompts then go one by one.
+    """
     if not prompts:
         raise ValueError("no prompts to generate from.")
     if args.compile and model.device.type not in COMPILE_DEVICES:
@@ -262,8 +279,15 @@ def generate_details(
     texts, templated = format_prompts(tokenizer, prompts, args)
     model.eval()
     set_seed(args.seed)
-    # Streaming prints one sequence as it grows, so it goes one prompt at a time.
-    batch_size = 1 if args.stream else args.batch_size
+    # Streaming prints one sequence as it grows, and assisted decoding verifies one, so both go one at a time.
+    batch_size = 1 if args.stream or assistant is not None else args.batch_size
+    assisted = {}
+    if assistant is not None:
+        assistant.eval()
+        assisted["assistant_model"] = assistant
+        if assistant_tokenizer is not None and assistant_tokenizer.get_vocab() != tokenizer.get_vocab():
+            # Universal assisted decoding: the draft's text is re-tokenized for the model.
+            assisted.update(tokenizer=tokenizer, assistant_tokenizer=assistant_tokenizer)
     if args.stream and args.batch_size > 1 and len(prompts) > 1:
         logger.info("--stream: generating the %d prompts one at a time (no batching)", len(prompts))
     eos = _eos_ids(config, model, tokenizer)
@@ -286,7 +310,7 @@ def generate_details(
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)  # time the decoding, not the queue before it
         start_time = time.perf_counter()
-        output = model.generate(**inputs, generation_config=config, streamer=streamer)
+        output = model.generate(**inputs, generation_config=config, streamer=streamer, **assisted)
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)
         seconds = time.perf_counter() - start_time

@@ -3,6 +3,8 @@
     hfkit generate --model_name_or_path models/smollm2-135m --prompt "What is gravity?"
     hfkit generate --model_name_or_path models/smollm2-135m --prompts_file prompts.jsonl \
         --do_sample true --temperature 0.7 --top_p 0.9 --output_file outputs/completions.jsonl
+    hfkit generate --model_name_or_path outputs/clm/smollm2_shakespeare --assistant_model outputs/clm/smollm2_distill_l10 \
+        --prompt "ROMEO:" --chat_template false      # assisted decoding: the same greedy text, drafted by a student
 
 Order: args -> model and tokenizer -> prompts -> generate -> print / write.
 """
@@ -33,8 +35,12 @@ def main(argv: list[str] | None = None) -> list[str]:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_causal_lm(args.model_name_or_path, dtype=args.dtype, gguf_file=args.gguf_file).to(device)
     tokenizer = load_causal_lm_tokenizer(args.model_name_or_path, gguf_file=args.gguf_file)
+    assistant = assistant_tokenizer = None
+    if args.assistant_model is not None:
+        assistant = load_causal_lm(args.assistant_model, dtype=args.dtype).to(device)
+        assistant_tokenizer = load_causal_lm_tokenizer(args.assistant_model)
 
-    results = generate_details(model, tokenizer, prompts, args)
+    results = generate_details(model, tokenizer, prompts, args, assistant, assistant_tokenizer)
     completions = [g.text for g in results]
     calls = {(g.seconds, g.batch_size) for g in results}  # one entry per generate() call
     seconds, new_tokens = sum(s for s, _ in calls), sum(len(g.token_ids) for g in results)

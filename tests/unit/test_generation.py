@@ -430,3 +430,28 @@ def test_inputs_the_model_does_not_take_are_left_out(model, tokenizer):
     assert generate(model, tokenizer, PROMPTS[:1], args) == generate(
         model, make_tokenizer(), PROMPTS[:1], args
     )
+
+
+# --- assisted (speculative) decoding ---
+
+
+def test_assisted_greedy_output_is_the_models_own_and_the_draft_is_used(model, tokenizer):
+    """A draft model (here another random model, a bad drafter: most proposals are rejected) changes nothing
+    in greedy output; it is called, and prompts go one at a time."""
+    draft = make_model(tokenizer, seed=7)
+    args = args_for(max_new_tokens=8, batch_size=4)
+    plain = generate_details(model, tokenizer, PROMPTS, args)
+    calls = []
+    original = draft.forward
+
+    def counted(*a, **k):
+        calls.append(1)
+        return original(*a, **k)
+
+    draft.forward = counted
+    assisted = generate_details(
+        model, tokenizer, PROMPTS, args, assistant=draft, assistant_tokenizer=tokenizer
+    )
+    assert [g.token_ids for g in assisted] == [g.token_ids for g in plain]
+    assert calls and all(g.batch_size == 1 for g in assisted)
+    assert [g.text for g in assisted] == [argmax_rollout(model, tokenizer, p, 8) for p in PROMPTS]
