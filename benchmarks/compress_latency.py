@@ -16,7 +16,7 @@ import torch
 from hfkit.compress.pipeline import load_classifier_folder
 from hfkit.compress.quantize import memory_footprint_mb
 from hfkit.data import load_data_file
-from hfkit.reports import measure_latencies_together
+from hfkit.evaluation import measure_latencies_together
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ models run on the same inputs, `--length` tokens (padded), in rounds: each round
 (model, batch size) pair in turn, so both see the same machine state; medians are printed with the ratio to
 float32 from this run. Memory: the weight file, the bytes of the weights as held (torch parameters and buffers;
 the graph's initializers) and the resident-memory growth of a fresh process that loads it and runs it once. Accuracy: both models
-on the validation file through hfkit.reports.evaluate_classifier, as the compress recipe scores its variants.
+on the validation file through hfkit.evaluation.evaluate_classifier, as the compress recipe scores its variants.
 `--profile` prints the top operators of each model at the largest batch (torch.profiler, ONNX Runtime's profiler).
 """
 
@@ -34,9 +34,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfkit.compress.cpu_int8 import export_cpu_int8
 from hfkit.data import load_data_file
+from hfkit.evaluation import evaluate_classifier, size_on_disk_mb
 from hfkit.io import load_model
 from hfkit.modeling import resolve_model_path
-from hfkit.reports import evaluate_classifier, size_on_disk_mb
 from hfkit.student import student_from_teacher
 
 

@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfkit.data import load_data_file
-from hfkit.reports import measure_latencies_together
+from hfkit.evaluation import measure_latencies_together
 
 
 def main() -> None:

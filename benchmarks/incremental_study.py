@@ -176,8 +176,8 @@ def predictions(out: str, validation: str, max_length: int) -> tuple[np.ndarray,
     from datasets import Dataset
 
     from hfkit.data import load_data_file, tokenize_dataset
+    from hfkit.evaluation import predict_logits
     from hfkit.io import load_model
-    from hfkit.reports import predict_logits
 
     raw = load_data_file(os.path.join(REPO, validation))
     model, tokenizer = load_model(out, task="text-classification")

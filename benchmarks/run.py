@@ -64,10 +64,11 @@ from transformers.trainer_callback import PrinterCallback
 
 from hfkit import ClassifierConfig, ClassifierTrainer, DistillConfig, DistillTrainer, student_from_teacher
 from hfkit.data import load_data_file, tokenize_dataset
+from hfkit.evaluation import measure_latencies_together
 from hfkit.generation import GenerateArguments, generate_details, prepare_tokenizer
 from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer, resolve_model_path
 from hfkit.parsing import data_dir, load_yaml_config
-from hfkit.reports import format_table, markdown_table, measure_latencies_together
+from hfkit.reports import format_table, markdown_table
 from hfkit.teacher_cache import add_teacher_logits, classifier_logits
 from hfkit.trainers.base_config import cpu_flags, native_bf16
 
@@ -674,7 +675,7 @@ def inference_rows(env: Env) -> list[Row]:
     texts = sst2_rows(64, "validation")["text_a"]
     ms = {}
     for bs in (1, 32):
-        # hfkit.reports' round-robin timer, as benchmarks/compress_latency.py and the compress recipe use it.
+        # hfkit.evaluation's round-robin timer, as benchmarks/compress_latency.py and the compress recipe use it.
         ms[bs] = measure_latencies_together(models, texts, bs, max(env.settings.rounds, 3), max_length=64)
         print(f"  inference: batch {bs} done", flush=True)
     weights = {k: m.get_memory_footprint() / 1e6 for k, (m, _) in models.items()}

@@ -167,8 +167,8 @@ def predictions(out: str) -> tuple[np.ndarray, np.ndarray]:
             saved = json.load(f)
         return np.asarray(saved["predictions"]), np.asarray(saved["labels"])
     from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+    from hfkit.evaluation import predict_logits
     from hfkit.io import load_model
-    from hfkit.reports import predict_logits
 
     data_args = DataArguments(train_file=VALIDATION, validation_file=VALIDATION, text_column="text_a",
                               class_names=["negative", "positive"], max_length=64)  # fmt: skip

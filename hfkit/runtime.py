@@ -24,9 +24,10 @@ except ImportError:  # not POSIX: no lock on output_dir
     fcntl = None
 
 import huggingface_hub
-from transformers import TrainingArguments
+from transformers import TrainingArguments, set_seed
 
 from .errors import MissingInputError, UserInputError
+from .logs import setup_logging
 from .trainers.checkpoints import (
     checkpoint_folders,
     checkpoint_problem,
@@ -289,6 +290,28 @@ def start_run(parsed: Sequence[object]) -> Run:
     # at every save: off. The recipe pushes the finished model through hfkit's checked upload instead.
     push, args.push_to_hub = args.push_to_hub, False
     return Run(resume_from=None if overwrite else checkpoint_to_resume(args), push_to_hub=push)
+
+
+def begin_run(parsed: Sequence[object]) -> Run | None:
+    """A training recipe's opening: logging set up, the output folder checked against what made it (resume,
+    finished, refused: `start_run`), the seed set. None when output_dir already holds this finished run."""
+    config = next(p for p in parsed if isinstance(p, TrainingArguments))
+    setup_logging(config)
+    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
+    if run.finished:
+        return None
+    set_seed(config.seed)
+    return run
+
+
+def end_run(parsed: Sequence[object], run: Run) -> None:
+    """A training recipe's closing: checkpoints cleared unless kept, model card written (`finish_run`), and the
+    finished folder pushed through the checked upload when push_to_hub asked for it."""
+    config = next(p for p in parsed if isinstance(p, TrainingArguments))
+    run_args = next((p for p in parsed if isinstance(p, RunArguments)), RunArguments())
+    finish_run(config, run_args.keep_checkpoints)
+    if run.push_to_hub:
+        push_finished_run(config)
 
 
 @contextlib.contextmanager

@@ -33,16 +33,9 @@ from torch.nn.utils import prune as torch_prune
 from transformers import PreTrainedModel
 
 from ..errors import UserInputError
+from ..evaluation import evaluate_classifier, measure_latencies_together, size_on_disk_mb
 from ..io import TaskKind, load_model
-from ..reports import (
-    compression_report,
-    compression_table,
-    evaluate_classifier,
-    format_compression_table,
-    markdown_table,
-    measure_latencies_together,
-    size_on_disk_mb,
-)
+from ..reports import markdown_table
 from .bf16 import export_bf16
 from .cpu_int8 import CpuInt8Arguments, export_cpu_int8
 from .lowrank import LowRankArguments, factorize_model, save_lowrank
@@ -54,6 +47,7 @@ from .quantize import (
     memory_footprint_mb,
     save_quantized,
 )
+from .report import compression_report, compression_table, format_compression_table
 from .trim_vocab import CORPUS_SPLITS, ORACLE_CORPUS, TrimVocabArguments, oov_rates, trim_vocabulary
 
 logger = logging.getLogger(__name__)

@@ -32,13 +32,19 @@ from transformers import BitsAndBytesConfig
 from ..errors import UserInputError
 from ..io import CPU_INT8_FIELD, LOWRANK_FIELD, ONNX_FILE, TaskKind
 from ..modeling import display_name
-from ..reports import format_metric, markdown_table, percent
+from ..reports import (
+    CompressionRecord,
+    DistillRecord,
+    EvalRecord,
+    format_metric,
+    markdown_table,
+    percent,
+)
 
 __all__ = ["CardInfo", "collect_card_info", "model_card", "write_model_card"]
 
 CARD_FILE = "README.md"
 LOWRANK_FILE = "lowrank_config.json"  # extra low-rank metadata some tools write; uploaded when present
-COMPRESSION_REPORT = "compression_report.json"
 RUN_FILE = "run.json"  # what made a run: hfkit.runtime.start_run writes it in every training output_dir
 _TABLE_SUFFIXES = {".tsv": "\t", ".csv": ","}
 
@@ -228,12 +234,21 @@ class _Facts:
     trained: dict[str, Any] = field(default_factory=dict)  # from trainer_state.json: steps, final loss
 
 
-def _compression_rows(folder: Path) -> tuple[list[dict], dict | None, dict | None]:
+def _read_record(cls, folder: Path):
+    """The record a run wrote into folder (`hfkit.reports`: EvalRecord, DistillRecord, CompressionRecord), or
+    None; a file that is not valid JSON is one clear error."""
+    try:
+        return cls.read(folder)
+    except ValueError as err:
+        raise UserInputError(str(err)) from err
+
+
+def _compression_rows(folder: Path) -> tuple[list[dict], dict | None, CompressionRecord | None]:
     """This folder's chain in the parent's compression_report.json: (rows of its stages, student row, report)."""
-    report = read_json(folder.parent / COMPRESSION_REPORT)
+    report = _read_record(CompressionRecord, folder.parent)
     if not report:
         return [], None, None
-    rows = report.get("models") or []
+    rows = report.models
     here = os.path.realpath(folder)
     own = next((r for r in rows if r.get("folder") and os.path.realpath(r["folder"]) == here), None)
     own = own or next((r for r in rows if r.get("name") == folder.name and r.get("chain")), None)
@@ -258,15 +273,15 @@ def _gather(folder: Path, overrides: CardInfo | None) -> _Facts:
     except UserInputError:
         task = None
     found = CardInfo()
-    eval_report = read_json(folder / "eval_report.json")
-    distill_report = read_json(folder / "distill_report.json")
+    eval_report = _read_record(EvalRecord, folder)
+    distill_report = _read_record(DistillRecord, folder)
     state = read_json(folder / "trainer_state.json")
     stages, reference, compression = _compression_rows(folder)
     facts = _Facts(info=found, config=config, task=task)
     student_path = None
     if stages:
-        settings = (compression.get("settings") or {}).get("CompressArguments", {})
-        student_path = settings.get("model_name_or_path") or compression.get("model")
+        settings = compression.settings.get("CompressArguments", {})
+        student_path = settings.get("model_name_or_path") or compression.model
     # A compressed stage was not trained here: its data and construction are the compressed student's.
     configured = _read_run(folder, facts)
     if configured is None and student_path and os.path.isdir(student_path):
@@ -291,28 +306,32 @@ def _gather(folder: Path, overrides: CardInfo | None) -> _Facts:
     if distill_report is not None:
         found.method = "distillation"
         for key in ("teacher", "temperature", "alpha"):
-            if distill_report.get(key) is not None:
-                setattr(found, key, distill_report[key])
-        student = next((r for r in distill_report.get("models", []) if r.get("name") == "student"), None)
+            if getattr(distill_report, key) is not None:
+                setattr(found, key, getattr(distill_report, key))
+        student = distill_report.row("student")
         if student and not metrics:
-            metrics = {k: student[k] for k in ("accuracy", "f1") if isinstance(student.get(k), int | float)}
-        facts.evaluated_on = distill_report.get("data")
-        facts.num_examples = distill_report.get("validation_examples")
+            metrics = {
+                k: getattr(student, k)
+                for k in ("accuracy", "f1")
+                if isinstance(getattr(student, k), int | float)
+            }
+        facts.evaluated_on = distill_report.data
+        facts.num_examples = distill_report.validation_examples
     elif eval_report is not None or state is not None:
         found.method = "fine-tuning"
     if eval_report is not None:
-        metrics = _quality_metrics(eval_report.get("metrics", {})) or metrics
-        if eval_report.get("model"):
-            found.base_model = eval_report["model"]
-        facts.evaluated_on = eval_report.get("data") or facts.evaluated_on
-        facts.num_examples = eval_report.get("num_examples") or facts.num_examples
-        facts.parameters = (eval_report.get("parameters") or {}).get("total")
+        metrics = _quality_metrics(eval_report.metrics) or metrics
+        if eval_report.model:
+            found.base_model = eval_report.model
+        facts.evaluated_on = eval_report.data or facts.evaluated_on
+        facts.num_examples = eval_report.num_examples or facts.num_examples
+        facts.parameters = eval_report.parameters.get("total")
     if stages:
         own = stages[-1]
         metrics = {k: own[k] for k in ("accuracy", "f1") if isinstance(own.get(k), int | float)}
         facts.stages, facts.reference = stages, reference
-        facts.evaluated_on = compression.get("data")
-        facts.num_examples = compression.get("validation_examples")
+        facts.evaluated_on = compression.data
+        facts.num_examples = compression.validation_examples
         facts.parameters = own.get("parameters")
         found.method = found.method or "compression"
         found.base_model = found.base_model or student_path
@@ -708,28 +727,28 @@ def model_card(
         ]
     else:
         body.append("No evaluation recorded.")
-    distill_report = read_json(folder / "distill_report.json") or {}
-    if distill_report.get("models"):
+    distill_report = _read_record(DistillRecord, folder)
+    if distill_report is not None and distill_report.models:
         body += [
             "",
-            f"Teacher vs student on {distill_report.get('validation_examples', 'the')} validation examples "
+            f"Teacher vs student on {distill_report.validation_examples or 'the'} validation examples "
             "(latency of one batch, both timed together):",
             "",
             markdown_table(
                 [
                     [
-                        r.get("name"),
-                        r.get("parameters"),
-                        round(r.get("size_mb", 0), 1),
-                        percent(r.get("accuracy")),
-                        percent(r.get("f1")),
-                        round(r.get("latency_ms", 0), 1),
-                        f"{r.get('speedup', 1):.2f}x",
+                        r.name,
+                        r.parameters,
+                        round(r.size_mb, 1),
+                        percent(r.accuracy),
+                        percent(r.f1),
+                        round(r.latency_ms, 1),
+                        f"{r.speedup:.2f}x",
                     ]
-                    for r in distill_report["models"]
-                ],  # fmt: skip
+                    for r in distill_report.models
+                ],
                 ["model", "parameters", "size MB", "accuracy", "F1", "ms/batch", "speed-up"],
-            ),
+            ),  # fmt: skip
         ]
     if facts.stages:
         body += [

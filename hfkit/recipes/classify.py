@@ -10,7 +10,6 @@ AutoModelForSequenceClassification.from_pretrained work on output_dir exactly as
 import os
 
 import torch
-from transformers import set_seed
 
 from hfkit.compress.lora import (
     LoraArguments,
@@ -21,11 +20,11 @@ from hfkit.compress.lora import (
 )
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.errors import UserInputError
-from hfkit.logs import logger, quiet_progress, setup_logging
+from hfkit.logs import logger, quiet_progress
 from hfkit.modeling import ModelArguments, load_classifier, load_tokenizer
 from hfkit.parsing import parse_args
 from hfkit.reports import validation_source
-from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
+from hfkit.runtime import RunArguments, begin_run, end_run
 from hfkit.student import student_from_teacher
 from hfkit.trainers.classifier_config import ClassifierConfig
 from hfkit.trainers.classifier_trainer import ClassifierTrainer
@@ -64,17 +63,15 @@ def save_lora_model(
 
 def main(argv: list[str] | None = None) -> ClassifierTrainer:
     parsed = parse_args(ARG_TYPES, argv)
-    model_args, data_args, lora_args, config, run_args = parsed
+    model_args, data_args, lora_args, config, _run_args = parsed
     if config.push_to_hub and lora_args.use_lora and not lora_args.merge_on_save:
         raise UserInputError(
             "push_to_hub uploads a model that loads on its own, and merge_on_save: false saves the LoRA adapter "
             "only: set merge_on_save: true, or set push_to_hub: false and upload the adapter yourself."
         )
-    setup_logging(config)
-    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
-    if run.finished:
+    run = begin_run(parsed)  # logging, resume / finished / refused (output_dir/run.json), seed
+    if run is None:  # output_dir holds this run, finished
         return None
-    set_seed(config.seed)
 
     # The main process reads and tokenizes first; the others then load the cached result.
     with config.main_process_first(desc="loading data"):
@@ -120,7 +117,5 @@ def main(argv: list[str] | None = None) -> ClassifierTrainer:
     else:
         trainer.save_model()  # the best (or last) model, with its tokenizer, in output_dir
     trainer.save_state()
-    finish_run(config, run_args.keep_checkpoints)
-    if run.push_to_hub:
-        push_finished_run(config)
+    end_run(parsed, run)
     return trainer

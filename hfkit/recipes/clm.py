@@ -7,20 +7,22 @@ Order: args -> seed -> tokenizer -> data -> teacher -> model or student (+ LoRA)
 """
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
 from hfkit.data.lm import LMDataArguments, LMDataCollator, lm_pad_token_id, load_lm_data
 from hfkit.errors import UserInputError
 from hfkit.generation import teacher_nll_of_samples
-from hfkit.logs import logger, quiet_progress, setup_logging
+from hfkit.logs import logger, quiet_progress
 from hfkit.modeling import check_model_weights, count_parameters, resolve_model_path
 from hfkit.parsing import parse_args
-from hfkit.reports import clm_report, validation_source
-from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
+from hfkit.reports import Report, Table, describe_data, validation_source
+from hfkit.runtime import RunArguments, begin_run, end_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache import add_teacher_outputs
 from hfkit.trainers.clm_config import CLMConfig
@@ -87,6 +89,57 @@ def load_lm(path: str, args: CLMModelArguments):
     )
 
 
+def clm_report(
+    model: str,
+    base_model: str,
+    data: str | None,
+    eval_examples: int,
+    eval_tokens: int | None,
+    before: Mapping[str, float],
+    after: Mapping[str, float],
+    teacher: Mapping[str, float] | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> Report:
+    """Held-out loss and perplexity of a causal LM before and after training (and of its teacher)."""
+    rows = [
+        ["model before training", before["loss"], before["perplexity"]],
+        ["model after training", after["loss"], after["perplexity"]],
+    ]
+    if teacher:
+        rows.insert(0, ["teacher", teacher["loss"], teacher["perplexity"]])
+    tables = [Table(["", "loss", "perplexity"], rows)]
+    samples = (details or {}).get("samples")
+    if samples:
+        tables.append(
+            Table(
+                ["student's samples", "teacher NLL / token", "student NLL / token", "tokens"],
+                [[when, s["teacher_nll"], s["student_nll"], s["tokens"]] for when, s in samples.items()],
+                "The student continues held-out prompts (sampled, seeded; the same prompts before and after): how "
+                "likely the teacher finds those tokens, the quantity on-policy distillation lowers.",
+            )
+        )
+    tokens = f", {eval_tokens:,} tokens" if eval_tokens else ""
+    return Report(
+        name="clm_report",
+        title=f"Held-out perplexity of {model} (from {base_model}) on {describe_data(data, eval_examples)}{tokens}",
+        tables=tables,
+        data={
+            "model": base_model,
+            "trained_model": model,
+            "data": data,
+            **dict(details or {}),
+            "eval_examples": eval_examples,
+            "eval_tokens": eval_tokens,
+            "eval_loss": {"before": before["loss"], "after": after["loss"]},
+            "perplexity": {
+                "teacher": teacher["perplexity"] if teacher else None,
+                "before": before["perplexity"],
+                "after": after["perplexity"],
+            },
+        },
+    )
+
+
 SAMPLE_ROWS = 32  # held-out rows whose prompts the student continues for the sample scores
 
 
@@ -117,7 +170,7 @@ def sample_scores(trainer: CLMTrainer, teacher, validation, tokenizer) -> dict |
 
 def main(argv: list[str] | None = None) -> CLMTrainer:
     parsed = parse_args(ARG_TYPES, argv)
-    model_args, lora_args, data_args, config, run_args = parsed
+    model_args, lora_args, data_args, config, _run_args = parsed
     if config.push_to_hub and lora_args.use_lora and not lora_args.merge_on_save:
         raise UserInputError(
             "push_to_hub uploads a model that loads on its own, and merge_on_save: false saves the LoRA adapter "
@@ -128,11 +181,9 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
             "qlora_bits: this recipe trains causal LMs with LoRA on a float base only; unset qlora_bits "
             "(QLoRA is available for classifiers in hfkit classify)."
         )
-    setup_logging(config)
-    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
-    if run.finished:
+    run = begin_run(parsed)  # logging, resume / finished / refused (output_dir/run.json), seed
+    if run is None:  # output_dir holds this run, finished
         return None
-    set_seed(config.seed)
 
     base_path = model_args.model_name_or_path or model_args.teacher_name_or_path
     tokenizer = AutoTokenizer.from_pretrained(
@@ -270,7 +321,5 @@ def main(argv: list[str] | None = None) -> CLMTrainer:
         )
         report.save(config.output_dir)
         print("\n" + report.text())
-    finish_run(config, run_args.keep_checkpoints)
-    if run.push_to_hub:
-        push_finished_run(config)
+    end_run(parsed, run)
     return trainer

@@ -16,17 +16,100 @@ i with seed i). Each group after the first then gets the tests that respect that
 paired bootstrap over rows of the seed-averaged correctness, never one McNemar over rows pooled across seeds.
 """
 
+import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
+from hfkit.evaluation import predict_logits
 from hfkit.io import load_model
 from hfkit.metrics import classification_metrics, mcnemar, paired_comparison
 from hfkit.modeling import check_model_labels, resolve_model_path
 from hfkit.parsing import parse_args
-from hfkit.reports import compare_report, predict_logits, report_stem, validation_source
+from hfkit.reports import Report, Table, describe_data, percent, report_stem, validation_source
+
+
+def compare_report(
+    rows: Sequence[Mapping[str, Any]],
+    data: str | None,
+    num_examples: int,
+    groups: Sequence[Mapping[str, Any]] = (),
+) -> Report:
+    """Saved classifiers on the same rows: accuracy, macro F1 and McNemar's test of each against the first (or,
+    with groups, against the first group's model of the same seed); then each group's mean over its seeds and
+    the paired tests of `hfkit.metrics.paired_comparison` against the first group."""
+    baseline = rows[0]["name"] if not groups else f"group {groups[0]['group']}"
+    table = Table(
+        [
+            "model",
+            "accuracy",
+            "macro F1",
+            f"only {rows[0]['name'] if not groups else 'same seed of the baseline'} right",
+            "only this right",
+            "p (McNemar)",
+        ],
+        [
+            [
+                r["name"],
+                percent(r["accuracy"]),
+                percent(r["f1"]),
+                r.get("baseline_only", "-"),
+                r.get("model_only", "-"),
+                f"{r['p_value']:.2g}" if "p_value" in r else "-",
+            ]
+            for r in rows
+        ],
+    )
+    tables = [table]
+    if groups:
+        group_rows = []
+        for g in groups:
+            accuracies = 100 * np.asarray(g["accuracies"], dtype=float)
+            std = f"{accuracies.std(ddof=1):.2f}" if len(accuracies) > 1 else "-"
+            cells = [g["group"], len(accuracies), f"{accuracies.mean():.2f}", std, "-", "-", "-", "-"]
+            if "tests" in g:
+                t = g["tests"]
+                boot, t_p = t["bootstrap"], t["t_test"]["p_value"]
+                cells[4:] = [
+                    f"{100 * t['difference']:+.2f}",
+                    "; ".join(f"{m['b_only']}/{m['a_only']} p {m['p_value']:.2g}" for m in t["mcnemar"]),
+                    "-" if math.isnan(t_p) else f"{t_p:.2g}",
+                    f"[{100 * boot['ci_low']:+.2f}, {100 * boot['ci_high']:+.2f}] p {boot['p_value']:.2g}",
+                ]
+            group_rows.append(cells)
+        tables.append(
+            Table(
+                [
+                    "group",
+                    "seeds",
+                    "mean accuracy (%)",
+                    "std",
+                    "vs first group (points)",
+                    "McNemar per seed",
+                    "paired t p",
+                    "bootstrap 95% CI, p",
+                ],
+                group_rows,
+                caption="Groups (seeds paired by position): McNemar per seed (rows only this group's model / only "
+                "the baseline's gets right, exact p), paired t over the seeds' accuracies, paired bootstrap over "
+                "rows of the seed-averaged correctness.",
+            )  # fmt: skip
+        )
+    return Report(
+        name="compare_report",
+        title=f"Comparison on {describe_data(data, num_examples)}; baseline: {baseline}",
+        tables=tables,
+        data={
+            "data": data,
+            "validation_rows": num_examples,
+            "models": [dict(r) for r in rows],
+            **({"groups": [dict(g) for g in groups]} if groups else {}),
+        },
+    )
 
 
 @dataclass

@@ -8,12 +8,17 @@ Order: args -> seed -> data -> teacher -> student -> augment -> tokenize -> teac
 -> train -> save -> side-by-side report (parameters, size, accuracy/F1, CPU latency, speed-up).
 """
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfkit.data import DataArguments, load_classification_data, tokenize_dataset
 from hfkit.data.augment import AugmentArguments, augment_dataset
 from hfkit.errors import UserInputError
-from hfkit.logs import logger, quiet_progress, setup_logging
+from hfkit.evaluation import measure_classifiers
+from hfkit.logs import logger, quiet_progress
 from hfkit.modeling import (
     DistillModelArguments,
     ModelArguments,
@@ -25,8 +30,15 @@ from hfkit.modeling import (
     same_vocabulary,
 )
 from hfkit.parsing import parse_args
-from hfkit.reports import distill_report, measure_classifiers, validation_source
-from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
+from hfkit.reports import (
+    DistillRecord,
+    ModelMeasurement,
+    Report,
+    comparison_table,
+    describe_data,
+    validation_source,
+)
+from hfkit.runtime import RunArguments, begin_run, end_run
 from hfkit.student import describe_sizes, student_from_teacher
 from hfkit.teacher_cache import TEACHER_LOGITS_COLUMN, TeacherText, add_teacher_outputs
 from hfkit.trainers.distill_config import DistillConfig
@@ -46,6 +58,51 @@ def load_teacher(name: str, args: DistillModelArguments, labels: list[str]):
         "fine-tune the teacher on this data first (hfkit classify) or set class_names to match.",
     )  # fmt: skip
     return teacher, AutoTokenizer.from_pretrained(path, **common), path
+
+
+def distill_report(
+    rows: Sequence[ModelMeasurement],
+    student: str,
+    teacher: str | list[str],
+    data: str | None,
+    num_examples: int,
+    temperature: float | None = None,
+    alpha: float | None = None,
+    latency_batch_size: int = 32,
+    rounds: int = 15,
+) -> Report:
+    """Teacher(s) vs student: parameters, size, accuracy/F1 on the validation data, latency timed together."""
+    caption = (
+        f"Latency: median ms per batch of {latency_batch_size} over {rounds} rounds, both models timed "
+        f"round-robin on {_device_name(rows)}; speed-up relative to the teacher."
+    )
+    return Report(
+        name="distill_report",
+        title=f"Distilled student {student} vs {_teachers_text(teacher)} on {describe_data(data, num_examples)}",
+        tables=[comparison_table(rows, caption)],
+        data=asdict(
+            DistillRecord(
+                student=student,
+                teacher=teacher,  # read back by hfkit.hub.card for the model card; a list for several teachers
+                data=data,
+                validation_examples=num_examples,
+                temperature=temperature,
+                alpha=alpha,
+                latency={"batch_size": latency_batch_size, "rounds": rounds, "statistic": "median"},
+                models=list(rows),
+            )
+        ),
+    )
+
+
+def _teachers_text(teacher: str | list[str]) -> str:
+    if isinstance(teacher, str):
+        return f"teacher {teacher}"
+    return "teachers " + " + ".join(teacher)
+
+
+def _device_name(rows: Sequence[ModelMeasurement]) -> str:
+    return "GPU" if torch.cuda.is_available() else "CPU"
 
 
 def check_cached_teacher(train, aug_args: AugmentArguments, config: DistillConfig) -> None:
@@ -69,12 +126,10 @@ def check_cached_teacher(train, aug_args: AugmentArguments, config: DistillConfi
 
 def main(argv: list[str] | None = None) -> DistillTrainer:
     parsed = parse_args(ARG_TYPES, argv)
-    model_args, data_args, aug_args, config, run_args = parsed
-    setup_logging(config)
-    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
-    if run.finished:
+    model_args, data_args, aug_args, config, _run_args = parsed
+    run = begin_run(parsed)  # logging, resume / finished / refused (output_dir/run.json), seed
+    if run is None:  # output_dir holds this run, finished
         return None
-    set_seed(config.seed)
 
     names = model_args.teacher_paths()
     with config.main_process_first(desc="loading data"):
@@ -182,7 +237,5 @@ def main(argv: list[str] | None = None) -> DistillTrainer:
         )  # fmt: skip
         report.save(config.output_dir)
         print("\n" + report.text())
-    finish_run(config, run_args.keep_checkpoints)
-    if run.push_to_hub:
-        push_finished_run(config)
+    end_run(parsed, run)
     return trainer

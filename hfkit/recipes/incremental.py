@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 from datasets import concatenate_datasets
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hfkit.data import DataArguments, load_data_file, tokenize_dataset
 from hfkit.data.incremental import (
@@ -26,11 +26,12 @@ from hfkit.data.incremental import (
     text_windows,
 )
 from hfkit.errors import UserInputError
-from hfkit.logs import quiet_progress, setup_logging
+from hfkit.evaluation import predict_logits
+from hfkit.logs import quiet_progress
 from hfkit.modeling import check_model_weights, resolve_model_path
 from hfkit.parsing import parse_args
-from hfkit.reports import Report, Table, describe_data, percent, predict_logits
-from hfkit.runtime import RunArguments, finish_run, push_finished_run, start_run
+from hfkit.reports import Report, Table, describe_data, percent
+from hfkit.runtime import RunArguments, begin_run, end_run
 from hfkit.teacher_cache import add_teacher_outputs
 from hfkit.trainers.classifier_trainer import ClassifierTrainer
 from hfkit.trainers.incremental_config import IncrementalConfig
@@ -110,8 +111,7 @@ def incremental_report(
 
 def main(argv: list[str] | None = None):
     parsed = parse_args(ARG_TYPES, argv)
-    inc_args, data_args, config, run_args = parsed
-    setup_logging(config)
+    inc_args, data_args, config, _run_args = parsed
     path = resolve_model_path(inc_args.previous_model)
     if os.path.realpath(config.output_dir) == os.path.realpath(path):
         # Checked before start_run, which with overwrite_output_dir would clear that folder for the new model.
@@ -120,10 +120,9 @@ def main(argv: list[str] | None = None):
             "model in place (overwrite_output_dir or not). Write the updated model to a new output_dir, and deploy "
             "it once its report is checked."
         )
-    run = start_run(parsed)  # resume, finished, or refused: output_dir/run.json says what made it
-    if run.finished:
+    run = begin_run(parsed)  # logging, resume / finished / refused (output_dir/run.json), seed
+    if run is None:  # output_dir holds this run, finished
         return None
-    set_seed(config.seed)
     if data_args.train_file is None or data_args.validation_file is None:
         raise UserInputError(
             "incremental training needs train_file (the new data) and validation_file (rows of every class, "
@@ -246,7 +245,5 @@ def main(argv: list[str] | None = None):
         )  # fmt: skip
         report.save(config.output_dir)
         print("\n" + report.text())
-    finish_run(config, run_args.keep_checkpoints)
-    if run.push_to_hub:
-        push_finished_run(config)
+    end_run(parsed, run)
     return trainer

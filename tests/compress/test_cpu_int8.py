@@ -28,10 +28,10 @@ from hfkit.compress.prune import PruneArguments
 from hfkit.compress.quantize import QuantizeArguments
 from hfkit.compress.trim_vocab import TrimVocabArguments
 from hfkit.errors import UserInputError
+from hfkit.evaluation import measure_latencies_together
 from hfkit.hub.upload import TOKENIZER_FILES
 from hfkit.io import CPU_INT8_FIELD, ONNX_FILE, OnnxClassifier, load_model
 from hfkit.modeling import count_parameters
-from hfkit.reports import measure_latencies_together
 from tests.conftest import tiny_bert_config, write_tiny_student
 from tests.recipes.test_classify_recipe import load_recipe
 

@@ -21,8 +21,8 @@ from hfkit.compress.pipeline import CompressArguments, measure_variant, run_chai
 from hfkit.compress.prune import PruneArguments
 from hfkit.compress.quantize import QuantizeArguments
 from hfkit.errors import UserInputError
+from hfkit.evaluation import measure_latencies_together
 from hfkit.io import OPENVINO_FIELD, OPENVINO_FILE, OpenVinoClassifier, compile_openvino, load_model
-from hfkit.reports import measure_latencies_together
 from tests.conftest import write_tiny_student
 
 ov = pytest.importorskip(

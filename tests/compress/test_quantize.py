@@ -30,8 +30,8 @@ from hfkit.compress.quantize import (
     save_quantized,
     skip_modules_for,
 )
+from hfkit.evaluation import evaluate_classifier, measure_latencies_together
 from hfkit.modeling import count_parameters
-from hfkit.reports import evaluate_classifier, measure_latencies_together
 from tests.conftest import tiny_bert_config, toy_dataset, toy_texts, write_tiny_model
 
 # hidden 64 -> intermediate 128: output.dense rows span two 64-weight blocks, which is where a misplaced

@@ -23,7 +23,7 @@ from hfkit.data.incremental import (
     text_windows,
 )
 from hfkit.errors import UserInputError
-from hfkit.reports import predict_logits
+from hfkit.evaluation import predict_logits
 from hfkit.trainers.incremental_config import IncrementalConfig
 from hfkit.trainers.incremental_trainer import (
     IncrementalTrainer,

@@ -16,9 +16,9 @@ from tests.conftest import REPO
 
 FLOORS = {
     0: ("errors", "noise_filters", "losses", "version"),
-    1: ("data", "modeling", "metrics", "parsing", "logs"),
+    1: ("data", "modeling", "metrics", "parsing", "logs", "reports"),
     2: ("teacher_cache", "io", "student"),
-    3: ("reports", "generation"),
+    3: ("evaluation", "generation"),
     4: ("trainers", "compress", "hub"),
     5: ("runtime",),
     6: ("recipes",),

@@ -1,4 +1,5 @@
-"""hfkit.reports: report records and their rendering; metrics from raw text, size on disk, latency."""
+"""hfkit.reports (records and their rendering), hfkit.evaluation (metrics from raw text, size on disk, latency)
+and the recipes' report builders."""
 
 from __future__ import annotations
 
@@ -13,24 +14,26 @@ import torch
 from datasets import ClassLabel, Dataset
 from transformers import BertForSequenceClassification
 
+from hfkit.evaluation import (
+    evaluate_classifier,
+    measure_classifiers,
+    measure_latencies_together,
+    predict_logits,
+    size_on_disk_mb,
+)
 from hfkit.metrics import classification_metrics
+from hfkit.recipes.compare import compare_report
+from hfkit.recipes.distill import distill_report
 from hfkit.reports import (
     ModelMeasurement,
     Report,
     Table,
     classification_report,
-    compare_report,
     comparison_report,
-    distill_report,
-    evaluate_classifier,
     format_metric,
     format_table,
     markdown_table,
-    measure_classifiers,
-    measure_latencies_together,
     percent,
-    predict_logits,
-    size_on_disk_mb,
 )
 from tests.conftest import tiny_bert_config, toy_texts
 
