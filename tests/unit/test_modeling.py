@@ -48,11 +48,14 @@ def test_distill_model_arguments_take_one_teacher_or_several():
     one = DistillModelArguments(teacher_name_or_path="a", student_layers=[0])
     several = DistillModelArguments(teachers=["a", "b"], student_layers=[0])
     assert one.teacher_paths() == ["a"] and several.teacher_paths() == ["a", "b"]
-    for bad in ({}, {"teacher_name_or_path": "a", "teachers": ["b"]}, {"teachers": []}):
-        with pytest.raises(
-            UserInputError, match="exactly one of the two.*--teachers also takes a single path"
-        ):
+    with pytest.raises(UserInputError, match="not both.*--teachers also takes a single path"):
+        DistillModelArguments(student_layers=[0], teacher_name_or_path="a", teachers=["b"])
+    # No teacher: only with a student to start from, whose training data must carry the teacher's logits.
+    for bad in ({}, {"teachers": []}):
+        with pytest.raises(UserInputError, match="no teacher: .*'teacher_logits' column"):
             DistillModelArguments(student_layers=[0], **bad)
+    cached = DistillModelArguments(student_name_or_path="s", student_layers=[0])
+    assert cached.teacher_paths() == []
 
 
 def test_display_name_gives_wheel_models_their_users_name():
