@@ -138,6 +138,11 @@ class LLMLabeller:
         self.suffix = suffix
         self.prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
         self.label_ids = label_token_ids(tokenizer, suffix, prompt.label_words)
+        # The same for every row: tokenized once, and the forward's KV-cache keyword looked up once.
+        self.suffix_ids = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        self._cache_kwarg = (
+            "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        )
         pad = tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
         self._prefix_cache = self._run_prefix()
@@ -152,16 +157,12 @@ class LLMLabeller:
         # transformers >= 5.2x names the KV cache `cache`; earlier 5.x releases `past_key_values`.
         return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
 
-    def _cache_kwarg(self) -> str:
-        """The name the model's forward takes its KV cache under."""
-        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-
     def _row_ids(self, text: str) -> list[int]:
         """The tokens after the shared prefix: the text (cut to max_length tokens) and the prompt's end."""
         text_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if self.max_length is not None:
             text_ids = text_ids[: self.max_length]
-        return text_ids + self.tokenizer(self.suffix, add_special_tokens=False)["input_ids"]
+        return text_ids + self.suffix_ids
 
     @torch.no_grad()
     def _score_batch(self, rows: list[list[int]]) -> torch.Tensor:
@@ -185,7 +186,7 @@ class LLMLabeller:
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
             position_ids=positions.to(device),
-            **{self._cache_kwarg(): cache},
+            **{self._cache_kwarg: cache},
             use_cache=cache is not None,
             logits_to_keep=1,
         )
