@@ -37,6 +37,7 @@ from ..errors import UserInputError
 from ..io import (
     OPENVINO_FIELD,
     OPENVINO_FILE,
+    OPENVINO_WEIGHTS,
     TaskKind,
     float_classifier_config,
     load_weights,
@@ -204,7 +205,7 @@ def export_openvino(
             os.remove(os.path.join(output_dir, stale))
     logger.info(
         "openvino%s: %s -> %s (%.1f MB)", "_int8" if int8 else "", folder, xml,
-        os.path.getsize(xml.replace(".xml", ".bin")) / 1e6,
+        os.path.getsize(os.path.join(output_dir, OPENVINO_WEIGHTS)) / 1e6,
     )  # fmt: skip
     return output_dir
 

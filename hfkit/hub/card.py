@@ -30,7 +30,15 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import BitsAndBytesConfig
 
 from ..errors import UserInputError
-from ..io import CPU_INT8_FIELD, LOWRANK_FIELD, ONNX_FILE, TaskKind
+from ..io import (
+    CPU_INT8_FIELD,
+    LOWRANK_FIELD,
+    ONNX_FILE,
+    OPENVINO_FIELD,
+    OPENVINO_FILE,
+    OPENVINO_WEIGHTS,
+    TaskKind,
+)
 from ..modeling import display_name
 from ..reports import (
     CompressionRecord,
@@ -448,6 +456,11 @@ def _compression(config: dict) -> list[str]:
         steps.append("low-rank factorization")
     if config.get(CPU_INT8_FIELD):
         steps.append("int8 quantization (ONNX Runtime, CPU)")
+    openvino = config.get(OPENVINO_FIELD) or {}
+    if openvino:
+        steps.append(
+            "int8 quantization (OpenVINO NNCF, CPU)" if openvino.get("int8") else "OpenVINO IR (CPU)"
+        )
     q = config.get("quantization_config")
     if q:
         if q.get("load_in_8bit"):
@@ -483,26 +496,32 @@ def _loading_snippet(facts: _Facts, location: str) -> tuple[str, str]:
     config = facts.config
     auto = facts.task.auto_class_name if facts.task else "AutoModel"
     q = config.get("quantization_config") or {}
+    # Folders only hfkit can rebuild (an exported runtime, factorized layers) load through hfkit.io.load_model.
+    hfkit_loader = (
+        "from huggingface_hub import snapshot_download\n\n"
+        "from hfkit.io import load_model\n\n"
+        f'model, tokenizer = load_model(snapshot_download("{location}"))\n'
+    )
     if config.get(CPU_INT8_FIELD):
         note = (
             f"An int8 ONNX Runtime graph (`{ONNX_FILE}`) for the CPU, not a PyTorch checkpoint: load it with hfkit "
             '(`pip install "hfkit[onnx]"`), which runs it as a classifier returning logits.'
         )
-        code = (
-            "from huggingface_hub import snapshot_download\n\n"
-            "from hfkit.io import load_model\n\n"
-            f'model, tokenizer = load_model(snapshot_download("{location}"))\n'
+        code = hfkit_loader
+    elif config.get(OPENVINO_FIELD):
+        precision = "int8" if config[OPENVINO_FIELD].get("int8") else "float32"
+        note = (
+            f"An OpenVINO IR ({precision}; `{OPENVINO_FILE}` + `{OPENVINO_WEIGHTS}`) for the CPU, not a PyTorch "
+            'checkpoint: load it with hfkit (`pip install "hfkit[openvino]"`), which runs it as a classifier '
+            "returning logits."
         )
+        code = hfkit_loader
     elif config.get(LOWRANK_FIELD):
         note = (
             f"The linear layers are stored factorized (`{LOWRANK_FIELD}` in config.json): load the model with "
             "hfkit, which rebuilds them (a plain from_pretrained would start them from random weights)."
         )
-        code = (
-            "from huggingface_hub import snapshot_download\n\n"
-            "from hfkit.io import load_model\n\n"
-            f'model, tokenizer = load_model(snapshot_download("{location}"))\n'
-        )
+        code = hfkit_loader
     elif q.get("quant_method") == "bitsandbytes":
         bits = "8-bit" if q.get("load_in_8bit") else "4-bit"
         note = (
@@ -702,8 +721,17 @@ def model_card(
     if facts.parameters:
         rows.append(["Parameters", f"{facts.parameters:,}"])
     graph = folder / ONNX_FILE
+    ir_weights = folder / OPENVINO_WEIGHTS
     if config.get(CPU_INT8_FIELD) and graph.is_file():
         rows.append(["Weights", f"{ONNX_FILE} (ONNX Runtime, int8), {graph.stat().st_size / 1e6:.1f} MB"])
+    elif config.get(OPENVINO_FIELD) and ir_weights.is_file():
+        precision = "int8" if config[OPENVINO_FIELD].get("int8") else "float32"
+        rows.append(
+            [
+                "Weights",
+                f"{OPENVINO_WEIGHTS} (OpenVINO IR, {precision}), {ir_weights.stat().st_size / 1e6:.1f} MB",
+            ]
+        )
     else:
         n_files, mb = _weights_mb(folder)
         rows.append(["Weights", f"{n_files} safetensors file(s), {mb:.1f} MB"])

@@ -23,7 +23,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import PreTrainedModel
 
 from ..errors import MissingInputError, UserInputError
-from ..io import ONNX_FILE, is_cpu_int8
+from ..io import ONNX_FILE, OPENVINO_FILE, OPENVINO_WEIGHTS, is_cpu_int8, is_openvino
 from .card import CARD_FILE, LOWRANK_FILE, CardInfo, model_card, read_json, write_model_card
 
 logger = logging.getLogger(__name__)
@@ -54,9 +54,19 @@ TOKENIZER_FILES = (
     "preprocessor_config.json",
     "processor_config.json",
 )
-# The allow-list as huggingface_hub patterns (top level only: no checkpoint-*/ folder matches them). ONNX_FILE is
-# staged only from a CPU int8 folder (hfkit.compress.cpu_int8), whose weights it holds (protobuf: data, no code).
-UPLOAD_PATTERNS = [*CONFIG_FILES, *TOKENIZER_FILES, WEIGHTS_INDEX, "*.safetensors", ONNX_FILE, CARD_FILE]
+# The files an exported runtime folder holds its weights in, staged only from such a folder: ONNX_FILE from a CPU
+# int8 folder (hfkit.compress.cpu_int8; protobuf: data, no code), the IR's .xml and its raw-tensor .bin from an
+# OpenVINO folder (hfkit.compress.openvino; OpenVINO's .bin is tensor bytes, not torch's pickle).
+EXPORTED_FILES = (ONNX_FILE, OPENVINO_FILE, OPENVINO_WEIGHTS)
+# The allow-list as huggingface_hub patterns (top level only: no checkpoint-*/ folder matches them).
+UPLOAD_PATTERNS = [
+    *CONFIG_FILES,
+    *TOKENIZER_FILES,
+    WEIGHTS_INDEX,
+    "*.safetensors",
+    *EXPORTED_FILES,
+    CARD_FILE,
+]
 # Small JSON settings files: checked for token-like keys (vocab files are not, a vocab may hold the word).
 SETTINGS_FILES = {*CONFIG_FILES, "tokenizer_config.json", "special_tokens_map.json", "chat_template.json"}
 TOKEN_KEYS = {"token", "use_auth_token", "hub_token", "hf_token", "api_key", "access_token"}
@@ -64,15 +74,30 @@ TOKEN_KEYS = {"token", "use_auth_token", "hub_token", "hf_token", "api_key", "ac
 TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
 
 
-def _is_cpu_int8_folder(folder: Path) -> bool:
-    return is_cpu_int8(read_json(folder / "config.json") or {})
+def _exported_runtime(folder: Path) -> tuple[str, tuple[str, ...], str] | None:
+    """(runtime, the files holding its weights, how to make them again) of an exported folder; None for torch."""
+    config = read_json(folder / "config.json") or {}
+    if is_cpu_int8(config):
+        return (
+            "CPU int8 (ONNX Runtime)",
+            (ONNX_FILE,),
+            "the cpu_int8 stage, or hfkit.compress.cpu_int8.export_cpu_int8",
+        )
+    if is_openvino(config):
+        return (
+            "OpenVINO",
+            (OPENVINO_FILE, OPENVINO_WEIGHTS),
+            "the openvino or openvino_int8 stage, or hfkit.compress.openvino.export_openvino",
+        )
+    return None
 
 
 def _upload_files(folder: Path) -> list[Path]:
     """The files of `folder` that belong in an upload (top level only, so no checkpoint-*/ folder)."""
     allowed = {*CONFIG_FILES, *TOKENIZER_FILES, WEIGHTS_INDEX}
-    if _is_cpu_int8_folder(folder):
-        allowed.add(ONNX_FILE)
+    exported = _exported_runtime(folder)
+    if exported:
+        allowed.update(exported[1])
     return sorted(
         p
         for p in folder.iterdir()
@@ -111,11 +136,14 @@ def _check_no_token(path: Path) -> None:
 
 
 def _check_weights(folder: Path, files: list[Path]) -> None:
-    if _is_cpu_int8_folder(folder):  # an ONNX Runtime graph holds the weights (hfkit.io.OnnxClassifier)
-        if not any(p.name == ONNX_FILE for p in files):
+    exported = _exported_runtime(folder)
+    if exported:  # an ONNX Runtime graph or an OpenVINO IR holds the weights (hfkit.io.load_model runs them)
+        runtime, needed, how = exported
+        missing = [name for name in needed if not any(p.name == name for p in files)]
+        if missing:
             raise UserInputError(
-                f"{folder} is a CPU int8 (ONNX Runtime) folder without its {ONNX_FILE}: export it again "
-                "(hfkit compress with the cpu_int8 stage, or hfkit.compress.cpu_int8.export_cpu_int8)."
+                f"{folder} is a {runtime} folder without its {', '.join(missing)}: export it again "
+                f"(hfkit compress with {how})."
             )
         return
     weights = [p for p in files if p.suffix == ".safetensors"]
@@ -175,7 +203,7 @@ def prepare_upload_folder(
                 f"{out} is not empty; choose a new folder, or pass overwrite=True (--overwrite_output_dir) "
                 "to replace a folder built by an earlier run."
             )
-        known = {*CONFIG_FILES, *TOKENIZER_FILES, WEIGHTS_INDEX, ONNX_FILE, CARD_FILE}
+        known = {*CONFIG_FILES, *TOKENIZER_FILES, WEIGHTS_INDEX, *EXPORTED_FILES, CARD_FILE}
         strangers = sorted(
             p.name for p in out.iterdir() if p.is_dir() or not (p.name in known or p.suffix == ".safetensors")
         )

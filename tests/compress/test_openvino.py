@@ -8,6 +8,7 @@ what the stages wrote.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 from unittest import mock
@@ -22,8 +23,17 @@ from hfkit.compress.prune import PruneArguments
 from hfkit.compress.quantize import QuantizeArguments
 from hfkit.errors import UserInputError
 from hfkit.evaluation import measure_latencies_together
-from hfkit.io import OPENVINO_FIELD, OPENVINO_FILE, OpenVinoClassifier, compile_openvino, load_model
+from hfkit.hub.upload import TOKENIZER_FILES, prepare_upload_folder
+from hfkit.io import (
+    OPENVINO_FIELD,
+    OPENVINO_FILE,
+    OPENVINO_WEIGHTS,
+    OpenVinoClassifier,
+    compile_openvino,
+    load_model,
+)
 from tests.conftest import write_tiny_student
+from tests.recipes.test_classify_recipe import load_recipe
 
 ov = pytest.importorskip(
     "openvino", reason="the openvino stages need openvino (pip install 'hfkit[openvino]')"
@@ -111,7 +121,7 @@ def test_folder_reloads_to_the_in_memory_compiled_model(chains, name):
     _, tokenizer, results, models, _ = chains
     result = results[name]
     assert result.folder.endswith(name) and Path(result.folder, OPENVINO_FILE).is_file()
-    assert Path(result.folder, OPENVINO_FILE).with_suffix(".bin").is_file()
+    assert Path(result.folder, OPENVINO_WEIGHTS).is_file()
     model, reloaded_tokenizer = load_model(
         result.folder
     )  # the one loader; task read from config.architectures
@@ -220,3 +230,45 @@ def test_int8_without_training_rows_is_refused(chains, tmp_path):
         run_chains(args, tokenizer, str(tmp_path / "out"), None, PruneArguments(), LowRankArguments(),
                    QuantizeArguments())  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["openvino", "openvino_int8"])
+def test_push_uploads_the_ir_its_weights_config_tokenizer_and_a_card_that_loads_it(chains, name, tmp_path):
+    """`hfkit push` of an OpenVINO folder: the IR's .xml + .bin hold the weights (there is no safetensors file)."""
+    _, _, results, _, _ = chains
+    folder = results[name].folder
+    push = load_recipe("push")
+    try:
+        out = push.main(["--model_dir", folder, "--out_dir", str(tmp_path / "upload"), "--repo_id",
+                         "me/tiny-ov", "--dry_run", "true"])  # fmt: skip
+    finally:
+        logging.getLogger("hfkit").setLevel(logging.NOTSET)  # main() raised it to INFO for its listing
+    tokenizer_files = {p.name for p in Path(folder).iterdir() if p.name in TOKENIZER_FILES}
+    assert "tokenizer.json" in tokenizer_files
+    assert {p.name for p in out.iterdir()} == {
+        OPENVINO_FILE, OPENVINO_WEIGHTS, "config.json", "README.md", *tokenizer_files
+    }  # fmt: skip
+    card = (out / "README.md").read_text()
+    precision = "int8" if name == "openvino_int8" else "float32"
+    assert 'load_model(snapshot_download("me/tiny-ov"))' in card and f"OpenVINO IR ({precision}" in card
+    assert "safetensors file(s)" not in card
+    # What would be uploaded loads on its own and computes what the exported folder computes.
+    uploaded, uploaded_tokenizer = load_model(out)
+    original, tokenizer = load_model(folder)
+    batch = tokenizer(VALIDATION, padding=True, return_tensors="pt")
+    assert uploaded_tokenizer(VALIDATION)["input_ids"] == tokenizer(VALIDATION)["input_ids"]
+    torch.testing.assert_close(uploaded(**batch).logits, original(**batch).logits, rtol=0, atol=0)
+
+
+def test_an_openvino_folder_without_its_weights_is_not_uploaded(chains, tmp_path):
+    _, _, results, _, _ = chains
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for p in Path(results["openvino"].folder).iterdir():
+        if p.name != OPENVINO_WEIGHTS:
+            (broken / p.name).write_bytes(p.read_bytes())
+    with pytest.raises(
+        UserInputError, match=f"OpenVINO folder without its {OPENVINO_WEIGHTS}: export it again"
+    ):
+        prepare_upload_folder(broken, tmp_path / "upload")
+    assert not (tmp_path / "upload").exists()
