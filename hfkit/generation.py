@@ -290,7 +290,7 @@ def generate_details(
             assisted.update(tokenizer=tokenizer, assistant_tokenizer=assistant_tokenizer)
     if args.stream and args.batch_size > 1 and len(prompts) > 1:
         logger.info("--stream: generating the %d prompts one at a time (no batching)", len(prompts))
-    eos = _eos_ids(config, model, tokenizer)
+    eos = set(eos_token_ids(model, tokenizer, config))
     accepted = set(inspect.signature(model.forward).parameters)
     completions = []
     for start in range(0, len(texts), batch_size):
@@ -329,13 +329,24 @@ def generate_details(
     return completions
 
 
-def _eos_ids(config: GenerationConfig, model: PreTrainedModel, tokenizer) -> set[int]:
-    """The ids that end a sequence: ours, else the model's generation config's, else the tokenizer's."""
+def eos_token_ids(
+    model: PreTrainedModel, tokenizer=None, config: GenerationConfig | None = None
+) -> list[int]:
+    """The ids that end a generated sequence: `config`'s, else the model's generation config's (an instruct model
+    often lists its end-of-turn token there too), else the tokenizer's; [] when none is set.
+
+    The one place hfkit decides this: `generate`, on-policy batches (`CLMTrainer.generated_batch`) and the
+    clm report's sample scores all stop where it says.
+    """
     model_config = getattr(model, "generation_config", None)
-    for eos in (config.eos_token_id, getattr(model_config, "eos_token_id", None), tokenizer.eos_token_id):
+    for eos in (
+        getattr(config, "eos_token_id", None),
+        getattr(model_config, "eos_token_id", None),
+        getattr(tokenizer, "eos_token_id", None),
+    ):
         if eos is not None:
-            return {eos} if isinstance(eos, int) else set(eos)
-    return set()
+            return [eos] if isinstance(eos, int) else list(dict.fromkeys(eos))
+    return []
 
 
 def _until_eos(ids: list[int], eos: set[int]) -> list[int]:

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from hfkit.compress.lora import LoraArguments, lora_config, merge_and_unload_to
 from hfkit.data.lm import LMDataArguments, LMDataCollator, lm_pad_token_id, load_lm_data
 from hfkit.errors import UserInputError
-from hfkit.generation import teacher_nll_of_samples
+from hfkit.generation import eos_token_ids, teacher_nll_of_samples
 from hfkit.logs import logger, quiet_progress
 from hfkit.modeling import check_model_weights, count_parameters, resolve_model_path
 from hfkit.parsing import parse_args
@@ -154,7 +154,6 @@ def sample_scores(trainer: CLMTrainer, teacher, validation, tokenizer) -> dict |
     pad = lm_pad_token_id(tokenizer, teacher.config)
     rows = [validation[i] for i in range(min(SAMPLE_ROWS, len(validation)))]
     batch = LMDataCollator(pad_token_id=pad)(rows)
-    eos = tokenizer.eos_token_id
     student = trainer.unwrapped()
     device = next(student.parameters()).device
     teacher_device = next(teacher.parameters()).device
@@ -162,7 +161,7 @@ def sample_scores(trainer: CLMTrainer, teacher, validation, tokenizer) -> dict |
     try:
         return teacher_nll_of_samples(
             student, teacher, batch, config.prompt_tokens, config.max_new_tokens, pad,
-            [eos] if eos is not None else None, seed=config.seed,
+            eos_token_ids(student, tokenizer) or None, seed=config.seed,
         )  # fmt: skip
     finally:
         teacher.to(teacher_device)

@@ -21,6 +21,7 @@ from ..data.lm import (
     retokenize_batch,
 )
 from ..errors import UserInputError
+from ..generation import eos_token_ids
 from ..losses import distillation_loss, hard_label_ce, uld_loss
 from ..metrics import perplexity
 from ..teacher_cache import add_teacher_outputs
@@ -213,10 +214,7 @@ class CLMTrainer(BaseTrainer):
         config = getattr(generator, "config", None)
         pad_id = lm_pad_token_id(self.processing_class, config)
         prompt_ids, prompt_mask = policy_prompts(inputs, args.prompt_tokens, pad_id)
-        eos = getattr(getattr(generator, "generation_config", None), "eos_token_id", None)
-        if eos is None and self.processing_class is not None:
-            eos = self.processing_class.eos_token_id
-        eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
+        eos_ids = eos_token_ids(generator, self.processing_class)
         sampling = args.generation_temperature > 0
         settings = {"max_new_tokens": args.max_new_tokens, "do_sample": sampling, "pad_token_id": pad_id}
         if sampling:

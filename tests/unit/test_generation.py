@@ -8,12 +8,13 @@ import time
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from hfkit.generation import (
     GenerateArguments,
     build_generation_config,
     collect_prompts,
+    eos_token_ids,
     generate,
     generate_details,
     prepare_tokenizer,
@@ -455,3 +456,18 @@ def test_assisted_greedy_output_is_the_models_own_and_the_draft_is_used(model, t
     assert [g.token_ids for g in assisted] == [g.token_ids for g in plain]
     assert calls and all(g.batch_size == 1 for g in assisted)
     assert [g.text for g in assisted] == [argmax_rollout(model, tokenizer, p, 8) for p in PROMPTS]
+
+
+def test_eos_token_ids_prefer_the_call_then_the_model_then_the_tokenizer(model, tokenizer):
+    """One rule for every generating path: an instruct model's generation config may list its end-of-turn token
+    beside the tokenizer's eos, and both must stop a sequence."""
+    eos, turn_end = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|assistant|>")
+    assert model.generation_config.eos_token_id is None
+    assert eos_token_ids(model, tokenizer) == [eos]  # nothing else set: the tokenizer's
+    model.generation_config.eos_token_id = [eos, turn_end, eos]
+    try:
+        assert eos_token_ids(model, tokenizer) == [eos, turn_end]  # the model's list, each id once
+        assert eos_token_ids(model, tokenizer, GenerationConfig(eos_token_id=turn_end)) == [turn_end]
+    finally:
+        model.generation_config.eos_token_id = None
+    assert eos_token_ids(model, None) == []
