@@ -222,8 +222,28 @@ def distillation_loss(
         if teacher_logits.shape[-1] < student_logits.shape[-1]:
             student_part = student_logits[..., : teacher_logits.shape[-1]]
         soft = soft_label_kl(student_part, teacher_logits, temperature=temperature, mask=mask)
+    return mix_soft_and_hard(
+        soft, student_logits, labels, alpha, valid_mask, ignore_index, class_weights, label_smoothing
+    )
+
+
+def mix_soft_and_hard(
+    soft: Tensor,
+    student_logits: Tensor,
+    labels: Tensor | None,
+    alpha: float,
+    mask: Tensor | None = None,
+    ignore_index: int = -100,
+    class_weights: Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> dict[str, Tensor]:
+    """`distillation_loss`'s mix for a soft term computed elsewhere (e.g. `uld_loss`, which pairs positions its
+    own way): alpha * soft + (1 - alpha) * CE on `labels`; soft alone without labels or where all are ignored."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1] (it weights the soft term), got {alpha}")
     if labels is None:
         return {"loss": soft, "soft": soft}
+    valid_mask = as_bool_mask(mask, student_logits.shape[:-1], "mask")
     if tuple(labels.shape) != tuple(student_logits.shape[:-1]):
         raise ValueError(
             f"labels have shape {tuple(labels.shape)}, expected {tuple(student_logits.shape[:-1])}"

@@ -22,7 +22,7 @@ from ..data.lm import (
 )
 from ..errors import UserInputError
 from ..generation import eos_token_ids
-from ..losses import distillation_loss, hard_label_ce, uld_loss
+from ..losses import distillation_loss, hard_label_ce, mix_soft_and_hard, uld_loss
 from ..metrics import perplexity
 from ..teacher_cache import add_teacher_outputs
 from .base_trainer import BaseTrainer, check_same_vocabulary, has_columns
@@ -265,7 +265,6 @@ class CLMTrainer(BaseTrainer):
             )
         # use_cache=False: a training forward needs no KV cache, which would only hold memory.
         outputs = model(**inputs, use_cache=False)
-        inputs["labels_full"] = labels  # (unshifted; for a teacher that re-tokenizes the rows)
         # Position t predicts token t + 1: drop the last logit and the first label (no cross-row target).
         logits, targets = outputs.logits[:, :-1, :], labels[:, 1:]
         if not model.training:
@@ -277,7 +276,7 @@ class CLMTrainer(BaseTrainer):
             loss = hard_label_ce(logits, targets)
             self._log_loss_part("ce", loss)
         else:
-            parts = self._distillation_loss(inputs, logits, targets, topk_values, topk_indices)
+            parts = self._distillation_loss(inputs, labels, logits, targets, topk_values, topk_indices)
             loss = parts["loss"]
             if self._batch_source == "student":
                 # The student's own samples: the divergence alone (T^2 * D), as in GKD; no CE on its own tokens.
@@ -291,12 +290,15 @@ class CLMTrainer(BaseTrainer):
     def _distillation_loss(
         self,
         inputs: dict[str, torch.Tensor],
+        labels: torch.Tensor,
         logits: torch.Tensor,
         targets: torch.Tensor,
         topk_values: torch.Tensor | None,
         topk_indices: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
-        """losses.distillation_loss over the label tokens, the teacher from cached top-k or run now (full or top-k)."""
+        """losses.distillation_loss over the label tokens, the teacher from cached top-k or run now (full or top-k).
+        `labels` are the batch's unshifted labels (a teacher of another tokenizer re-reads the rows with them);
+        `targets` the shifted ones the logits predict."""
         args = self.args
         if topk_values is not None:
             if not self._topk_checked:
@@ -308,7 +310,7 @@ class CLMTrainer(BaseTrainer):
                 "top-k columns to every training row, or pass teacher_model."
             )
         elif args.divergence == "uld":
-            return self._uld_loss(inputs, logits, targets)
+            return self._uld_loss(inputs, labels, logits, targets)
         else:
             teacher_logits = self._teacher_forward(inputs, use_cache=False).logits[:, :-1, :]
             teacher_indices = None
@@ -329,14 +331,18 @@ class CLMTrainer(BaseTrainer):
         )
 
     def _uld_loss(
-        self, inputs: dict[str, torch.Tensor], logits: torch.Tensor, targets: torch.Tensor
+        self,
+        inputs: dict[str, torch.Tensor],
+        labels: torch.Tensor,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """A teacher of another tokenizer: it reads the batch's text in its own ids, and the i-th learned token
         of each row is paired with the teacher's i-th (`hfkit.losses.uld_loss`); the same alpha / T^2 mix."""
         args = self.args
         pad = lm_pad_token_id(self.teacher_processing_class, getattr(self.teacher_model, "config", None))
         other = retokenize_batch(
-            {k: inputs[k] for k in ("input_ids", "attention_mask")} | {"labels": inputs["labels_full"]},
+            {k: inputs[k] for k in ("input_ids", "attention_mask")} | {"labels": labels},
             self.processing_class, self.teacher_processing_class, pad,
         )  # fmt: skip
         teacher_inputs = {"input_ids": other["input_ids"], "attention_mask": other["attention_mask"]}
@@ -346,8 +352,7 @@ class CLMTrainer(BaseTrainer):
         soft = (args.temperature**2) * uld_loss(
             logits, teacher_logits, targets != -100, other["learned"][:, 1:], args.temperature
         )
-        hard = hard_label_ce(logits, targets)
-        return {"loss": args.alpha * soft + (1 - args.alpha) * hard, "soft": soft, "hard": hard}
+        return mix_soft_and_hard(soft, logits, targets, args.alpha, mask=targets != -100)
 
     def _check_cached_topk(self, indices: torch.Tensor, vocab: int) -> None:
         """Once, on the first cached batch: k matches teacher_topk and every token id fits the student's vocab."""

@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-from hfkit.losses import check_temperature, distillation_loss
+from hfkit.losses import check_temperature, distillation_loss, mix_soft_and_hard
 from hfkit.trainers import base_config
 
 LN3 = math.log(3.0)
@@ -114,3 +114,28 @@ def test_one_temperature_check_for_losses_and_configs():
         check_temperature(0.0, "1 to 4")
     with pytest.raises(ValueError, match="temperature must be > 0"):
         distillation_loss(t([0.0, 0.0]), t([0.0, 0.0]), temperature=-1.0)
+
+
+def test_mix_of_a_precomputed_soft_term_is_the_same_mix():
+    """A soft term made elsewhere (ULD pairs positions its own way) goes through the one mix."""
+    student = t([LN3, 0.0], [LN3, 0.0])
+    soft = torch.tensor(0.7)
+    parts = mix_soft_and_hard(soft, student, torch.tensor([0, 1]), alpha=0.25)
+    assert parts["hard"].item() == pytest.approx((CE0 + CE1) / 2)
+    assert parts["loss"].item() == pytest.approx(0.25 * 0.7 + 0.75 * (CE0 + CE1) / 2)
+    # Padding (mask) counts in neither term; a batch with no label left falls back to soft alone.
+    masked = mix_soft_and_hard(
+        soft, student, torch.tensor([0, 1]), alpha=0.25, mask=torch.tensor([True, False])
+    )
+    assert masked["hard"].item() == pytest.approx(CE0)
+    assert mix_soft_and_hard(soft, student, torch.tensor([-100, -100]), alpha=0.25)[
+        "loss"
+    ].item() == pytest.approx(0.7)
+    assert mix_soft_and_hard(soft, student, None, alpha=0.25) == {"loss": soft, "soft": soft}
+    # distillation_loss is this mix over its own soft term.
+    teacher = t([LN3, 0.0], [0.0, 0.0])
+    whole = distillation_loss(student, teacher, torch.tensor([0, 1]), alpha=0.25, temperature=1.0)
+    again = mix_soft_and_hard(whole["soft"], student, torch.tensor([0, 1]), alpha=0.25)
+    assert torch.equal(whole["loss"], again["loss"])
+    with pytest.raises(ValueError, match="alpha must be in"):
+        mix_soft_and_hard(soft, student, None, alpha=1.5)
