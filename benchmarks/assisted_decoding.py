@@ -2,12 +2,20 @@
 
     python benchmarks/assisted_decoding.py --model outputs/clm/smollm2_shakespeare \
         --assistant outputs/clm_study/off_policy [--prompts 8] [--max_new_tokens 64] [--rounds 3]
+    python benchmarks/assisted_decoding.py --model outputs/clm/smollm2_shakespeare --assistant int8
 
 Prompts: the first 32 tokens of held-out Tiny Shakespeare windows (the last 10% of the file, which the clm
 configs hold out). Each round times every prompt plain and assisted, alternating (round-robin, batch 1, greedy,
 the same `hfkit.generation.generate_details` path as `hfkit generate --assistant_model`); the table gives
 tokens/s (medians over rounds of the summed tokens / summed seconds), the ratio, and whether the assisted tokens
 equal the plain ones for every prompt (they must: assisted greedy decoding only changes how fast).
+
+What decides the ratio is printed under the table: the draft's own greedy tokens/s (timed in the same rounds:
+its cost per drafted token against the model's, c), and how often the draft's next token is the model's
+(top-1 agreement, teacher-forced on 512 held-out tokens: the acceptance rate a, when both share a tokenizer).
+With k drafted tokens per step and a verifying pass costing about one decoding step, the expected speed-up
+is (1 - a^(k+1)) / ((1 - a) (k c + 1)) (Leviathan et al. 2023); it is printed for k = 1 ... 8 so a miss can be
+read off: a draft needs a high a at a low c.
 """
 
 from __future__ import annotations
@@ -50,10 +58,34 @@ def held_out_prompts(path: str, tokenizer, n: int, tokens: int = 32) -> list[str
     return [tokenizer.decode(ids[i * step : i * step + tokens]) for i in range(n)]
 
 
+SELF_INT8 = "int8"
+
+
+def int8_copy(model):
+    """A copy of `model` whose nn.Linear layers (LM head included) run torch's dynamic int8 kernels (fbgemm)."""
+    import copy
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with (
+        warnings.catch_warnings()
+    ):  # torch.ao.quantization is deprecated in favour of torchao (no eager CPU int8)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return quantize_dynamic(
+            copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        ).eval()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--assistant", required=True)
+    parser.add_argument(
+        "--assistant",
+        required=True,
+        help=f"the draft's folder, or '{SELF_INT8}': the model itself with int8 linear layers (torch dynamic "
+        "quantization, per-channel weights, activations quantized per call)",
+    )
     parser.add_argument(
         "--data", default=os.path.join(REPO, "..", "shared", "data", "tinyshakespeare", "input.txt")
     )
@@ -63,32 +95,42 @@ def main() -> None:
     args = parser.parse_args()
 
     model, tokenizer = load_causal_lm(args.model), load_causal_lm_tokenizer(args.model)
-    draft, draft_tokenizer = load_causal_lm(args.assistant), load_causal_lm_tokenizer(args.assistant)
+    if args.assistant == SELF_INT8:
+        draft, draft_tokenizer = int8_copy(model), tokenizer
+    else:
+        draft, draft_tokenizer = load_causal_lm(args.assistant), load_causal_lm_tokenizer(args.assistant)
     prompts = held_out_prompts(args.data, tokenizer, args.prompts)
     gen = GenerateArguments(
         model_name_or_path=args.model, prompt=prompts, chat_template=False, max_new_tokens=args.max_new_tokens,
         batch_size=1,
     )  # fmt: skip
-    rates = {"plain": [], "assisted": []}
+    rates = {"plain": [], "assisted": [], "draft": []}
     same = True
     generate_details(model, tokenizer, prompts[:1], gen)  # warm-up
     for _ in range(args.rounds):
-        plain_tokens = plain_seconds = assisted_tokens = assisted_seconds = 0
-        for prompt in prompts:  # round-robin: plain then assisted, prompt by prompt
+        done = {k: [0, 0.0] for k in rates}  # tokens, seconds
+        for prompt in prompts:  # round-robin: plain, assisted, the draft alone, prompt by prompt
             (p,) = generate_details(model, tokenizer, [prompt], gen)
             (a,) = generate_details(model, tokenizer, [prompt], gen, draft, draft_tokenizer)
+            (d,) = generate_details(draft, draft_tokenizer, [prompt], gen)
             same &= p.token_ids == a.token_ids
-            plain_tokens, plain_seconds = plain_tokens + len(p.token_ids), plain_seconds + p.seconds
-            assisted_tokens, assisted_seconds = (
-                assisted_tokens + len(a.token_ids),
-                assisted_seconds + a.seconds,
-            )
-        rates["plain"].append(plain_tokens / plain_seconds)
-        rates["assisted"].append(assisted_tokens / assisted_seconds)
+            for key, g in (("plain", p), ("assisted", a), ("draft", d)):
+                done[key][0] += len(g.token_ids)
+                done[key][1] += g.seconds
+        for key, (tokens, seconds) in done.items():
+            rates[key].append(tokens / seconds)
     plain, assisted = statistics.median(rates["plain"]), statistics.median(rates["assisted"])
+    draft_rate = statistics.median(rates["draft"])
+    agreement = (
+        top1_agreement(model, draft, tokenizer, args.data)
+        if draft_tokenizer.get_vocab() == tokenizer.get_vocab()
+        else None
+    )
     params = {
         name: sum(p.numel() for p in m.parameters()) for name, m in (("model", model), ("draft", draft))
     }
+    if args.assistant == SELF_INT8:  # its packed int8 weights are not nn.Parameters
+        params["draft"] = params["model"]
     print(f"# Assisted decoding on {cpu_flags()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"python {platform.python_version()}")  # fmt: skip
     print(f"command: python benchmarks/assisted_decoding.py {' '.join(sys.argv[1:])}\n")
@@ -99,6 +141,29 @@ def main() -> None:
     print(f"| {args.model} ({params['model'] / 1e6:.0f}M) | {args.assistant} ({params['draft'] / 1e6:.0f}M) | "
           f"{len(prompts)} x {args.max_new_tokens} | {plain:.1f} | {assisted:.1f} | {assisted / plain:.2f}x | "
           f"{'yes' if same else 'NO'} |")  # fmt: skip
+    cost = plain / draft_rate  # the draft's time per token as a share of the model's
+    print(f"\ndraft alone: {draft_rate:.1f} tokens/s, so c = {cost:.2f} of the model's time per token")
+    if agreement is None:
+        print("top-1 agreement: not measured (the draft has another tokenizer)")
+        return
+    print(f"top-1 agreement of the draft with the model (teacher-forced, held-out text): a = {agreement:.3f}")
+    bounds = ", ".join(f"k={k}: {expected_speedup(agreement, cost, k):.2f}x" for k in range(1, 9))
+    print(f"expected speed-up (1 - a^(k+1)) / ((1 - a)(k c + 1)): {bounds}")
+
+
+def expected_speedup(a: float, c: float, k: int) -> float:
+    """Leviathan et al. (2023), eq. 1 and Theorem 3.8: tokens per verifying step over its cost in model steps."""
+    tokens = (k + 1) if a >= 1 else (1 - a ** (k + 1)) / (1 - a)
+    return tokens / (k * c + 1)
+
+
+@torch.inference_mode()
+def top1_agreement(model, draft, tokenizer, path: str, tokens: int = 512) -> float:
+    """How often the draft's greedy next token is the model's, on held-out text both read (same tokenizer)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    ids = tokenizer(text[int(0.9 * len(text)) :][: 8 * tokens], return_tensors="pt")["input_ids"][:, :tokens]
+    return (model(ids).logits.argmax(-1) == draft(ids).logits.argmax(-1)).float().mean().item()
 
 
 if __name__ == "__main__":

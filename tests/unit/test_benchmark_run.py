@@ -82,3 +82,33 @@ def test_alternate_rotates_the_order_drops_the_warm_up_and_takes_medians(run, ca
     assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]  # warm-up, then each round starts one later
     assert medians == {"a": {"t": 3.0}, "b": {"t": 2.0}}  # the warm-up's 100s are gone
     assert "warm-up done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_fastest_runtime_rows_pick_the_fastest_that_ran_and_the_machines_targets(run, monkeypatch, amx):
+    monkeypatch.setattr(run, "cpu_flags", lambda: {"avx2", "amx_int8"} if amx else {"avx2"})
+    monkeypatch.setattr(run, "native_bf16", lambda on_cpu: amx)
+    ms = {
+        1: {"float32": 12.0, "cpu_int8": 4.0, "openvino": 6.0, "openvino_int8": 3.0, "bf16": 5.0},
+        32: {"float32": 300.0, "cpu_int8": 200.0, "openvino": 250.0, "openvino_int8": 1.0, "bf16": 90.0},
+    }
+    weights = {"float32": 70.0, "cpu_int8": 18.0, "openvino": 70.0, "openvino_int8": 20.0, "bf16": 35.0}
+    # openvino_int8 did not run here (skipped): never the pick, even with the best time on record.
+    rows = run.fastest_runtime_rows(ms, weights, {"openvino_int8": "not installed"})
+    assert [r.name for r in rows] == [
+        "inference: ms at batch 1, fastest CPU runtime (cpu_int8) vs float32",
+        f"inference: ms at batch 32, fastest CPU runtime ({'bf16' if amx else 'cpu_int8'}) vs float32",
+        "inference: weights, smallest CPU runtime (cpu_int8) vs float32",
+    ]
+    assert rows[0].ratio == pytest.approx(4.0 / 12.0)
+    assert rows[1].ratio == pytest.approx((90.0 if amx else 200.0) / 300.0)
+    if amx:  # >= 3x at both batch sizes on an AMX CPU
+        assert rows[0].target.threshold == rows[1].target.threshold == 0.33
+        assert rows[0].met is False and rows[1].met is True  # 0.33x is not <= 0.33; 0.30x is
+    else:  # >= 2x at batch 32 only elsewhere
+        assert rows[0].target is None and rows[1].target.threshold == 0.5 and rows[1].met is False
+    assert rows[2].target.threshold == 0.3 and rows[2].met is True
+    none_ran = run.fastest_runtime_rows(
+        ms, weights, {n: "x" for n in ("cpu_int8", "openvino", "openvino_int8", "bf16")}
+    )
+    assert len(none_ran) == 1 and none_ran[0].skipped
