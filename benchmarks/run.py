@@ -20,7 +20,8 @@ A baseline and its variants are always alternated round-robin in one process (on
 then --rounds rounds, the order rotated each round) and the median over rounds is kept, so the ratios hold
 on a busy machine even where absolute numbers do not. ratio = value / baseline for every row; each target is a
 bound on that ratio (or on the value, for MFU). Heads are untrained: these rows time models, they measure no
-accuracy. Full runs append a section to benchmarks/RESULTS.md and write benchmarks/run_<device>.png; --quick
+accuracy. Full runs append a section to benchmarks/RESULTS.md and write a chart, benchmarks/run_<device>_<CPU
+kind>[_<groups>].png (so one machine's chart never replaces another's); --quick
 runs (few rows, steps and rounds: a check that every group works, not figures to quote) write only where
 --results / --chart say.
 """
@@ -882,6 +883,20 @@ def machine(device: str) -> str:
     return "; ".join(parts)
 
 
+def default_chart_name(device: str, groups: list[str]) -> str:
+    """run_<device>.png for a GPU; on a CPU its kernel kind too (amx, avx512, avx2), so one machine's chart never
+    replaces another's; the groups when not all ran (run_cpu_avx2_inference.png)."""
+    parts = ["run", device]
+    if device == "cpu":
+        flags = cpu_flags()
+        parts.append(
+            "amx" if {"amx_int8", "amx_bf16"} & set(flags) else "avx512" if "avx512f" in flags else "avx2"
+        )
+    if sorted(groups) != sorted(GROUPS):
+        parts += sorted(groups)
+    return "_".join(parts) + ".png"
+
+
 RUNNERS = {
     "finetune": finetune_rows,
     "distill": distill_rows,
@@ -904,8 +919,8 @@ def main() -> None:
                              "and the OpenVINO variants' layers (OpenVINO's PERF_COUNT)")  # fmt: skip
     parser.add_argument("--results", help="Markdown file to append the section to (default: "
                         "benchmarks/RESULTS.md; --quick: none)")  # fmt: skip
-    parser.add_argument("--chart", help="PNG bar chart of the ratios (default: benchmarks/run_<device>.png; "
-                        "--quick: none)")  # fmt: skip
+    parser.add_argument("--chart", help="PNG bar chart of the ratios (default: benchmarks/"
+                        "run_<device>[_<cpu kind>][_<groups>].png, see default_chart_name; --quick: none)")  # fmt: skip
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no GPU")
@@ -913,7 +928,7 @@ def main() -> None:
     if args.rounds is not None:
         settings.rounds = args.rounds
     results = args.results or (None if args.quick else str(HERE / "RESULTS.md"))
-    chart = args.chart or (None if args.quick else str(HERE / f"run_{args.device}.png"))
+    chart = args.chart or (None if args.quick else str(HERE / default_chart_name(args.device, args.only)))
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()

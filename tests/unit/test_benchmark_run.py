@@ -112,3 +112,11 @@ def test_fastest_runtime_rows_pick_the_fastest_that_ran_and_the_machines_targets
         ms, weights, {n: "x" for n in ("cpu_int8", "openvino", "openvino_int8", "bf16")}
     )
     assert len(none_ran) == 1 and none_ran[0].skipped
+
+
+def test_default_chart_names_keep_each_machine_kinds_chart(run, monkeypatch):
+    monkeypatch.setattr(run, "cpu_flags", lambda: {"avx2", "avx512f", "amx_int8"})
+    assert run.default_chart_name("cpu", list(run.GROUPS)) == "run_cpu_amx.png"
+    monkeypatch.setattr(run, "cpu_flags", lambda: {"avx2", "fma"})
+    assert run.default_chart_name("cpu", ["inference"]) == "run_cpu_avx2_inference.png"
+    assert run.default_chart_name("cuda", ["generate", "finetune"]) == "run_cuda_finetune_generate.png"
