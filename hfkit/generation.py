@@ -41,7 +41,11 @@ class GenerateArguments:
         metadata={"help": "Load this .gguf file inside model_name_or_path (dequantized to float)."},
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
-        default="auto", metadata={"help": "Weights dtype; auto keeps the checkpoint's."}
+        default="auto",
+        metadata={
+            "help": "Weights dtype; auto keeps the checkpoint's, except on a CPU with native bf16 (AVX512-BF16 or "
+            "AMX), where hfkit generate decodes in bfloat16 (as training's auto rule; HFKIT_AUTO_BF16=0 turns it off)."
+        },
     )
     device: str | None = field(
         default=None, metadata={"help": "cpu, cuda, cuda:1 ...; default: cuda if any."}

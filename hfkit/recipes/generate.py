@@ -17,9 +17,22 @@ from hfkit.errors import UserInputError
 from hfkit.generation import GenerateArguments, collect_prompts, generate_details, write_jsonl
 from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer
 from hfkit.parsing import parse_args
+from hfkit.trainers.base_config import native_bf16
 
 ARG_TYPES = (GenerateArguments,)
 logger = logging.getLogger("hfkit")
+
+
+def decode_dtype(dtype: str, device: str) -> str:
+    """'auto' decodes in bf16 on a CPU that runs it natively (AVX512-BF16 / AMX: training's auto rule, and
+    HFKIT_AUTO_BF16=0 turns it off); elsewhere 'auto' keeps the checkpoint's dtype. An explicit dtype is kept."""
+    if dtype == "auto" and torch.device(device).type == "cpu" and native_bf16(on_cpu=True):
+        logger.info(
+            "decoding in bf16: this CPU runs it natively (AVX512-BF16/AMX); --dtype float32 keeps float32 "
+            "(greedy tokens can differ from float32's)"
+        )
+        return "bfloat16"
+    return dtype
 
 
 def main(argv: list[str] | None = None) -> list[str]:
@@ -33,11 +46,12 @@ def main(argv: list[str] | None = None) -> list[str]:
         )
     prompts = collect_prompts(args)  # read the prompts first: a bad file fails before the model loads
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_causal_lm(args.model_name_or_path, dtype=args.dtype, gguf_file=args.gguf_file).to(device)
+    dtype = decode_dtype(args.dtype, device)
+    model = load_causal_lm(args.model_name_or_path, dtype=dtype, gguf_file=args.gguf_file).to(device)
     tokenizer = load_causal_lm_tokenizer(args.model_name_or_path, gguf_file=args.gguf_file)
     assistant = assistant_tokenizer = None
     if args.assistant_model is not None:
-        assistant = load_causal_lm(args.assistant_model, dtype=args.dtype).to(device)
+        assistant = load_causal_lm(args.assistant_model, dtype=dtype).to(device)
         assistant_tokenizer = load_causal_lm_tokenizer(args.assistant_model)
 
     results = generate_details(model, tokenizer, prompts, args, assistant, assistant_tokenizer)

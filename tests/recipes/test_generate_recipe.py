@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from hfkit.generation import GenerateArguments, generate
 from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer
@@ -69,3 +70,29 @@ def test_recipe_rejects_unknown_key_with_suggestion():
     recipe = load_recipe("generate")
     with pytest.raises(ConfigError, match="max_new_token.*did you mean: max_new_tokens"):
         recipe.main(["--model_name_or_path", "m", "--prompt", "a", "--max_new_token", "3"])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_decodes_in_bf16_only_where_the_cpu_has_it(tiny_lm, monkeypatch, native):
+    """--dtype auto: bf16 on a CPU with native bf16 (training's auto rule), the checkpoint's float32 elsewhere;
+    an explicit --dtype always wins. Same tokens count either way (the greedy run completes)."""
+    recipe = load_recipe("generate")
+    monkeypatch.setattr(recipe, "native_bf16", lambda on_cpu: native)
+    loaded = []
+    real = recipe.load_causal_lm
+    monkeypatch.setattr(recipe, "load_causal_lm", lambda *a, **k: loaded.append(real(*a, **k)) or loaded[-1])
+    common = [
+        "--model_name_or_path",
+        str(tiny_lm),
+        "--prompt",
+        "w1 w2",
+        "--max_new_tokens",
+        "3",
+        "--device",
+        "cpu",
+    ]
+    recipe.main(common)
+    assert next(loaded[-1].parameters()).dtype == (torch.bfloat16 if native else torch.float32)
+    recipe.main([*common, "--dtype", "float32"])
+    assert next(loaded[-1].parameters()).dtype == torch.float32
+    assert recipe.decode_dtype("auto", "cuda") == "auto"  # a GPU keeps the checkpoint's dtype
