@@ -21,6 +21,7 @@ read off: a draft needs a high a at a low c.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -147,6 +148,8 @@ def main() -> None:
         print("top-1 agreement: not measured (the draft has another tokenizer)")
         return
     print(f"top-1 agreement of the draft with the model (teacher-forced, held-out text): a = {agreement:.3f}")
+    print("held-out perplexity (16 blocks of 256 tokens): model "
+          + ", draft ".join(f"{held_out_perplexity(m, tokenizer, args.data):.2f}" for m in (model, draft)))  # fmt: skip
     bounds = ", ".join(f"k={k}: {expected_speedup(agreement, cost, k):.2f}x" for k in range(1, 9))
     print(f"expected speed-up (1 - a^(k+1)) / ((1 - a)(k c + 1)): {bounds}")
 
@@ -155,6 +158,19 @@ def expected_speedup(a: float, c: float, k: int) -> float:
     """Leviathan et al. (2023), eq. 1 and Theorem 3.8: tokens per verifying step over its cost in model steps."""
     tokens = (k + 1) if a >= 1 else (1 - a ** (k + 1)) / (1 - a)
     return tokens / (k * c + 1)
+
+
+@torch.inference_mode()
+def held_out_perplexity(model, tokenizer, path: str, blocks: int = 16, length: int = 256) -> float:
+    """exp(mean NLL per token) on the first `blocks` blocks of the held-out tenth (what a draft's quality costs)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    ids = tokenizer(text[int(0.9 * len(text)) :], return_tensors="pt")["input_ids"][0]
+    nll = 0.0
+    for i in range(blocks):
+        block = ids[i * length : (i + 1) * length][None]
+        nll += model(block, labels=block).loss.item()
+    return math.exp(nll / blocks)
 
 
 @torch.inference_mode()
