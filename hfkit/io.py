@@ -74,7 +74,7 @@ ONNX_FILE = "model.onnx"
 OPENVINO_FIELD = "openvino"
 # The IR of an OpenVINO folder (its weights are the .bin beside it); optimum-intel's file name.
 OPENVINO_FILE = "openvino_model.xml"
-# The IR's weights: raw tensor bytes that the .xml addresses by offset (data, no code; not torch's pickle .bin).
+# The IR's weights: raw tensor bytes that the .xml addresses by offset (data, no code, unlike torch's .bin).
 OPENVINO_WEIGHTS = "openvino_model.bin"
 # Module attribute holding a 4-bit layer's quant state as loaded, before any CPU repacking.
 ORIGINAL_QUANT_STATE = "_hfkit_original_quant_state"

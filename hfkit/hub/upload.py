@@ -56,7 +56,7 @@ TOKENIZER_FILES = (
 )
 # The files an exported runtime folder holds its weights in, staged only from such a folder: ONNX_FILE from a CPU
 # int8 folder (hfkit.compress.cpu_int8; protobuf: data, no code), the IR's .xml and its raw-tensor .bin from an
-# OpenVINO folder (hfkit.compress.openvino; OpenVINO's .bin is tensor bytes, not torch's pickle).
+# OpenVINO folder (hfkit.compress.openvino; OpenVINO's .bin is raw tensor bytes: no code, unlike torch's .bin).
 EXPORTED_FILES = (ONNX_FILE, OPENVINO_FILE, OPENVINO_WEIGHTS)
 # The allow-list as huggingface_hub patterns (top level only: no checkpoint-*/ folder matches them).
 UPLOAD_PATTERNS = [
