@@ -50,10 +50,14 @@ def cpu_flags() -> str:
     return f"{model}; {' '.join(kept)}"
 
 
-def held_out_prompts(path: str, tokenizer, n: int, tokens: int = 32) -> list[str]:
+def held_out_text(path: str) -> str:
+    """The last 10% of the text file: what the clm configs hold out (prompts, perplexity and agreement read it)."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
-    held = text[int(0.9 * len(text)) :]
+    return text[int(0.9 * len(text)) :]
+
+
+def held_out_prompts(held: str, tokenizer, n: int, tokens: int = 32) -> list[str]:
     ids = tokenizer(held, add_special_tokens=False)["input_ids"]
     step = max(tokens, len(ids) // n)
     return [tokenizer.decode(ids[i * step : i * step + tokens]) for i in range(n)]
@@ -100,7 +104,8 @@ def main() -> None:
         draft, draft_tokenizer = int8_copy(model), tokenizer
     else:
         draft, draft_tokenizer = load_causal_lm(args.assistant), load_causal_lm_tokenizer(args.assistant)
-    prompts = held_out_prompts(args.data, tokenizer, args.prompts)
+    held = held_out_text(args.data)
+    prompts = held_out_prompts(held, tokenizer, args.prompts)
     gen = GenerateArguments(
         model_name_or_path=args.model, prompt=prompts, chat_template=False, max_new_tokens=args.max_new_tokens,
         batch_size=1,
@@ -122,11 +127,10 @@ def main() -> None:
             rates[key].append(tokens / seconds)
     plain, assisted = statistics.median(rates["plain"]), statistics.median(rates["assisted"])
     draft_rate = statistics.median(rates["draft"])
-    agreement = (
-        top1_agreement(model, draft, tokenizer, args.data)
-        if draft_tokenizer.get_vocab() == tokenizer.get_vocab()
-        else None
-    )
+    # With one tokenizer both models read the same held-out ids (tokenized once) for agreement and perplexity.
+    shared = draft_tokenizer.get_vocab() == tokenizer.get_vocab()
+    held_ids = tokenizer(held, return_tensors="pt")["input_ids"][0] if shared else None
+    agreement = top1_agreement(model, draft, held_ids) if shared else None
     params = {
         name: sum(p.numel() for p in m.parameters()) for name, m in (("model", model), ("draft", draft))
     }
@@ -149,7 +153,7 @@ def main() -> None:
         return
     print(f"top-1 agreement of the draft with the model (teacher-forced, held-out text): a = {agreement:.3f}")
     print("held-out perplexity (16 blocks of 256 tokens): model "
-          + ", draft ".join(f"{held_out_perplexity(m, tokenizer, args.data):.2f}" for m in (model, draft)))  # fmt: skip
+          + ", draft ".join(f"{held_out_perplexity(m, held_ids):.2f}" for m in (model, draft)))  # fmt: skip
     bounds = ", ".join(f"k={k}: {expected_speedup(agreement, cost, k):.2f}x" for k in range(1, 9))
     print(f"expected speed-up (1 - a^(k+1)) / ((1 - a)(k c + 1)): {bounds}")
 
@@ -161,11 +165,8 @@ def expected_speedup(a: float, c: float, k: int) -> float:
 
 
 @torch.inference_mode()
-def held_out_perplexity(model, tokenizer, path: str, blocks: int = 16, length: int = 256) -> float:
-    """exp(mean NLL per token) on the first `blocks` blocks of the held-out tenth (what a draft's quality costs)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    ids = tokenizer(text[int(0.9 * len(text)) :], return_tensors="pt")["input_ids"][0]
+def held_out_perplexity(model, ids: torch.Tensor, blocks: int = 16, length: int = 256) -> float:
+    """exp(mean NLL per token) on the first `blocks` blocks of the held-out ids (what a draft's quality costs)."""
     nll = 0.0
     for i in range(blocks):
         block = ids[i * length : (i + 1) * length][None]
@@ -174,12 +175,10 @@ def held_out_perplexity(model, tokenizer, path: str, blocks: int = 16, length: i
 
 
 @torch.inference_mode()
-def top1_agreement(model, draft, tokenizer, path: str, tokens: int = 512) -> float:
-    """How often the draft's greedy next token is the model's, on held-out text both read (same tokenizer)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    ids = tokenizer(text[int(0.9 * len(text)) :][: 8 * tokens], return_tensors="pt")["input_ids"][:, :tokens]
-    return (model(ids).logits.argmax(-1) == draft(ids).logits.argmax(-1)).float().mean().item()
+def top1_agreement(model, draft, ids: torch.Tensor, tokens: int = 512) -> float:
+    """How often the draft's greedy next token is the model's on the first `tokens` held-out ids."""
+    window = ids[:tokens][None]
+    return (model(window).logits.argmax(-1) == draft(window).logits.argmax(-1)).float().mean().item()
 
 
 if __name__ == "__main__":

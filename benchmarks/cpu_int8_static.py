@@ -4,9 +4,9 @@
 
 Does a calibrated static int8 graph beat the dynamic one `cpu_int8` ships? Static quantization fixes every
 activation's int8 scale from calibration rows, so no per-batch min/max pass runs at inference; dynamic computes
-it per batch. All three graphs come from one export of `--model` (a trained classifier folder): the float graph
-(exported and fused as `hfkit.compress.cpu_int8` does), `quantize_dynamic` with cpu_int8's settings (what the
-stage ships), and `quantize_static` in QDQ format with the same op types, per-channel int8 weights, uint8
+it per batch. The three graphs of `--model` (a trained classifier folder): the float graph (exported and fused
+as `hfkit.compress.cpu_int8` does), the `cpu_int8` stage's own graph (`export_cpu_int8`: what the stage ships),
+and `quantize_static` of the float graph in QDQ format with the same op types, per-channel int8 weights, uint8
 activations, the same float head, calibrated with MinMax on `--calibration_rows` seeded TRAINING rows (never the
 validation text). Accuracy: the 1,000 validation sentences. Latency: ONNX Runtime sessions with one thread
 alternated round-robin over `--rounds` rounds (one warm-up round dropped), median ms per batch, ratio to the
@@ -31,7 +31,6 @@ from onnxruntime.quantization import (
     CalibrationMethod,
     QuantFormat,
     QuantType,
-    quantize_dynamic,
     quantize_static,
 )
 from onnxruntime.transformers import optimizer
@@ -40,10 +39,10 @@ from transformers import AutoTokenizer
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from hfkit.compress.cpu_int8 import _export, _float_head_nodes  # noqa: E402  (the stage's own export steps)
+from hfkit.compress.cpu_int8 import _export, _float_head_nodes, export_cpu_int8  # noqa: E402  (the stage's steps)
 from hfkit.compress.quantize import skip_modules_for  # noqa: E402
 from hfkit.data import load_data_file  # noqa: E402
-from hfkit.io import TaskKind, load_weights  # noqa: E402
+from hfkit.io import ONNX_FILE, TaskKind, load_weights  # noqa: E402
 from hfkit.trainers.base_config import cpu_flags  # noqa: E402
 
 DATA = os.path.join(REPO, "..", "shared", "data", "sst2", "sentence_split")
@@ -83,13 +82,12 @@ def build(
     head = _float_head_nodes(fused, skip)
     paths = {
         "float": fused,
-        "dynamic": os.path.join(work, "dynamic.onnx"),
+        # What the cpu_int8 stage ships, made by the stage itself (not a copy of its settings).
+        "dynamic": os.path.join(
+            export_cpu_int8(folder, os.path.join(work, "cpu_int8"), tokenizer=tokenizer), ONNX_FILE
+        ),
         "static": os.path.join(work, "static.onnx"),
     }
-    quantize_dynamic(
-        fused, paths["dynamic"], op_types_to_quantize=["MatMul", "Gather"], weight_type=QuantType.QInt8,
-        per_channel=True, nodes_to_exclude=head,
-    )  # fmt: skip
     quantize_static(
         fused, paths["static"], _Rows(tokenizer, calibration, names, max_length), quant_format=QuantFormat.QDQ,
         op_types_to_quantize=["MatMul", "Gather"], per_channel=True, activation_type=QuantType.QUInt8,

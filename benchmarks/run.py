@@ -765,7 +765,7 @@ def fastest_runtime_rows(
     AVX512 without AMX), >= 2x at batch 32. Weights <= 0.3x float32's either way. Accuracy is not timed
     here: the compress recipe's 'auto-cpu' chain measures it on the trained student.
     """
-    amx = "amx_int8" in cpu_flags() or "amx_bf16" in cpu_flags()
+    amx = bool({"amx_int8", "amx_bf16"} & set(cpu_flags()))
     candidates = [
         n for n in (*CPU_RUNTIMES, *(["bf16"] if native_bf16(on_cpu=True) else [])) if n not in skip
     ]
