@@ -11,14 +11,15 @@ float32 from this run. Memory: the weight file, the bytes of the weights as held
 the graph's initializers) and the resident-memory growth of a fresh process that loads it and runs it once. Accuracy: both models
 on the validation file through hfkit.evaluation.evaluate_classifier, as the compress recipe scores its variants.
 `--profile` prints the top operators of each model at the largest batch (torch.profiler, ONNX Runtime's profiler).
+`--with_skip_layernorm` adds the int8 graph run with ONNX Runtime's session-time SkipLayerNormFusion on (the graph
+hfkit shipped before: the fused SkipLayerNormalization kernel measured slower than Add + LayerNormalization).
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
+import copy
 import gc
-import json
 import os
 import platform
 import statistics
@@ -35,7 +36,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from hfkit.compress.cpu_int8 import export_cpu_int8
 from hfkit.data import load_data_file
 from hfkit.evaluation import evaluate_classifier, size_on_disk_mb
-from hfkit.io import load_model
+from hfkit.io import CPU_INT8_FIELD, OnnxClassifier, load_model
 from hfkit.modeling import resolve_model_path
 from hfkit.student import student_from_teacher
 
@@ -81,39 +82,20 @@ def build_untrained_student(folder: str) -> None:
     AutoTokenizer.from_pretrained(path).save_pretrained(folder)
 
 
-def profile_top_ops(model, batch, onnx_dir: str | None, top: int = 8) -> list[tuple[str, float]]:
-    """Mean ms per forward of the top operators: torch.profiler for torch, ONNX Runtime's profiler for a graph."""
+def profile_top_ops(model, batch, top: int = 8) -> list[tuple[str, float]]:
+    """Mean ms per forward of the top operators: torch.profiler for torch, ONNX Runtime's profiler for a graph
+    (`OnnxClassifier.op_times`, on a session built like the deployed one)."""
+    if isinstance(model, OnnxClassifier):
+        return model.op_times(batch)[:top]
     runs = 3
-    if onnx_dir is None:
-        with (
-            torch.inference_mode(),
-            torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p,
-        ):
-            for _ in range(runs):
-                model(**batch)
-        events = sorted(p.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-        return [(e.key, e.self_cpu_time_total / 1000 / runs) for e in events[:top]]
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.enable_profiling = True
-    options.profile_file_prefix = os.path.join(tempfile.mkdtemp(), "ort")
-    session = onnxruntime.InferenceSession(os.path.join(onnx_dir, "model.onnx"), options)
-    feed = {i.name: batch[i.name].numpy() for i in session.get_inputs()}
-    for _ in range(runs + 1):
-        session.run(None, feed)
-    with open(session.end_profiling()) as f:
-        events = json.load(f)
-    # The first run prepacks the int8 weights: leave it out.
-    first = min((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
-    totals: collections.Counter = collections.Counter()
-    for e in events:
-        if (
-            e.get("cat") == "Node"
-            and e["name"].endswith("_kernel_time")
-            and e["ts"] > first["ts"] + first["dur"]
-        ):
-            totals[e["args"]["op_name"]] += e["dur"]
-    return [(op, us / 1000 / runs) for op, us in totals.most_common(top)]
+    with (
+        torch.inference_mode(),
+        torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p,
+    ):
+        for _ in range(runs):
+            model(**batch)
+    events = sorted(p.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    return [(e.key, e.self_cpu_time_total / 1000 / runs) for e in events[:top]]
 
 
 def main() -> None:
@@ -129,6 +111,12 @@ def main() -> None:
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--with_skip_layernorm",
+        action="store_true",
+        help="also time the same int8 graph with ONNX Runtime's SkipLayerNormFusion left on (what hfkit "
+        "shipped before it was disabled)",
+    )
     parser.add_argument(
         "--rss_of", help=argparse.SUPPRESS
     )  # internal: one model's memory, in a child process
@@ -153,6 +141,10 @@ def main() -> None:
     models = {
         name: (*load_model(folder), resident_growth(folder, args.length)) for name, folder in folders.items()
     }
+    if args.with_skip_layernorm:
+        config = copy.deepcopy(models["cpu_int8"][0].config)
+        getattr(config, CPU_INT8_FIELD)["ort_disabled_optimizers"] = []
+        models["int8+SkipLN"] = (OnnxClassifier(int8_dir, config), models["cpu_int8"][1], None)
     batches = {
         bs: dict(models["float32"][1](texts[:bs], padding="max_length", truncation=True,
                                       max_length=args.length, return_tensors="pt"))
@@ -183,7 +175,7 @@ def main() -> None:
     print(
         f"latency: median of {args.rounds} rounds, rows of {args.length} tokens, models alternated every round"
     )
-    header = f"{'model':<10}" + "".join(f" {'bs ' + str(bs) + ' ms':>10} {'x':>6}" for bs in batches)
+    header = f"{'model':<12}" + "".join(f" {'bs ' + str(bs) + ' ms':>10} {'x':>6}" for bs in batches)
     print(header)
     for name in models:
         cells = ""
@@ -191,18 +183,20 @@ def main() -> None:
             ms = 1000 * statistics.median(times[(name, bs)])
             base = 1000 * statistics.median(times[("float32", bs)])
             cells += f" {ms:>10.2f} {base / ms:>5.2f}x"
-        print(f"{name:<10}{cells}")
+        print(f"{name:<12}{cells}")
     print(
         f"\n{'model':<10} {'file MB':>8} {'weights MB':>10} {'RSS +MB':>8} {'accuracy':>9}  ({len(raw):,} rows)"
     )
     for name, (model, _, rss) in models.items():
-        print(f"{name:<10} {size_on_disk_mb(folders[name]):>8.1f} {model.get_memory_footprint() / 1e6:>10.1f} "
-              f"{rss / 1e6:>8.1f} {100 * accuracy[name]:>8.2f}%")  # fmt: skip
+        size = size_on_disk_mb(folders.get(name, int8_dir))
+        resident = f"{rss / 1e6:>8.1f}" if rss is not None else f"{'-':>8}"
+        print(f"{name:<10} {size:>8.1f} {model.get_memory_footprint() / 1e6:>10.1f} {resident} "
+              f"{100 * accuracy[name]:>8.2f}%")  # fmt: skip
     if args.profile:
         bs = max(batches)
         for name, (model, _, _) in models.items():
             print(f"\ntop operators, {name}, batch {bs} (ms per forward, self time):")
-            for op, ms in profile_top_ops(model, batches[bs], int8_dir if name == "cpu_int8" else None):
+            for op, ms in profile_top_ops(model, batches[bs]):
                 print(f"  {op:<40} {ms:>8.2f}")
 
 

@@ -5,8 +5,8 @@
 Does a calibrated static int8 graph beat the dynamic one `cpu_int8` ships? Static quantization fixes every
 activation's int8 scale from calibration rows, so no per-batch min/max pass runs at inference; dynamic computes
 it per batch. The three graphs of `--model` (a trained classifier folder): the float graph (exported and fused
-as `hfkit.compress.cpu_int8` does), the `cpu_int8` stage's own graph (`export_cpu_int8`: what the stage ships),
-and `quantize_static` of the float graph in QDQ format with the same op types, per-channel int8 weights, uint8
+by `hfkit.compress.cpu_int8`'s own steps), the `cpu_int8` stage's own graph (`export_cpu_int8`: what the stage
+ships), and `quantize_static` of the float graph in QDQ format with the same op types, per-channel int8 weights, uint8
 activations, the same float head, calibrated with MinMax on `--calibration_rows` seeded TRAINING rows (never the
 validation text). Accuracy: the 1,000 validation sentences. Latency: ONNX Runtime sessions with one thread
 alternated round-robin over `--rounds` rounds (one warm-up round dropped), median ms per batch, ratio to the
@@ -33,13 +33,18 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
-from onnxruntime.transformers import optimizer
 from transformers import AutoTokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from hfkit.compress.cpu_int8 import _export, _float_head_nodes, export_cpu_int8  # noqa: E402  (the stage's steps)
+from hfkit.compress.cpu_int8 import (  # noqa: E402  (the stage's steps)
+    ORT_DISABLED_OPTIMIZERS,
+    _export,
+    _float_head_nodes,
+    _fuse,
+    export_cpu_int8,
+)
 from hfkit.compress.quantize import skip_modules_for  # noqa: E402
 from hfkit.data import load_data_file  # noqa: E402
 from hfkit.io import ONNX_FILE, TaskKind, load_weights  # noqa: E402
@@ -75,10 +80,7 @@ def build(
     skip = skip_modules_for(model)
     raw = os.path.join(work, "float_raw.onnx")
     names = _export(model, tokenizer, raw)
-    fused = os.path.join(work, "float.onnx")
-    optimizer.optimize_model(
-        raw, model_type="bert", num_heads=0, hidden_size=0, opt_level=1
-    ).save_model_to_file(fused)
+    fused = _fuse(raw, os.path.join(work, "float.onnx"))
     head = _float_head_nodes(fused, skip)
     paths = {
         "float": fused,
@@ -112,8 +114,15 @@ def main() -> None:
         paths, names = build(args.model, work, calibration, args.max_length)
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+        # Every graph without the session-time rewrites the stage disables (as OnnxClassifier loads them).
         sessions = {
-            k: ort.InferenceSession(p, options, providers=["CPUExecutionProvider"]) for k, p in paths.items()
+            k: ort.InferenceSession(
+                p,
+                options,
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=list(ORT_DISABLED_OPTIMIZERS),
+            )
+            for k, p in paths.items()
         }
         sizes = {k: os.path.getsize(p) / 1e6 for k, p in paths.items()}
 

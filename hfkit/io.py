@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -426,25 +427,61 @@ class OnnxClassifier(_ExportedClassifier):
     def __init__(self, folder: str | os.PathLike, config: PretrainedConfig, num_threads: int | None = None):
         super().__init__()
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401  (installed? the error below says how)
         except ImportError as err:
             raise UserInputError(
                 f"{folder} is a CPU int8 (ONNX Runtime) folder and onnxruntime is not installed: "
                 'pip install "hfkit[onnx]".'
             ) from err
-        options = ort.SessionOptions()
-        # Same thread count as torch (OMP_NUM_THREADS / torch.set_num_threads), so the two compare fairly.
-        options.intra_op_num_threads = num_threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        path = os.path.join(os.fspath(folder), ONNX_FILE)
-        if not os.path.isfile(path):
+        self.path = os.path.join(os.fspath(folder), ONNX_FILE)
+        if not os.path.isfile(self.path):
             raise MissingInputError(
-                f"{path} not found: {folder} is not a complete CPU int8 folder; export it again."
+                f"{self.path} not found: {folder} is not a complete CPU int8 folder; export it again."
             )
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        self.input_names = [i.name for i in self.session.get_inputs()]
         self.config = config
         self._facts = getattr(config, CPU_INT8_FIELD)
+        # Same thread count as torch (OMP_NUM_THREADS / torch.set_num_threads), so the two compare fairly.
+        self.num_threads = num_threads or torch.get_num_threads()
+        self.session = self._session()
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def _session(self, profile_prefix: str | None = None) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = self.num_threads, 1
+        if profile_prefix:
+            options.enable_profiling, options.profile_file_prefix = True, profile_prefix
+        # The session-time rewrites the export measured as slower (hfkit.compress.cpu_int8); none in older folders.
+        return ort.InferenceSession(
+            self.path, options, providers=["CPUExecutionProvider"],
+            disabled_optimizers=list(self._facts.get("ort_disabled_optimizers", [])),
+        )  # fmt: skip
+
+    def op_times(self, batch: Mapping[str, Any], runs: int = 3) -> list[tuple[str, float]]:
+        """Where a forward's time goes: ms per forward by operator type, largest first, from ONNX Runtime's own
+        profiler on a session built like this one (same threads and graph rewrites). One warm-up run first
+        (ONNX Runtime prepacks its int8 weights then) is left out."""
+        import collections
+        import tempfile
+
+        feed = {n: torch.as_tensor(batch[n]).to(torch.int64).numpy() for n in self.input_names}
+        with tempfile.TemporaryDirectory() as work:
+            session = self._session(os.path.join(work, "ort"))
+            for _ in range(runs + 1):
+                session.run(None, feed)
+            with open(session.end_profiling()) as f:
+                events = json.load(f)
+        first = min((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
+        totals: collections.Counter = collections.Counter()
+        for e in events:
+            if (
+                e.get("cat") == "Node"
+                and e["name"].endswith("_kernel_time")
+                and e["ts"] > first["ts"] + first["dur"]
+            ):
+                totals[e["args"]["op_name"]] += e["dur"]
+        return [(op, us / 1000 / runs) for op, us in totals.most_common()]
 
     def _run(self, feed: dict[str, Any]) -> Any:
         (logits,) = self.session.run(None, feed)

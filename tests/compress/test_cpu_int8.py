@@ -105,6 +105,53 @@ def test_weights_and_embeddings_are_int8_and_the_head_stays_float(chain):
     assert head and all(dtypes[n] == onnx.TensorProto.FLOAT for n in head)
 
 
+def test_residual_layernorm_stays_unfused_in_graph_and_session(chain, tmp_path, monkeypatch):
+    """ONNX Runtime's fused SkipLayerNormalization CPU kernel is the slow one (RESULTS "CPU int8: residual +
+    LayerNorm unfused, ..."): neither the export nor the session built by the loader may make it."""
+    import onnxruntime
+
+    _, _, _, int8 = chain
+    path = f"{int8.folder}/{ONNX_FILE}"
+    ops = [n.op_type for n in onnx.load(path).graph.node]
+    assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops
+    assert "BiasGelu" in ops  # the other fusion still runs
+
+    def optimized_ops(name: str, session_kwargs: dict) -> list[str]:
+        # ONNX Runtime writes the graph it will run after its own session-time rewrites.
+        written = tmp_path / f"{name}.onnx"
+        options = session_kwargs.pop("options")
+        options.optimized_model_filepath = str(written)
+        real_session(session_kwargs.pop("path"), options, **session_kwargs)
+        return [n.op_type for n in onnx.load(written).graph.node]
+
+    real_session = onnxruntime.InferenceSession
+    seen = {}
+
+    def recording_session(path, options, **kwargs):
+        seen.update(path=path, options=options, **kwargs)
+        return real_session(path, options, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", recording_session)
+    load_model(int8.folder)
+    loader_ops = optimized_ops("loader", dict(seen))
+    assert "SkipLayerNormalization" not in loader_ops and "LayerNormalization" in loader_ops
+    # Without the recorded list, ONNX Runtime fuses the pattern itself when the session loads.
+    plain_ops = optimized_ops("plain", {"path": path, "options": onnxruntime.SessionOptions()})
+    assert "SkipLayerNormalization" in plain_ops
+
+
+def test_op_times_profile_the_deployed_session_by_operator(chain):
+    _, _, _, int8 = chain
+    model, tokenizer = load_model(int8.folder)
+    times = dict(model.op_times(tokenizer(VALIDATION, padding=True, return_tensors="pt"), runs=2))
+    # ONNX Runtime fuses DynamicQuantizeLinear + MatMulInteger into its int8 kernels when the session loads:
+    # the profile names what runs, and the session-time rewrites the folder disables stay off.
+    assert {"DynamicQuantizeMatMul", "LayerNormalization", "BiasGelu"} <= set(times)
+    assert "SkipLayerNormalization" not in times and "MatMulInteger" not in times
+    assert all(ms > 0 for ms in times.values())
+    assert list(times.values()) == sorted(times.values(), reverse=True)
+
+
 def test_reloaded_logits_are_close_to_the_float_model(chain):
     student, tokenizer, _, int8 = chain
     model, int8_tokenizer = load_classifier_folder(int8.folder)
