@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedModel
 
 from ..errors import UserInputError
 from ..io import (
@@ -156,6 +156,11 @@ def export_openvino(
         )
         # and OpenVINO's converter still asks transformers for a renamed property.
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        # The tracer reads every attribute of each submodule; transformers' `loss_function` getter then warns
+        # about a loss type (naming a causal-LM loss) that this forward, without labels, never computes.
+        for module in model.modules():
+            if isinstance(module, PreTrainedModel):
+                module.loss_function = None
         ov_model = ov.convert_model(model, example_input=example)
     del model
     extra: dict[str, Any] = {}

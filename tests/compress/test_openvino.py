@@ -16,6 +16,7 @@ from unittest import mock
 import pytest
 import torch
 from datasets import Dataset
+from transformers.utils import logging as hf_logging
 
 from hfkit.compress.lowrank import LowRankArguments
 from hfkit.compress.pipeline import CompressArguments, measure_variant, run_chains
@@ -92,17 +93,42 @@ def chains(tmp_path_factory):
         made.append(quantize(model, dataset, **k))
         return made[-1]
 
-    with (
-        mock.patch.object(ov, "convert_model", keep_converted),
-        mock.patch.object(nncf, "quantize", keep_quantized),
-    ):
-        results = run_chains(
-            args, tokenizer, str(root / "out"), measure, PruneArguments(), LowRankArguments(), QuantizeArguments(),
-            root_parameters=student.num_parameters(), train_rows=lambda: list(TRAIN),
-        )  # fmt: skip
+    # What transformers logs while the stages run (its once-only warnings forgotten, so none is hidden by an
+    # earlier test in this process).
+    transformers_logs = _Records()
+    transformers_logger = logging.getLogger("transformers")
+    transformers_logger.addHandler(transformers_logs)
+    hf_logging.warning_once.cache_clear()
+    try:
+        with (
+            mock.patch.object(ov, "convert_model", keep_converted),
+            mock.patch.object(nncf, "quantize", keep_quantized),
+        ):
+            results = run_chains(
+                args, tokenizer, str(root / "out"), measure, PruneArguments(), LowRankArguments(),
+                QuantizeArguments(), root_parameters=student.num_parameters(), train_rows=lambda: list(TRAIN),
+            )  # fmt: skip
+    finally:
+        transformers_logger.removeHandler(transformers_logs)
     # made: the float conversion (openvino), then the int8 stage's conversion and its quantized model.
     models = {"openvino": made[0], "openvino_int8": made[2]}
-    return student, tokenizer, {r.name: r for r in results}, models, calibration
+    return student, tokenizer, {r.name: r for r in results}, models, calibration, transformers_logs.messages
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_export_logs_no_warning_about_a_loss_it_never_computes(chains):
+    """OpenVINO's tracer reads transformers' `loss_function` property on every submodule, which warned
+    "`loss_type=None` ... Using the default loss: `ForCausalLMLoss`" for a classifier export."""
+    messages = chains[-1]
+    assert not [m for m in messages if "loss_type" in m], messages
 
 
 def _batch(tokenizer):
@@ -118,7 +144,7 @@ def _float_logits(student, batch) -> tuple[torch.Tensor, float]:
 
 @pytest.mark.parametrize("name", ["openvino", "openvino_int8"])
 def test_folder_reloads_to_the_in_memory_compiled_model(chains, name):
-    _, tokenizer, results, models, _ = chains
+    _, tokenizer, results, models, _, _ = chains
     result = results[name]
     assert result.folder.endswith(name) and Path(result.folder, OPENVINO_FILE).is_file()
     assert Path(result.folder, OPENVINO_WEIGHTS).is_file()
@@ -144,7 +170,7 @@ def test_folder_reloads_to_the_in_memory_compiled_model(chains, name):
 
 
 def test_float32_ir_matches_torch(chains):
-    student, tokenizer, results, _, _ = chains
+    student, tokenizer, results, _, _, _ = chains
     model, _ = load_model(results["openvino"].folder)
     batch = _batch(tokenizer)
     expected, spread = _float_logits(student, batch)
@@ -160,7 +186,7 @@ def test_float32_ir_matches_torch(chains):
 
 
 def test_int8_ir_is_close_to_float32_and_sees_the_mask(chains):
-    student, tokenizer, results, _, _ = chains
+    student, tokenizer, results, _, _, _ = chains
     model, _ = load_model(results["openvino_int8"].folder)
     batch = _batch(tokenizer)
     expected, spread = _float_logits(student, batch)
@@ -178,7 +204,7 @@ def test_int8_ir_is_close_to_float32_and_sees_the_mask(chains):
 
 
 def test_int8_ir_holds_int8_weights_and_runs_int8_kernels(chains):
-    _, _, results, _, _ = chains
+    _, _, results, _, _, _ = chains
     folder = results["openvino_int8"].folder
     ir = ov.Core().read_model(Path(folder, OPENVINO_FILE))
     ops = Counter(op.get_type_name() for op in ir.get_ordered_ops())
@@ -207,7 +233,7 @@ def test_int8_ir_holds_int8_weights_and_runs_int8_kernels(chains):
 
 
 def test_int8_calibrates_on_training_rows_only(chains):
-    _, tokenizer, results, _, calibration = chains
+    _, tokenizer, results, _, calibration, _ = chains
     train_ids = [tokenizer(t)["input_ids"] for t in TRAIN]
     assert len(calibration) == len(TRAIN) == results["openvino_int8"].extra["calibration_rows"]
     assert all(item["input_ids"].shape[0] == 1 for item in calibration)  # one row each, unpadded
@@ -215,14 +241,14 @@ def test_int8_calibrates_on_training_rows_only(chains):
 
 
 def test_openvino_model_times_with_the_report_code(chains):
-    _, _, results, _, _ = chains
+    _, _, results, _, _, _ = chains
     models = {name: load_model(results[name].folder) for name in ("openvino", "openvino_int8")}
     ms = measure_latencies_together(models, VALIDATION, batch_size=2, rounds=2)
     assert all(ms[name] > 0 for name in models)
 
 
 def test_int8_without_training_rows_is_refused(chains, tmp_path):
-    student, tokenizer, _, _, _ = chains
+    student, tokenizer, _, _, _, _ = chains
     student.save_pretrained(tmp_path / "student")
     tokenizer.save_pretrained(tmp_path / "student")
     args = CompressArguments(model_name_or_path=str(tmp_path / "student"), chains=["openvino_int8"])
@@ -235,7 +261,7 @@ def test_int8_without_training_rows_is_refused(chains, tmp_path):
 @pytest.mark.parametrize("name", ["openvino", "openvino_int8"])
 def test_push_uploads_the_ir_its_weights_config_tokenizer_and_a_card_that_loads_it(chains, name, tmp_path):
     """`hfkit push` of an OpenVINO folder: the IR's .xml + .bin hold the weights (there is no safetensors file)."""
-    _, _, results, _, _ = chains
+    _, _, results, _, _, _ = chains
     folder = results[name].folder
     push = load_recipe("push")
     try:
@@ -261,7 +287,7 @@ def test_push_uploads_the_ir_its_weights_config_tokenizer_and_a_card_that_loads_
 
 
 def test_an_openvino_folder_without_its_weights_is_not_uploaded(chains, tmp_path):
-    _, _, results, _, _ = chains
+    _, _, results, _, _, _ = chains
     broken = tmp_path / "broken"
     broken.mkdir()
     for p in Path(results["openvino"].folder).iterdir():
