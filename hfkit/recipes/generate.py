@@ -5,6 +5,8 @@
         --do_sample true --temperature 0.7 --top_p 0.9 --output_file outputs/completions.jsonl
     hfkit generate --model_name_or_path outputs/clm/smollm2_shakespeare --assistant_model outputs/clm/smollm2_distill_l10 \
         --prompt "ROMEO:" --chat_template false      # assisted decoding: the same greedy text, drafted by a student
+    hfkit generate --model_name_or_path outputs/deploy/smollm2_ov_int8 --prompt "ROMEO:"   # an OpenVINO folder
+        # (hfkit.compress.openvino_lm.export_openvino_lm): greedy CPU decoding
 
 Order: args -> model and tokenizer -> prompts -> generate -> print / write.
 """
@@ -13,6 +15,7 @@ import logging
 
 import torch
 
+from hfkit.compress.openvino_lm import OpenVinoCausalLM, is_openvino_lm
 from hfkit.errors import UserInputError
 from hfkit.generation import GenerateArguments, collect_prompts, generate_details, write_jsonl
 from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer
@@ -35,6 +38,26 @@ def decode_dtype(dtype: str, device: str) -> str:
     return dtype
 
 
+def openvino_model(args: GenerateArguments) -> OpenVinoCausalLM:
+    """The OpenVINO folder's model (hfkit.compress.openvino_lm), after refusing what its greedy CPU decoding
+    cannot do."""
+    refused = [
+        flag for flag, given in (
+            ("--do_sample", args.do_sample),
+            ("--repetition_penalty", args.repetition_penalty not in (None, 1.0)),
+            ("--assistant_model", args.assistant_model is not None), ("--static_cache", args.static_cache),
+            ("--compile", args.compile), ("--device " + str(args.device), args.device not in (None, "cpu")),
+            ("--gguf_file", args.gguf_file is not None),
+        ) if given
+    ]  # fmt: skip
+    if refused:
+        raise UserInputError(
+            f"{args.model_name_or_path} is an OpenVINO folder, decoded greedily on the CPU: drop "
+            f"{', '.join(refused)}, or give the transformers folder it was exported from."
+        )
+    return OpenVinoCausalLM(args.model_name_or_path)
+
+
 def main(argv: list[str] | None = None) -> list[str]:
     (args,) = parse_args(ARG_TYPES, argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -45,9 +68,13 @@ def main(argv: list[str] | None = None) -> list[str]:
             "no model: give --model_name_or_path (a local folder, Hub id or 'wheel:<module>')."
         )
     prompts = collect_prompts(args)  # read the prompts first: a bad file fails before the model loads
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = decode_dtype(args.dtype, device)
-    model = load_causal_lm(args.model_name_or_path, dtype=dtype, gguf_file=args.gguf_file).to(device)
+    if is_openvino_lm(args.model_name_or_path):
+        model = openvino_model(args)
+        dtype = device = "cpu"
+    else:
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = decode_dtype(args.dtype, device)
+        model = load_causal_lm(args.model_name_or_path, dtype=dtype, gguf_file=args.gguf_file).to(device)
     tokenizer = load_causal_lm_tokenizer(args.model_name_or_path, gguf_file=args.gguf_file)
     assistant = assistant_tokenizer = None
     if args.assistant_model is not None:

@@ -1,0 +1,198 @@
+"""OpenVINO decoding of causal LMs: export -> greedy tokens equal transformers', int8 weights, the recipe, refusals.
+
+Tiny random Llama and Qwen2 models (4 attention heads over 2 key/value heads, so grouped-query attention is
+exercised) with a 47-word tokenizer; each folder is exported once per module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
+
+from hfkit.compress.openvino_lm import (
+    OPENVINO_LM_FIELD,
+    OpenVinoCausalLM,
+    export_openvino_lm,
+    is_openvino_lm,
+)
+from hfkit.errors import UserInputError
+from hfkit.generation import GenerateArguments, generate_details
+from hfkit.io import OPENVINO_FILE
+from tests.conftest import write_tiny_student
+from tests.recipes.test_classify_recipe import load_recipe
+from tests.unit.test_generation import make_tokenizer
+
+ov = pytest.importorskip(
+    "openvino", reason="OpenVINO decoding needs openvino (pip install 'hfkit[openvino]')"
+)
+pytest.importorskip("nncf", reason="int8 weights need nncf (pip install 'hfkit[openvino]')")
+
+PROMPTS = ["w1 w2 w3", "w4", "w5 w6 w7 w8 w9 w10", "w11 w12"]
+
+
+def _tiny_config(kind: str, tokenizer):
+    common = dict(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=None,
+    )  # fmt: skip
+    return LlamaConfig(**common) if kind == "llama" else Qwen2Config(**common)
+
+
+def _export_tiny(kind: str, root: Path, int8: bool = True) -> tuple[Path, Path, Path | None, object]:
+    """(transformers folder, float32 OpenVINO folder, int8-weights OpenVINO folder or None, tokenizer)."""
+    tokenizer = make_tokenizer()
+    torch.manual_seed(0)
+    # initializer_range 0.2: a random tiny LM with BERT's 0.02 gives nearly flat logits, whose argmax any
+    # rounding flips; these logits differ enough between tokens that greedy decoding is a real check.
+    config = _tiny_config(kind, tokenizer)
+    config.initializer_range = 0.2
+    AutoModelForCausalLM.from_config(config).save_pretrained(root / "model")
+    tokenizer.save_pretrained(root / "model")
+    float_dir = export_openvino_lm(root / "model", root / "ov", tokenizer=tokenizer)
+    int8_dir = (
+        export_openvino_lm(root / "model", root / "ov_int8", int8_weights=True, tokenizer=tokenizer)
+        if int8
+        else None
+    )
+    return root / "model", Path(float_dir), Path(int8_dir) if int8_dir else None, tokenizer
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2"])
+def exported(request, tmp_path_factory):
+    return _export_tiny(request.param, tmp_path_factory.mktemp(f"openvino_lm_{request.param}"))
+
+
+@pytest.fixture(scope="module")
+def llama_exported(tmp_path_factory):
+    """The Llama folders alone, for the recipe, which loads the tokenizer from the folder: beside a qwen2 config
+    AutoTokenizer picks Qwen2's BPE class for this word-level vocabulary."""
+    return _export_tiny("llama", tmp_path_factory.mktemp("openvino_lm_recipe"), int8=False)
+
+
+def _details(model, tokenizer, **kw):
+    args = GenerateArguments(
+        model_name_or_path="unused", prompt=["x"], chat_template=False, max_new_tokens=12, **kw
+    )
+    return generate_details(model, tokenizer, PROMPTS, args)
+
+
+def test_float_ir_decodes_the_same_greedy_tokens_as_transformers(exported):
+    model_dir, float_dir, _, tokenizer = exported
+    reference = AutoModelForCausalLM.from_pretrained(model_dir)
+    expected = _details(reference, tokenizer, batch_size=4)  # left-padded batch through transformers
+    got = _details(OpenVinoCausalLM(float_dir), tokenizer, batch_size=4)
+    assert [g.token_ids for g in got] == [e.token_ids for e in expected]
+    # Every row runs to the limit or ends at the tokenizer's eos (the same rule for both).
+    assert all(len(g.token_ids) == 12 or g.token_ids[-1] == tokenizer.eos_token_id for g in got)
+    assert len({tuple(g.token_ids) for g in got}) > 1  # the prompts matter
+
+
+def test_folder_records_what_it_holds_and_is_recognised(exported):
+    model_dir, float_dir, int8_dir, _ = exported
+    assert is_openvino_lm(float_dir) and is_openvino_lm(int8_dir) and not is_openvino_lm(model_dir)
+    facts = json.loads((float_dir / "config.json").read_text())[OPENVINO_LM_FIELD]
+    reference = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert facts["parameters"] == reference.num_parameters()
+    assert (facts["layers"], facts["key_value_heads"], facts["head_dim"]) == (2, 2, 8)
+    assert (float_dir / "tokenizer.json").is_file() and (float_dir / OPENVINO_FILE).is_file()
+
+
+def test_int8_weights_are_int8_and_close_to_float(exported):
+    _, float_dir, int8_dir, tokenizer = exported
+    core = ov.Core()
+    weights = {}
+    for name, folder in (("float", float_dir), ("int8", int8_dir)):
+        model = core.read_model(folder / OPENVINO_FILE)
+        weights[name] = [
+            op.get_element_type()
+            for op in model.get_ordered_ops()
+            if op.get_type_name() == "Constant" and op.get_output_partial_shape(0).rank.get_length() == 2
+        ]
+    assert ov.Type.u8 not in weights["float"]
+    assert weights["int8"].count(ov.Type.u8) >= 2 * 7  # every layer's 7 matrices (and the LM head)
+    assert (int8_dir / "openvino_model.bin").stat().st_size < 0.5 * (
+        float_dir / "openvino_model.bin"
+    ).stat().st_size
+
+    # First-step logits of one prompt: int8 weights move them by a fraction of their spread, not more.
+    ids = np.asarray([tokenizer(PROMPTS[2])["input_ids"]], dtype=np.int64)
+    logits = {}
+    for name, folder in (("float", float_dir), ("int8", int8_dir)):
+        compiled = OpenVinoCausalLM(folder).compiled
+        empty = [np.zeros((1, 2, 0, 8), dtype=np.float32)] * 4
+        outputs = compiled([ids, np.ones_like(ids), np.arange(ids.shape[1])[None], *empty])
+        logits[name] = list(outputs.values())[0][0, -1]
+    spread = logits["float"].max() - logits["float"].min()
+    assert 0 < np.abs(logits["int8"] - logits["float"]).max() < 0.05 * spread
+
+
+def test_eos_stops_a_row_and_min_new_tokens_holds_it_off(exported):
+    _, float_dir, _, tokenizer = exported
+    model = OpenVinoCausalLM(float_dir)
+    batch = tokenizer([PROMPTS[0]], return_tensors="pt")
+    first = model.generate(**batch, generation_config=GenerationConfig(max_new_tokens=5))[0, 3].item()
+    stop = GenerationConfig(max_new_tokens=5, eos_token_id=first, pad_token_id=tokenizer.pad_token_id)
+    assert model.generate(**batch, generation_config=stop)[0, 3:].tolist() == [first]
+    held = GenerationConfig(max_new_tokens=5, min_new_tokens=3, eos_token_id=first)
+    new = model.generate(**batch, generation_config=held)[0, 3:].tolist()
+    assert len(new) >= 3 and first not in new[:3]
+
+
+def test_generate_recipe_decodes_an_openvino_folder_like_its_source(llama_exported):
+    model_dir, float_dir, _, _ = llama_exported
+    recipe = load_recipe("generate")
+    common = [
+        "--prompt",
+        PROMPTS[0],
+        "--prompt",
+        PROMPTS[2],
+        "--max_new_tokens",
+        "6",
+        "--chat_template",
+        "false",
+    ]
+    assert recipe.main(["--model_name_or_path", str(float_dir), *common]) == recipe.main(
+        ["--model_name_or_path", str(model_dir), *common]
+    )
+
+
+@pytest.mark.parametrize(
+    "flag", [["--do_sample", "true"], ["--repetition_penalty", "1.3"], ["--static_cache", "true"]]
+)
+def test_generate_recipe_refuses_what_greedy_openvino_decoding_cannot_do(llama_exported, flag):
+    _, float_dir, _, _ = llama_exported
+    recipe = load_recipe("generate")
+    with pytest.raises(UserInputError, match=f"OpenVINO folder.*drop {flag[0]}"):
+        recipe.main(["--model_name_or_path", str(float_dir), "--prompt", "w1", *flag])
+
+
+def test_an_empty_prompt_is_refused_with_the_fix(exported):
+    _, float_dir, _, _ = exported
+    with pytest.raises(UserInputError, match="no tokens"):
+        OpenVinoCausalLM(float_dir).generate(input_ids=torch.zeros((1, 0), dtype=torch.long))
+
+
+def test_assisted_decoding_is_refused_by_the_model_itself(exported):
+    _, float_dir, _, tokenizer = exported
+    batch = tokenizer([PROMPTS[0]], return_tensors="pt")
+    with pytest.raises(UserInputError, match="assistant_model"):
+        OpenVinoCausalLM(float_dir).generate(**batch, assistant_model=object())
+
+
+def test_export_refuses_an_encoder_an_openvino_folder_and_an_existing_output(exported, tmp_path):
+    model_dir, float_dir, _, _ = exported
+    write_tiny_student(tmp_path / "bert")
+    with pytest.raises(UserInputError, match="model types llama, qwen2.*'bert'"):
+        export_openvino_lm(tmp_path / "bert", tmp_path / "out")
+    with pytest.raises(UserInputError, match="already an OpenVINO folder"):
+        export_openvino_lm(float_dir, tmp_path / "out")
+    before = (float_dir / OPENVINO_FILE).stat().st_mtime_ns
+    with pytest.raises(UserInputError, match="already holds an OpenVINO model"):
+        export_openvino_lm(model_dir, float_dir)
+    assert (float_dir / OPENVINO_FILE).stat().st_mtime_ns == before  # the deployed model is untouched
