@@ -91,7 +91,9 @@ class _Step(torch.nn.Module):
             **{name: cache},
         )  # fmt: skip
         grown = []
-        for layer in out.past_key_values.layers:
+        # transformers 5.25 names it `cache`; reading the old name is what warns, so only as a fallback.
+        cache = out["cache"] if "cache" in out else out.past_key_values  # noqa: SIM401
+        for layer in cache.layers:
             grown += [layer.keys, layer.values]
         return (out.logits, *grown)
 

@@ -1,0 +1,126 @@
+"""Greedy decoding of a causal LM on the CPU: torch vs OpenVINO (float32 IR, int8 weights), tokens/s and quality.
+
+    taskset -c 0 env OMP_NUM_THREADS=1 python benchmarks/openvino_decoding.py --model outputs/clm_study/teacher
+
+The model folder is exported twice with `hfkit.compress.openvino_lm.export_openvino_lm` (float32 IR; int8
+weight-only IR), into `--work_dir`. Prompts: the first 32 tokens of held-out Tiny Shakespeare windows (the last
+10% of the file, which the clm configs hold out), as in benchmarks/assisted_decoding.py. Each round decodes every
+prompt with each runtime in turn (round-robin, batch 1, greedy, up to `--max_new_tokens` new tokens) through `hfkit.generation.generate_details`, the path `hfkit generate` takes; the
+table gives tokens/s (median over rounds of summed tokens / summed seconds), the ratio to torch, how many
+prompts gave torch's greedy tokens exactly, and the held-out perplexity of each runtime (16 blocks of 256
+tokens, the same ids for all: what a changed token costs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from assisted_decoding import cpu_flags, held_out_perplexity, held_out_prompts, held_out_text  # noqa: E402
+
+from hfkit.compress.openvino_lm import OpenVinoCausalLM, export_openvino_lm  # noqa: E402
+from hfkit.generation import GenerateArguments, generate_details  # noqa: E402
+from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer  # noqa: E402
+
+
+def openvino_perplexity(
+    model: OpenVinoCausalLM, ids: torch.Tensor, blocks: int = 16, length: int = 256
+) -> float:
+    """exp(mean NLL per token) of the IR on the same blocks as `held_out_perplexity` (each block one prompt pass)."""
+    facts = model._facts
+    empty = [np.zeros((1, facts["key_value_heads"], 0, facts["head_dim"]), np.float32)] * (
+        2 * facts["layers"]
+    )
+    request = model.compiled.create_infer_request()
+    nll = 0.0
+    for i in range(blocks):
+        block = ids[i * length : (i + 1) * length][None].numpy().astype(np.int64)
+        feed = [block, np.ones_like(block), np.arange(block.shape[1], dtype=np.int64)[None], *empty]
+        logits = torch.from_numpy(np.array(list(request.infer(feed).values())[0]))
+        nll += torch.nn.functional.cross_entropy(logits[0, :-1], torch.from_numpy(block[0, 1:])).item()
+    return math.exp(nll / blocks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="a causal LM folder (llama or qwen2 family)")
+    parser.add_argument(
+        "--data", default=os.path.join(REPO, "..", "shared", "data", "tinyshakespeare", "input.txt")
+    )
+    parser.add_argument(
+        "--work_dir", default=None, help="where the two OpenVINO folders go (default: a temp dir)"
+    )
+    parser.add_argument("--prompts", type=int, default=8)
+    parser.add_argument("--max_new_tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    work = args.work_dir or tempfile.mkdtemp(prefix="openvino_decoding_")
+    folders = {
+        "openvino float32": export_openvino_lm(args.model, os.path.join(work, "ov")),
+        "openvino int8 weights": export_openvino_lm(
+            args.model, os.path.join(work, "ov_int8"), int8_weights=True
+        ),
+    }
+    tokenizer = load_causal_lm_tokenizer(args.model)
+    models = {"torch float32": load_causal_lm(args.model)}
+    models.update({name: OpenVinoCausalLM(folder) for name, folder in folders.items()})
+    held = held_out_text(args.data)
+    prompts = held_out_prompts(held, tokenizer, args.prompts)
+    gen = GenerateArguments(
+        model_name_or_path=args.model, prompt=prompts, chat_template=False, max_new_tokens=args.max_new_tokens,
+        batch_size=1,
+    )  # fmt: skip
+    for model in models.values():  # warm-up
+        generate_details(model, tokenizer, prompts[:1], gen)
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    same = dict.fromkeys(models, 0)
+    for r in range(args.rounds):
+        done = {name: [0, 0.0] for name in models}
+        for prompt in prompts:
+            reference = None
+            for name, model in models.items():
+                (g,) = generate_details(model, tokenizer, [prompt], gen)
+                done[name][0] += len(g.token_ids)
+                done[name][1] += g.seconds
+                reference = g.token_ids if reference is None else reference
+                same[name] += int(r == 0 and g.token_ids == reference)
+        for name, (tokens, seconds) in done.items():
+            rates[name].append(tokens / seconds)
+    held_ids = tokenizer(held, return_tensors="pt")["input_ids"][0]
+    perplexity = {
+        name: held_out_perplexity(model, held_ids)
+        if name == "torch float32"
+        else openvino_perplexity(model, held_ids)
+        for name, model in models.items()
+    }
+    base = statistics.median(rates["torch float32"])
+    weights = {name: sum(os.path.getsize(os.path.join(f, n)) for n in os.listdir(f) if n.endswith((".bin", ".safetensors")))
+               for name, f in {"torch float32": args.model, **folders}.items()}  # fmt: skip
+    print(f"# Greedy decoding on {cpu_flags()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"python {platform.python_version()}")  # fmt: skip
+    print(f"command: python benchmarks/openvino_decoding.py {' '.join(sys.argv[1:])}\n")
+    print(f"{len(prompts)} prompts x {args.max_new_tokens} new tokens, batch 1, {args.rounds} rounds\n")
+    print("| runtime | tokens/s | ratio | same greedy tokens as torch | held-out perplexity | weights MB |")
+    print("|---|---|---|---|---|---|")
+    for name in models:
+        rate = statistics.median(rates[name])
+        size = f"{weights[name] / 1e6:.0f}"
+        print(f"| {name} | {rate:.1f} | {rate / base:.2f}x | {same[name]}/{len(prompts)} | {perplexity[name]:.2f} | "
+              f"{size} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
