@@ -1,6 +1,7 @@
 """Causal LMs on OpenVINO for CPU decoding: one IR for the prompt and every decoding step, float32 or int8 weights.
 
-    export_openvino_lm("outputs/clm/smollm2_shakespeare", "outputs/deploy/smollm2_ov_int8", int8_weights=True)
+    hfkit export --model_name_or_path outputs/clm/smollm2_shakespeare --output_dir outputs/deploy/smollm2_ov_int8 \
+        --int8_weights true            # or export_openvino_lm(folder, output_dir, int8_weights=True) in Python
     hfkit generate --model_name_or_path outputs/deploy/smollm2_ov_int8 --prompt "ROMEO:" --chat_template false
 
 `export_openvino_lm` converts a saved causal LM (eager attention, float32) with `openvino.convert_model` into one
@@ -30,6 +31,7 @@ import logging
 import os
 import time
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,31 @@ OPENVINO_LM_FIELD = "openvino_lm"
 # Decoder families whose export was checked against transformers' greedy tokens (tests: tiny random models of
 # each; SmolLM2-135M, a llama, in RESULTS). Their caches are plain per-layer key/value tensors.
 SUPPORTED_LM_TYPES = ("llama", "qwen2")
+
+
+@dataclass
+class OpenVinoLMArguments:
+    """Which causal LM to export for OpenVINO decoding, where, and how its weights are stored."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "The causal LM folder to export (llama or qwen2 family, e.g. a `hfkit clm` output_dir)."
+        },
+    )
+    output_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "A new folder for the OpenVINO model (an existing OpenVINO folder is never overwritten)."
+        },
+    )
+    int8_weights: bool = field(
+        default=False,
+        metadata={
+            "help": "Store the weights int8 (per-channel, asymmetric; activations stay float32, no calibration): "
+            "a quarter of the bytes and faster decoding; greedy tokens may differ after a near-tie."
+        },
+    )
 
 
 def is_openvino_lm(folder: str | os.PathLike) -> bool:

@@ -14,6 +14,7 @@ COMMANDS = {
     "push": "build the upload folder (weights, tokenizer, model card) and push it to the Hub",
     "clm": "fine-tune or distil a causal LM; held-out perplexity before and after",
     "generate": "generate text with a causal LM (greedy or sampled, batched, streamed)",
+    "export": "export a causal LM to OpenVINO for fast greedy CPU decoding (float32 or int8 weights)",
     "incremental": "update a trained classifier with new data or new classes without forgetting",
     "label": "label text with an instruction LLM: its label-word log-probs become a cached teacher",
 }

@@ -14,6 +14,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
 
+from hfkit.cli import main as cli
 from hfkit.compress.openvino_lm import (
     OPENVINO_LM_FIELD,
     OpenVinoCausalLM,
@@ -196,3 +197,28 @@ def test_export_refuses_an_encoder_an_openvino_folder_and_an_existing_output(exp
     with pytest.raises(UserInputError, match="already holds an OpenVINO model"):
         export_openvino_lm(model_dir, float_dir)
     assert (float_dir / OPENVINO_FILE).stat().st_mtime_ns == before  # the deployed model is untouched
+
+
+def test_export_command_writes_a_folder_generate_decodes_and_refuses_bad_input(
+    llama_exported, tmp_path, capsys
+):
+    model_dir, float_dir, _, _ = llama_exported
+    out = tmp_path / "deploy"
+    cli(
+        ["export", "--model_name_or_path", str(model_dir), "--output_dir", str(out), "--int8_weights", "true"]
+    )
+    assert f"hfkit generate --model_name_or_path {out}" in capsys.readouterr().out
+    assert "int8" in json.loads((out / "config.json").read_text())[OPENVINO_LM_FIELD]["weights"]
+    recipe = load_recipe("generate")
+    assert recipe.main(["--model_name_or_path", str(out), "--prompt", PROMPTS[0], "--max_new_tokens", "4"])
+    for argv, problem in (
+        (["--output_dir", str(tmp_path / "x")], "give --model_name_or_path"),
+        (
+            ["--model_name_or_path", str(model_dir), "--output_dir", str(out)],
+            "already holds an OpenVINO model",
+        ),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            cli(["export", *argv])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.startswith("error: ") and problem in err, err
