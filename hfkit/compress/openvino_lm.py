@@ -18,9 +18,9 @@ with the pad id), so `hfkit.generation.generate_details` and `hfkit generate` ta
 Greedy only: sampling, beams and assisted decoding are refused with the fix.
 
 Why not optimum-intel: its 2.2.0 (the latest) requires transformers < 5.6 and does not import with the
-transformers hfkit runs. Why decode on OpenVINO at all, on an AVX2 CPU: RESULTS "OpenVINO decoding of a causal LM"
-(the float IR gives the same greedy tokens faster than torch; int8 weights are faster again at the same held-out
-perplexity, while torch's dynamic int8 quantization of the same model doubled its perplexity).
+transformers hfkit runs. Why decode on OpenVINO at all, on an AVX2 CPU: RESULTS "OpenVINO decoding of a causal
+LM" (the float IR gives the same greedy tokens faster than torch; int8 weights are faster again at nearly the
+same held-out perplexity, while torch's dynamic int8 quantization of the same model doubled its perplexity).
 """
 
 from __future__ import annotations
