@@ -63,6 +63,18 @@ def held_out_prompts(held: str, tokenizer, n: int, tokens: int = 32) -> list[str
     return [tokenizer.decode(ids[i * step : i * step + tokens]) for i in range(n)]
 
 
+def greedy_setup(args, tokenizer) -> tuple[str, list[str], GenerateArguments]:
+    """(held-out text, its prompts, the batch-1 greedy settings) every decoding benchmark here times with, from
+    the scripts' shared options (--model, --data, --prompts, --max_new_tokens)."""
+    held = held_out_text(args.data)
+    prompts = held_out_prompts(held, tokenizer, args.prompts)
+    gen = GenerateArguments(
+        model_name_or_path=args.model, prompt=prompts, chat_template=False, max_new_tokens=args.max_new_tokens,
+        batch_size=1,
+    )  # fmt: skip
+    return held, prompts, gen
+
+
 SELF_INT8 = "int8"
 
 
@@ -104,12 +116,7 @@ def main() -> None:
         draft, draft_tokenizer = int8_copy(model), tokenizer
     else:
         draft, draft_tokenizer = load_causal_lm(args.assistant), load_causal_lm_tokenizer(args.assistant)
-    held = held_out_text(args.data)
-    prompts = held_out_prompts(held, tokenizer, args.prompts)
-    gen = GenerateArguments(
-        model_name_or_path=args.model, prompt=prompts, chat_template=False, max_new_tokens=args.max_new_tokens,
-        batch_size=1,
-    )  # fmt: skip
+    held, prompts, gen = greedy_setup(args, tokenizer)
     rates = {"plain": [], "assisted": [], "draft": []}
     same = True
     generate_details(model, tokenizer, prompts[:1], gen)  # warm-up

@@ -21,17 +21,16 @@ import statistics
 import sys
 import tempfile
 
-import numpy as np
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from assisted_decoding import cpu_flags, held_out_perplexity, held_out_prompts, held_out_text  # noqa: E402
+from assisted_decoding import cpu_flags, greedy_setup, held_out_perplexity  # noqa: E402
 
 from hfkit.compress.openvino_lm import OpenVinoCausalLM, export_openvino_lm  # noqa: E402
-from hfkit.generation import GenerateArguments, generate_details  # noqa: E402
+from hfkit.generation import generate_details  # noqa: E402
 from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer  # noqa: E402
 
 
@@ -39,17 +38,12 @@ def openvino_perplexity(
     model: OpenVinoCausalLM, ids: torch.Tensor, blocks: int = 16, length: int = 256
 ) -> float:
     """exp(mean NLL per token) of the IR on the same blocks as `held_out_perplexity` (each block one prompt pass)."""
-    facts = model._facts
-    empty = [np.zeros((1, facts["key_value_heads"], 0, facts["head_dim"]), np.float32)] * (
-        2 * facts["layers"]
-    )
     request = model.compiled.create_infer_request()
     nll = 0.0
     for i in range(blocks):
-        block = ids[i * length : (i + 1) * length][None].numpy().astype(np.int64)
-        feed = [block, np.ones_like(block), np.arange(block.shape[1], dtype=np.int64)[None], *empty]
-        logits = torch.from_numpy(np.array(list(request.infer(feed).values())[0]))
-        nll += torch.nn.functional.cross_entropy(logits[0, :-1], torch.from_numpy(block[0, 1:])).item()
+        block = ids[i * length : (i + 1) * length][None]
+        logits = torch.from_numpy(model.prompt_logits(block, request))
+        nll += torch.nn.functional.cross_entropy(logits[0, :-1], block[0, 1:]).item()
     return math.exp(nll / blocks)
 
 
@@ -77,12 +71,7 @@ def main() -> None:
     tokenizer = load_causal_lm_tokenizer(args.model)
     models = {"torch float32": load_causal_lm(args.model)}
     models.update({name: OpenVinoCausalLM(folder) for name, folder in folders.items()})
-    held = held_out_text(args.data)
-    prompts = held_out_prompts(held, tokenizer, args.prompts)
-    gen = GenerateArguments(
-        model_name_or_path=args.model, prompt=prompts, chat_template=False, max_new_tokens=args.max_new_tokens,
-        batch_size=1,
-    )  # fmt: skip
+    held, prompts, gen = greedy_setup(args, tokenizer)
     for model in models.values():  # warm-up
         generate_details(model, tokenizer, prompts[:1], gen)
     rates: dict[str, list[float]] = {name: [] for name in models}

