@@ -13,6 +13,11 @@ on the validation file through hfkit.evaluation.evaluate_classifier, as the comp
 `--profile` prints the top operators of each model at the largest batch (torch.profiler, ONNX Runtime's profiler).
 `--with_skip_layernorm` adds the int8 graph run with ONNX Runtime's session-time SkipLayerNormFusion on (the graph
 hfkit shipped before: the fused SkipLayerNormalization kernel measured slower than Add + LayerNormalization).
+`--with_torch_int8` adds torch's own dynamic int8 (`torch.ao.quantization.quantize_dynamic` of every nn.Linear,
+per-channel int8 weights, activations quantized per call; fbgemm's kernels on x86), which keeps torch's float
+kernels for attention, GELU and LayerNorm: the alternative to ONNX Runtime that ships no graph (it is built in
+memory from the float folder, so it has no file size; its weights MB counts int8 weights, their per-channel
+scales and zero points, the float biases and every float parameter left).
 """
 
 from __future__ import annotations
@@ -98,6 +103,32 @@ def profile_top_ops(model, batch, top: int = 8) -> list[tuple[str, float]]:
     return [(e.key, e.self_cpu_time_total / 1000 / runs) for e in events[:top]]
 
 
+def torch_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` whose nn.Linear layers run torch's dynamic int8 kernels (per-channel int8 weights)."""
+    import warnings
+
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return quantize_dynamic(
+            copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        ).eval()
+
+
+def torch_int8_bytes(model: torch.nn.Module) -> int:
+    """Bytes of a `torch_int8` model's weights: int8 matrices with their per-channel scales and zero points, float
+    biases, and the float parameters left (embeddings, LayerNorms)."""
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    for module in model.modules():
+        if hasattr(module, "_packed_params") and hasattr(module, "weight") and callable(module.weight):
+            weight, bias = module.weight(), module.bias()
+            scales = weight.q_per_channel_scales()
+            total += weight.numel() + scales.numel() * (scales.element_size() + 8)  # + int64 zero points
+            total += bias.numel() * bias.element_size() if bias is not None else 0
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -116,6 +147,11 @@ def main() -> None:
         action="store_true",
         help="also time the same int8 graph with ONNX Runtime's SkipLayerNormFusion left on (what hfkit "
         "shipped before it was disabled)",
+    )
+    parser.add_argument(
+        "--with_torch_int8",
+        action="store_true",
+        help="also time torch's dynamic int8 (quantize_dynamic of every nn.Linear, fbgemm kernels)",
     )
     parser.add_argument(
         "--rss_of", help=argparse.SUPPRESS
@@ -145,6 +181,8 @@ def main() -> None:
         config = copy.deepcopy(models["cpu_int8"][0].config)
         getattr(config, CPU_INT8_FIELD)["ort_disabled_optimizers"] = []
         models["int8+SkipLN"] = (OnnxClassifier(int8_dir, config), models["cpu_int8"][1], None)
+    if args.with_torch_int8:
+        models["torch int8"] = (torch_int8(models["float32"][0]), models["float32"][1], None)
     batches = {
         bs: dict(models["float32"][1](texts[:bs], padding="max_length", truncation=True,
                                       max_length=args.length, return_tensors="pt"))
@@ -188,10 +226,12 @@ def main() -> None:
         f"\n{'model':<10} {'file MB':>8} {'weights MB':>10} {'RSS +MB':>8} {'accuracy':>9}  ({len(raw):,} rows)"
     )
     for name, (model, _, rss) in models.items():
-        size = size_on_disk_mb(folders.get(name, int8_dir))
+        size = (
+            f"{size_on_disk_mb(folders.get(name, int8_dir)):>8.1f}" if name != "torch int8" else f"{'-':>8}"
+        )
+        held = torch_int8_bytes(model) if name == "torch int8" else model.get_memory_footprint()
         resident = f"{rss / 1e6:>8.1f}" if rss is not None else f"{'-':>8}"
-        print(f"{name:<10} {size:>8.1f} {model.get_memory_footprint() / 1e6:>10.1f} {resident} "
-              f"{100 * accuracy[name]:>8.2f}%")  # fmt: skip
+        print(f"{name:<10} {size} {held / 1e6:>10.1f} {resident} {100 * accuracy[name]:>8.2f}%")
     if args.profile:
         bs = max(batches)
         for name, (model, _, _) in models.items():

@@ -5,15 +5,18 @@
 The model folder is exported twice with `hfkit.compress.openvino_lm.export_openvino_lm` (float32 IR; int8
 weight-only IR), into `--work_dir`. Prompts: the first 32 tokens of held-out Tiny Shakespeare windows (the last
 10% of the file, which the clm configs hold out), as in benchmarks/assisted_decoding.py. Each round decodes every
-prompt with each runtime in turn (round-robin, batch 1, greedy, up to `--max_new_tokens` new tokens) through `hfkit.generation.generate_details`, the path `hfkit generate` takes; the
-table gives tokens/s (median over rounds of summed tokens / summed seconds), the ratio to torch, how many
-prompts gave torch's greedy tokens exactly, and the held-out perplexity of each runtime (16 blocks of 256
-tokens, the same ids for all: what a changed token costs).
+prompt with each runtime at each of `--batch_sizes` in turn (round-robin; greedy, up to `--max_new_tokens` new
+tokens; a batch of B prompts left-padded and decoded together) through `hfkit.generation.generate_details`, the
+path `hfkit generate` takes; the table gives tokens/s (median over rounds of summed new tokens / summed seconds
+of the generate calls), the ratio to torch at the same batch size and to torch at batch 1, how many prompts gave
+torch's greedy tokens (at the same batch size) exactly, and the held-out perplexity of each runtime (16 blocks of
+256 tokens, the same ids for all: what a changed token costs).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import platform
@@ -59,6 +62,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=8)
     parser.add_argument("--max_new_tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--batch_sizes", type=int, nargs="+", default=[1], help="prompts decoded together (each size a row)"
+    )
     args = parser.parse_args()
 
     work = args.work_dir or tempfile.mkdtemp(prefix="openvino_decoding_")
@@ -74,20 +80,24 @@ def main() -> None:
     held, prompts, gen = greedy_setup(args, tokenizer)
     for model in models.values():  # warm-up
         generate_details(model, tokenizer, prompts[:1], gen)
-    rates: dict[str, list[float]] = {name: [] for name in models}
-    same = dict.fromkeys(models, 0)
+    variants = [(name, size) for size in args.batch_sizes for name in models]
+    rates: dict[tuple[str, int], list[float]] = {v: [] for v in variants}
+    same = dict.fromkeys(variants, 0)
     for r in range(args.rounds):
-        done = {name: [0, 0.0] for name in models}
-        for prompt in prompts:
-            reference = None
-            for name, model in models.items():
-                (g,) = generate_details(model, tokenizer, [prompt], gen)
-                done[name][0] += len(g.token_ids)
-                done[name][1] += g.seconds
-                reference = g.token_ids if reference is None else reference
-                same[name] += int(r == 0 and g.token_ids == reference)
-        for name, (tokens, seconds) in done.items():
-            rates[name].append(tokens / seconds)
+        for size in args.batch_sizes:
+            batched = dataclasses.replace(gen, batch_size=size)
+            done = {(name, size): [0, 0.0] for name in models}
+            for start in range(0, len(prompts), size):
+                chunk, reference = prompts[start : start + size], None
+                for name, model in models.items():
+                    rows = generate_details(model, tokenizer, chunk, batched)
+                    done[name, size][0] += sum(len(g.token_ids) for g in rows)
+                    done[name, size][1] += rows[0].seconds  # one generate call for the whole chunk
+                    tokens = [g.token_ids for g in rows]
+                    reference = tokens if reference is None else reference
+                    same[name, size] += r == 0 and sum(t == e for t, e in zip(tokens, reference))
+            for variant, (tokens, seconds) in done.items():
+                rates[variant].append(tokens / seconds)
     held_ids = tokenizer(held, return_tensors="pt")["input_ids"][0]
     perplexity = {
         name: held_out_perplexity(model, held_ids)
@@ -95,20 +105,21 @@ def main() -> None:
         else openvino_perplexity(model, held_ids)
         for name, model in models.items()
     }
-    base = statistics.median(rates["torch float32"])
+    base = {size: statistics.median(rates["torch float32", size]) for size in args.batch_sizes}
     weights = {name: sum(os.path.getsize(os.path.join(f, n)) for n in os.listdir(f) if n.endswith((".bin", ".safetensors")))
                for name, f in {"torch float32": args.model, **folders}.items()}  # fmt: skip
     print(f"# Greedy decoding on {cpu_flags()}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"python {platform.python_version()}")  # fmt: skip
     print(f"command: python benchmarks/openvino_decoding.py {' '.join(sys.argv[1:])}\n")
-    print(f"{len(prompts)} prompts x {args.max_new_tokens} new tokens, batch 1, {args.rounds} rounds\n")
-    print("| runtime | tokens/s | ratio | same greedy tokens as torch | held-out perplexity | weights MB |")
-    print("|---|---|---|---|---|---|")
-    for name in models:
-        rate = statistics.median(rates[name])
-        size = f"{weights[name] / 1e6:.0f}"
-        print(f"| {name} | {rate:.1f} | {rate / base:.2f}x | {same[name]}/{len(prompts)} | {perplexity[name]:.2f} | "
-              f"{size} |")  # fmt: skip
+    print(f"{len(prompts)} prompts x {args.max_new_tokens} new tokens, {args.rounds} rounds\n")
+    print("| runtime | batch | tokens/s | vs torch, same batch | vs torch, batch 1 | same greedy tokens as torch "
+          "| held-out perplexity | weights MB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for name, size in variants:
+        rate = statistics.median(rates[name, size])
+        ratio_1 = f"{rate / base[1]:.2f}x" if 1 in base else "-"
+        print(f"| {name} | {size} | {rate:.1f} | {rate / base[size]:.2f}x | {ratio_1} | {same[name, size]}/"
+              f"{len(prompts)} | {perplexity[name]:.2f} | {weights[name] / 1e6:.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

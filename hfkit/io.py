@@ -11,7 +11,10 @@ Every model hfkit writes is a `save_pretrained` folder; what differs is how it m
 * CPU int8 (``cpu_int8`` in config.json, written by hfkit.compress.cpu_int8): an ONNX Runtime graph,
   ``model.onnx``, run by `OnnxClassifier`, a torch Module called like the transformers model it came from;
 * OpenVINO (``openvino`` in config.json, written by hfkit.compress.openvino): an OpenVINO IR,
-  ``openvino_model.xml`` + ``.bin`` (float32 or NNCF int8), run by `OpenVinoClassifier`, called the same way.
+  ``openvino_model.xml`` + ``.bin`` (float32 or NNCF int8), run by `OpenVinoClassifier`, called the same way;
+* OpenVINO causal LM (``openvino_lm`` in config.json, written by hfkit.compress.openvino_lm): an IR with the
+  key/value cache as explicit inputs, decoded greedily by `OpenVinoCausalLM`, whose `generate` takes
+  transformers' arguments.
   A bfloat16 folder (hfkit.compress.bf16) is a dense folder: transformers reloads it in bfloat16 from its config.
 
 `load_model` picks the path from config.json. `TaskKind` is the one name for a task: a Hub pipeline tag
@@ -31,10 +34,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
 from torch import nn
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, GenerationConfig, PretrainedConfig, PreTrainedModel
 
 from .errors import MissingInputError, UserInputError
 
@@ -51,6 +55,8 @@ __all__ = [
     "OPENVINO_FIELD",
     "OPENVINO_FILE",
     "OPENVINO_WEIGHTS",
+    "OPENVINO_LM_FIELD",
+    "OpenVinoCausalLM",
     "OpenVinoClassifier",
     "TaskKind",
     "apply_lowrank_structure",
@@ -59,6 +65,7 @@ __all__ = [
     "is_bnb_quantized",
     "is_cpu_int8",
     "is_openvino",
+    "is_openvino_lm",
     "load_lowrank",
     "load_model",
     "load_weights",
@@ -73,6 +80,8 @@ CPU_INT8_FIELD = "cpu_int8"
 ONNX_FILE = "model.onnx"
 # config.json field of an OpenVINO folder (IR): export settings, parameter and weight-byte counts.
 OPENVINO_FIELD = "openvino"
+# config.json field of an OpenVINO causal-LM folder: the cache's shape, the weights' storage, the parameter count.
+OPENVINO_LM_FIELD = "openvino_lm"
 # The IR of an OpenVINO folder (its weights are the .bin beside it); optimum-intel's file name.
 OPENVINO_FILE = "openvino_model.xml"
 # The IR's weights: raw tensor bytes that the .xml addresses by offset (data, no code, unlike torch's .bin).
@@ -536,6 +545,163 @@ class OpenVinoClassifier(_ExportedClassifier):
         return self.compiled(feed)[0]
 
 
+def is_openvino_lm(config: PretrainedConfig | dict | str | os.PathLike) -> bool:
+    """True for a causal-LM folder exported by hfkit.compress.openvino_lm: takes its config, config.json dict or
+    the folder itself (False for a folder without config.json)."""
+    if isinstance(config, (str, os.PathLike)):
+        folder = Path(config)
+        if not (folder / "config.json").is_file():
+            return False
+        config = _read_config(folder)
+    return bool((config if isinstance(config, dict) else config.to_dict()).get(OPENVINO_LM_FIELD))
+
+
+class OpenVinoCausalLM:
+    """A causal LM exported by `hfkit.compress.openvino_lm.export_openvino_lm`, decoded greedily by OpenVINO on
+    the CPU.
+
+    Called like a transformers model where hfkit's generation path needs it: `generate(input_ids=...,
+    attention_mask=..., generation_config=..., streamer=...)` decodes a left-padded batch together (one IR call
+    per new token for all rows) and returns prompt + new ids as a torch tensor, rows that ended early filled with
+    the pad id; `device`, `generation_config`, `eval()` and `forward`'s signature are there. Greedy only:
+    sampling, beams, repetition penalty and assisted decoding are refused with the fix.
+    """
+
+    def __init__(self, folder: str | os.PathLike, num_threads: int | None = None):
+        try:
+            import openvino  # noqa: F401
+        except ImportError as err:
+            raise UserInputError(
+                f'{folder} is an OpenVINO folder and openvino is not installed: pip install "hfkit[openvino]".'
+            ) from err
+        folder = os.fspath(folder)
+        path = os.path.join(folder, OPENVINO_FILE)
+        if not os.path.isfile(path):
+            raise MissingInputError(
+                f"{path} not found: {folder} is not a complete OpenVINO folder; export it again."
+            )
+        self.config = AutoConfig.from_pretrained(folder)
+        self._facts = getattr(self.config, OPENVINO_LM_FIELD)
+        try:
+            self.generation_config = GenerationConfig.from_pretrained(folder)
+        except OSError:
+            self.generation_config = GenerationConfig.from_model_config(self.config)
+        self.device = torch.device("cpu")
+        self.compiled = compile_openvino(path, num_threads)
+        # Exports before 2026-12-08 have no input naming the positions to score (their IR returns every
+        # position's logits); they decode the same, with a larger prompt pass.
+        self._picks_positions = bool(self._facts.get("logits_positions"))
+
+    def eval(self) -> OpenVinoCausalLM:
+        return self
+
+    def num_parameters(self) -> int:
+        """Parameters of the transformers model the IR was exported from."""
+        return int(self._facts["parameters"])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> None:
+        """Not a training model: decode with `generate` (the signature says which inputs it takes)."""
+        raise TypeError("OpenVinoCausalLM decodes with generate(); it has no training forward.")
+
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        streamer: Any = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """Greedy decoding of a left-padded batch, returned like transformers' generate (prompt + new ids);
+        keyword arguments that are generation settings (max_new_tokens=30) override `generation_config`'s."""
+        config = copy.deepcopy(generation_config or self.generation_config)
+        unsupported = config.update(**kwargs)  # what is not a GenerationConfig field comes back
+        if unsupported:
+            raise UserInputError(
+                f"OpenVINO decoding does not take {', '.join(sorted(unsupported))} (assisted decoding needs the "
+                "transformers model): drop it, or decode the transformers folder."
+            )
+        if config.do_sample or (config.num_beams or 1) > 1 or (config.repetition_penalty or 1.0) != 1.0:
+            raise UserInputError(
+                "OpenVINO decoding is plain greedy: drop sampling, beams and repetition_penalty, or decode the "
+                "transformers folder."
+            )
+        # transformers' rule: the call's generation config, else the model's own.
+        eos = config.eos_token_id if config.eos_token_id is not None else self.generation_config.eos_token_id
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        pad = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else 0)
+        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        if input_ids.shape[1] == 0 or not bool(mask.sum(dim=1).all()):
+            raise UserInputError(
+                "a prompt tokenized to no tokens: give it some text (or let the tokenizer add its BOS token)."
+            )
+        if streamer is not None and input_ids.shape[0] > 1:
+            raise ValueError("a streamer prints one sequence: stream a batch of one prompt.")
+        # transformers' limits: max_new_tokens, else max_length counts the prompt too; min_new_tokens holds eos off.
+        limit = (
+            config.max_new_tokens
+            if config.max_new_tokens is not None
+            else config.max_length - input_ids.shape[1]
+        )
+        new = self._greedy(
+            input_ids.cpu().numpy().astype(np.int64), mask.cpu().numpy().astype(np.int64), limit,
+            config.min_new_tokens or 0, eos, pad, streamer,
+        )  # fmt: skip
+        return torch.cat([input_ids.cpu(), torch.from_numpy(new).to(input_ids.dtype)], dim=1)
+
+    def _empty_cache(self, rows: int) -> list[np.ndarray]:
+        """The key/value inputs of a prompt pass: every layer's cache, of length 0."""
+        layers, heads, dim = (self._facts[k] for k in ("layers", "key_value_heads", "head_dim"))
+        return [np.zeros((rows, heads, 0, dim), dtype=np.float32) for _ in range(2 * layers)]
+
+    def _infer(self, request: Any, ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list,
+               scored: np.ndarray) -> list[np.ndarray]:  # fmt: skip
+        """One IR call: logits at the `scored` positions of `ids` ([rows, len(scored), vocab]), then the grown cache."""
+        picks = [scored] if self._picks_positions else []
+        values = list(request.infer([ids, mask, positions, *picks, *past]).values())
+        logits = values[0] if self._picks_positions else values[0][:, scored]
+        return [np.asarray(logits), *values[1:]]
+
+    def prompt_logits(self, ids: Any, request: Any = None) -> np.ndarray:
+        """Logits at every position of one row of token ids ([1, length] -> [1, length, vocab]), from an empty
+        cache: what scores a text (perplexity)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        positions = np.arange(ids.shape[1], dtype=np.int64)
+        request = request or self.compiled.create_infer_request()
+        return self._infer(request, ids, np.ones_like(ids), positions[None], self._empty_cache(1), positions)[
+            0
+        ]
+
+    def _greedy(
+        self, ids: np.ndarray, mask: np.ndarray, max_new_tokens: int, min_new_tokens: int, eos: list[int],
+        pad: int, streamer: Any,
+    ) -> np.ndarray:  # fmt: skip
+        """The new tokens of every row ([rows, steps]): all rows step together; a row past its eos gets `pad`."""
+        request = self.compiled.create_infer_request()
+        rows = ids.shape[0]
+        # Left padding: a row's first real token is its position 0 (pads get 0 too; the mask hides them).
+        positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
+        past, done, new = self._empty_cache(rows), np.zeros(rows, dtype=bool), []
+        last = np.asarray([ids.shape[1] - 1], dtype=np.int64)
+        if streamer is not None:
+            streamer.put(torch.from_numpy(ids))
+        while len(new) < max_new_tokens and not done.all():
+            logits, *past = self._infer(request, ids, mask, positions, past, last)
+            logits = logits[:, -1]
+            if len(new) < min_new_tokens and eos:
+                logits = logits.copy()
+                logits[:, eos] = -np.inf
+            token = np.where(done, pad, logits.argmax(axis=-1)).astype(np.int64)
+            new.append(token)
+            if streamer is not None:
+                streamer.put(torch.from_numpy(token))
+            done |= np.isin(token, eos)
+            ids, mask = token[:, None], np.concatenate([mask, np.ones((rows, 1), dtype=np.int64)], axis=1)
+            positions, last = positions[:, -1:] + 1, np.zeros(1, dtype=np.int64)
+        if streamer is not None:
+            streamer.end()
+        return np.stack(new, axis=1) if new else np.zeros((rows, 0), dtype=np.int64)
+
+
 def float_classifier_config(
     folder: str, stage: str, model_types: tuple[str, ...] | None = None
 ) -> PretrainedConfig:
@@ -578,7 +744,8 @@ def load_weights(folder: str | os.PathLike, task: TaskKind | str, **kwargs: Any)
 
     A float folder loads quantized when kwargs carry a `quantization_config` (hfkit.compress.quantize does).
     A CPU int8 folder loads as an `OnnxClassifier` (kwarg `num_threads`: ONNX Runtime's thread count), an
-    OpenVINO folder as an `OpenVinoClassifier` (same kwarg); a bfloat16 folder in bfloat16 (its config's dtype).
+    OpenVINO classifier as an `OpenVinoClassifier` and an OpenVINO causal LM as an `OpenVinoCausalLM` (same
+    kwarg); a bfloat16 folder in bfloat16 (its config's dtype).
     """
     folder = os.fspath(folder)
     task = TaskKind.parse(task)
@@ -595,6 +762,10 @@ def load_weights(folder: str | os.PathLike, task: TaskKind | str, **kwargs: Any)
                 f"{folder} is an OpenVINO sequence classifier; it cannot load as {task.value}."
             )
         return OpenVinoClassifier(folder, config, kwargs.get("num_threads")).eval()
+    if is_openvino_lm(config):
+        if task is not TaskKind.TEXT_GENERATION:
+            raise UserInputError(f"{folder} is an OpenVINO causal LM; it cannot load as {task.value}.")
+        return OpenVinoCausalLM(folder, kwargs.get("num_threads"))
     check_model_weights(folder)
     quantized = is_bnb_quantized(config) or kwargs.get("quantization_config") is not None
     if quantized:
@@ -614,7 +785,7 @@ def load_weights(folder: str | os.PathLike, task: TaskKind | str, **kwargs: Any)
 def load_model(
     folder: str | os.PathLike, task: TaskKind | str | None = None, trust_remote_code: bool = False, **kwargs
 ) -> tuple[PreTrainedModel, Any]:
-    """Load (model, tokenizer) from any folder hfkit saves: dense, low-rank, bitsandbytes or CPU int8, in eval mode.
+    """Load (model, tokenizer) from any folder hfkit saves (dense, low-rank, bitsandbytes, CPU int8, OpenVINO), in eval mode.
 
     `task` (a TaskKind or pipeline tag such as 'text-classification') overrides config.architectures. Also
     takes 'wheel:<module>'. trust_remote_code stays off unless you turn it on.

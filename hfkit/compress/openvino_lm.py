@@ -5,17 +5,19 @@
     hfkit generate --model_name_or_path outputs/deploy/smollm2_ov_int8 --prompt "ROMEO:" --chat_template false
 
 `export_openvino_lm` converts a saved causal LM (eager attention, float32) with `openvino.convert_model` into one
-IR whose inputs are the new token ids, the attention mask, the position ids and the key/value cache of every
-layer (length 0 for the prompt), and whose outputs are the logits and the grown cache. `int8_weights` then
+IR whose inputs are the new token ids, the attention mask, the position ids, the positions to score and the
+key/value cache of every layer (length 0 for the prompt), and whose outputs are the logits at the scored
+positions (the last one when decoding) and the grown cache. `int8_weights` then
 stores every weight matrix int8 with a per-channel scale and zero point (NNCF `compress_weights`, INT8_ASYM):
 weight-only, activations stay float32, so no calibration data is needed. The folder holds the IR
 (``openvino_model.xml`` + ``.bin``), ``config.json`` (field ``openvino_lm``), ``generation_config.json`` and the
 tokenizer.
 
-`OpenVinoCausalLM(folder)` runs it: `generate(input_ids=..., attention_mask=..., generation_config=...)` decodes
-greedily like transformers' `generate` (left-padded rows in, prompt + new tokens out, rows that end early padded
-with the pad id), so `hfkit.generation.generate_details` and `hfkit generate` take it like a transformers model.
-Greedy only: sampling, beams and assisted decoding are refused with the fix.
+`hfkit.io.OpenVinoCausalLM(folder)` (re-exported here; `hfkit.load_model(folder)` returns one) runs it:
+`generate(input_ids=..., attention_mask=..., generation_config=...)` decodes a left-padded batch greedily like
+transformers' `generate` (all rows step together; prompt + new tokens out, rows that end early padded with the
+pad id), so `hfkit.generation.generate_details` and `hfkit generate` take it like a transformers model. Greedy
+only: sampling, beams and assisted decoding are refused with the fix.
 
 Why not optimum-intel: its 2.2.0 (the latest) requires transformers < 5.6 and does not import with the
 transformers hfkit runs. Why decode on OpenVINO at all, on an AVX2 CPU: RESULTS "OpenVINO decoding of a causal
@@ -34,14 +36,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 from transformers.cache_utils import DynamicCache
 
-from ..errors import MissingInputError, UserInputError
-from ..generation import eos_token_ids
-from ..io import OPENVINO_FILE
+from ..errors import UserInputError
+from ..io import OPENVINO_FILE, OPENVINO_LM_FIELD, OpenVinoCausalLM, is_openvino_lm
 from ..modeling import resolve_model_path
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-OPENVINO_LM_FIELD = "openvino_lm"
 # Decoder families whose export was checked against transformers' greedy tokens (tests: tiny random models of
 # each; SmolLM2-135M, a llama, in RESULTS). Their caches are plain per-layer key/value tensors.
 SUPPORTED_LM_TYPES = ("llama", "qwen2")
@@ -85,19 +84,10 @@ class OpenVinoLMArguments:
     )
 
 
-def is_openvino_lm(folder: str | os.PathLike) -> bool:
-    """True when `folder` is a causal-LM folder this module exported (its config.json has `openvino_lm`)."""
-    path = os.path.join(os.fspath(folder), "config.json")
-    if not os.path.isfile(path):
-        return False
-    import json
-
-    with open(path) as f:
-        return bool(json.load(f).get(OPENVINO_LM_FIELD))
-
-
 class _Step(torch.nn.Module):
-    """The causal LM as one step on explicit tensors: (ids, mask, positions, k_0, v_0, ...) -> (logits, k_0, ...)."""
+    """The causal LM as one step on explicit tensors: (ids, mask, positions, scored, k_0, v_0, ...) ->
+    (logits at the `scored` positions of ids, k_0, v_0, ...): decoding scores the last position only, a
+    perplexity every position, so a 150k-word vocabulary is not projected at every prompt token."""
 
     def __init__(self, model: PreTrainedModel):
         super().__init__()
@@ -107,7 +97,7 @@ class _Step(torch.nn.Module):
             "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         )
 
-    def forward(self, input_ids, attention_mask, position_ids, *past):
+    def forward(self, input_ids, attention_mask, position_ids, scored, *past):
         cache = DynamicCache(config=self.model.config)
         for i, layer in enumerate(cache.layers):
             # Filled directly: DynamicCache's own lazy start concatenates onto a 1-d empty tensor, which the
@@ -116,7 +106,7 @@ class _Step(torch.nn.Module):
             layer.is_initialized, layer.device = True, past[0].device
         out = self.model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=True,
-            **{self.cache_argument: cache},
+            logits_to_keep=scored, **{self.cache_argument: cache},
         )  # fmt: skip
         grown = []
         # transformers 5.25 names it `cache`; reading the old name is what warns, so only as a fallback.
@@ -177,6 +167,7 @@ def export_openvino_lm(
         torch.tensor([[5, 7]]),
         torch.ones(1, 5, dtype=torch.long),
         torch.tensor([[3, 4]]),
+        torch.tensor([1]),
         *[torch.zeros(1, kv_heads, 3, head_dim) for _ in range(2 * layers)],
     )
     started = time.perf_counter()
@@ -194,7 +185,8 @@ def export_openvino_lm(
         ov_model = ov.convert_model(_Step(model), example_input=example)
     del model
     shapes = {port: [-1, -1] for port in ov_model.inputs[:3]}
-    shapes.update({port: [-1, kv_heads, -1, head_dim] for port in ov_model.inputs[3:]})
+    shapes[ov_model.inputs[3]] = [-1]
+    shapes.update({port: [-1, kv_heads, -1, head_dim] for port in ov_model.inputs[4:]})
     ov_model.reshape(shapes)
     if int8_weights:
         import nncf
@@ -217,6 +209,7 @@ def export_openvino_lm(
             "layers": layers,
             "key_value_heads": kv_heads,
             "head_dim": head_dim,
+            "logits_positions": True,  # the IR's 4th input names the positions whose logits it returns
             "weights": "int8 (per-channel, asymmetric; activations float32)" if int8_weights else "float32",
             "openvino": ov.__version__,
         },
@@ -230,133 +223,3 @@ def export_openvino_lm(
         folder, output_dir, "int8" if int8_weights else "float32", time.perf_counter() - started,
     )  # fmt: skip
     return output_dir
-
-
-class OpenVinoCausalLM:
-    """A causal LM exported by `export_openvino_lm`, decoded greedily by OpenVINO on the CPU.
-
-    Called like a transformers model where hfkit's generation path needs it: `generate(input_ids=...,
-    attention_mask=..., generation_config=..., streamer=...)` returns prompt + new ids as a torch tensor, and
-    `device`, `generation_config`, `eval()` and `forward`'s signature are there.
-    """
-
-    def __init__(self, folder: str | os.PathLike, num_threads: int | None = None):
-        try:
-            import openvino as ov
-        except ImportError as err:
-            raise UserInputError(
-                f'{folder} is an OpenVINO folder and openvino is not installed: pip install "hfkit[openvino]".'
-            ) from err
-        folder = os.fspath(folder)
-        path = os.path.join(folder, OPENVINO_FILE)
-        if not os.path.isfile(path):
-            raise MissingInputError(
-                f"{path} not found: {folder} is not a complete OpenVINO folder; export it again."
-            )
-        self.config = AutoConfig.from_pretrained(folder)
-        self._facts = getattr(self.config, OPENVINO_LM_FIELD)
-        try:
-            self.generation_config = GenerationConfig.from_pretrained(folder)
-        except OSError:
-            self.generation_config = GenerationConfig.from_model_config(self.config)
-        self.device = torch.device("cpu")
-        settings = {"INFERENCE_NUM_THREADS": num_threads or torch.get_num_threads(), "NUM_STREAMS": 1}
-        self.compiled = ov.Core().compile_model(path, "CPU", settings)
-
-    def eval(self) -> OpenVinoCausalLM:
-        return self
-
-    def num_parameters(self) -> int:
-        return int(self._facts["parameters"])
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> None:
-        """Not a training model: decode with `generate` (the signature says which inputs it takes)."""
-        raise TypeError("OpenVinoCausalLM decodes with generate(); it has no training forward.")
-
-    def generate(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        generation_config: GenerationConfig | None = None,
-        streamer: Any = None,
-        **unsupported: Any,
-    ) -> torch.Tensor:
-        """Greedy decoding of each row (left padding removed), returned left-padded like transformers' generate."""
-        config = generation_config or self.generation_config
-        if unsupported:
-            raise UserInputError(
-                f"OpenVINO decoding does not take {', '.join(sorted(unsupported))} (assisted decoding needs the "
-                "transformers model): drop it, or decode the transformers folder."
-            )
-        if config.do_sample or (config.num_beams or 1) > 1 or (config.repetition_penalty or 1.0) != 1.0:
-            raise UserInputError(
-                "OpenVINO decoding is plain greedy: drop sampling, beams and repetition_penalty, or decode the "
-                "transformers folder."
-            )
-        eos = eos_token_ids(self, None, config)  # hfkit's one rule: the call's, else the folder's
-        pad = config.pad_token_id if config.pad_token_id is not None else (eos[0] if eos else 0)
-        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
-        rows = [ids[m.bool()].tolist() for ids, m in zip(input_ids, mask)]
-        if not all(rows):
-            raise UserInputError(
-                "a prompt tokenized to no tokens: give it some text (or let the tokenizer add its BOS token)."
-            )
-        # transformers' limits: max_new_tokens, else max_length counts the prompt too; min_new_tokens holds eos off.
-        new = [
-            self._greedy(row, config.max_new_tokens if config.max_new_tokens is not None else
-                         config.max_length - input_ids.shape[1], config.min_new_tokens or 0, set(eos), streamer)
-            for row in rows
-        ]  # fmt: skip
-        longest = max(len(n) for n in new)
-        out = torch.full((len(rows), input_ids.shape[1] + longest), pad, dtype=input_ids.dtype)
-        out[:, : input_ids.shape[1]] = input_ids
-        for i, tokens in enumerate(new):
-            out[i, input_ids.shape[1] : input_ids.shape[1] + len(tokens)] = torch.tensor(tokens)
-        return out
-
-    def _empty_cache(self) -> list[np.ndarray]:
-        """The key/value inputs of a prompt pass: every layer's cache, of length 0."""
-        layers, heads, dim = (self._facts[k] for k in ("layers", "key_value_heads", "head_dim"))
-        return [np.zeros((1, heads, 0, dim), dtype=np.float32) for _ in range(2 * layers)]
-
-    def prompt_logits(self, ids: Any, request: Any = None) -> np.ndarray:
-        """Logits at every position of one row of token ids ([1, length] -> [1, length, vocab]), from an empty
-        cache: what scores a text (perplexity) or starts decoding."""
-        ids = np.asarray(ids, dtype=np.int64)
-        request = request or self.compiled.create_infer_request()
-        feed = [ids, np.ones_like(ids), np.arange(ids.shape[1], dtype=np.int64)[None], *self._empty_cache()]
-        return np.array(next(iter(request.infer(feed).values())))
-
-    def _greedy(
-        self, prompt: list[int], max_new_tokens: int, min_new_tokens: int, eos: set[int], streamer: Any
-    ) -> list[int]:
-        request = self.compiled.create_infer_request()
-        past = self._empty_cache()
-        ids, start, tokens = np.asarray([prompt], dtype=np.int64), 0, []
-        if streamer is not None:
-            streamer.put(torch.tensor([prompt]))
-        while len(tokens) < max_new_tokens:
-            length = start + ids.shape[1]
-            outputs = request.infer(
-                [
-                    ids,
-                    np.ones((1, length), dtype=np.int64),
-                    np.arange(start, length, dtype=np.int64)[None],
-                    *past,
-                ]
-            )
-            values = list(outputs.values())
-            logits = values[0][0, -1]
-            if len(tokens) < min_new_tokens and eos:
-                logits = logits.copy()
-                logits[list(eos)] = -np.inf
-            token = int(logits.argmax())
-            tokens.append(token)
-            if streamer is not None:
-                streamer.put(torch.tensor([token]))
-            if token in eos:
-                break
-            past, start, ids = values[1:], length, np.asarray([[token]], dtype=np.int64)
-        if streamer is not None:
-            streamer.end()
-        return tokens

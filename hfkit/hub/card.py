@@ -36,6 +36,7 @@ from ..io import (
     ONNX_FILE,
     OPENVINO_FIELD,
     OPENVINO_FILE,
+    OPENVINO_LM_FIELD,
     OPENVINO_WEIGHTS,
     TaskKind,
 )
@@ -345,6 +346,8 @@ def _gather(folder: Path, overrides: CardInfo | None) -> _Facts:
         found.base_model = found.base_model or student_path
         if not facts.evaluated_on and "validation" in facts.data:
             facts.evaluated_on = facts.data["validation"].get("source")
+    if facts.parameters is None and config.get(OPENVINO_LM_FIELD):  # an export recorded its source's count
+        facts.parameters = config[OPENVINO_LM_FIELD].get("parameters")
     if configured is not None:
         facts.configured = configured
         teacher = facts.configured.get("teacher_name_or_path") or facts.configured.get("teachers")
@@ -461,6 +464,8 @@ def _compression(config: dict) -> list[str]:
         steps.append(
             "int8 quantization (OpenVINO NNCF, CPU)" if openvino.get("int8") else "OpenVINO IR (CPU)"
         )
+    if config.get(OPENVINO_LM_FIELD):
+        steps.append(f"OpenVINO IR for CPU decoding ({_openvino_lm_weights(config)} weights)")
     q = config.get("quantization_config")
     if q:
         if q.get("load_in_8bit"):
@@ -470,6 +475,11 @@ def _compression(config: dict) -> list[str]:
         else:
             steps.append(f"quantization ({q.get('quant_method', 'unknown method')})")
     return steps
+
+
+def _openvino_lm_weights(config: dict) -> str:
+    """'int8' or 'float32': how an OpenVINO causal-LM folder stores its weights."""
+    return "int8" if str(config[OPENVINO_LM_FIELD].get("weights", "")).startswith("int8") else "float32"
 
 
 def _usage(task: TaskKind | None, examples: list[str]) -> str:
@@ -514,6 +524,13 @@ def _loading_snippet(facts: _Facts, location: str) -> tuple[str, str]:
             f"An OpenVINO IR ({precision}; `{OPENVINO_FILE}` + `{OPENVINO_WEIGHTS}`) for the CPU, not a PyTorch "
             'checkpoint: load it with hfkit (`pip install "hfkit[openvino]"`), which runs it as a classifier '
             "returning logits."
+        )
+        code = hfkit_loader
+    elif config.get(OPENVINO_LM_FIELD):
+        note = (
+            f"An OpenVINO IR ({_openvino_lm_weights(config)} weights; `{OPENVINO_FILE}` + `{OPENVINO_WEIGHTS}`) "
+            'for greedy decoding on a CPU, not a PyTorch checkpoint: load it with hfkit (`pip install "hfkit[openvino]"`), '
+            "whose `generate` takes transformers' arguments, or run `hfkit generate --model_name_or_path <folder>`."
         )
         code = hfkit_loader
     elif config.get(LOWRANK_FIELD):
@@ -730,6 +747,14 @@ def model_card(
             [
                 "Weights",
                 f"{OPENVINO_WEIGHTS} (OpenVINO IR, {precision}), {ir_weights.stat().st_size / 1e6:.1f} MB",
+            ]
+        )
+    elif config.get(OPENVINO_LM_FIELD) and ir_weights.is_file():
+        rows.append(
+            [
+                "Weights",
+                f"{OPENVINO_WEIGHTS} (OpenVINO IR, {_openvino_lm_weights(config)} weights), "
+                f"{ir_weights.stat().st_size / 1e6:.1f} MB",
             ]
         )
     else:

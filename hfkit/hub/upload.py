@@ -23,7 +23,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import PreTrainedModel
 
 from ..errors import MissingInputError, UserInputError
-from ..io import ONNX_FILE, OPENVINO_FILE, OPENVINO_WEIGHTS, is_cpu_int8, is_openvino
+from ..io import ONNX_FILE, OPENVINO_FILE, OPENVINO_WEIGHTS, is_cpu_int8, is_openvino, is_openvino_lm
 from .card import CARD_FILE, LOWRANK_FILE, CardInfo, model_card, read_json, write_model_card
 
 logger = logging.getLogger(__name__)
@@ -81,21 +81,26 @@ def _exported_runtime(folder: Path) -> tuple[str, tuple[str, ...], str] | None:
         return (
             "CPU int8 (ONNX Runtime)",
             (ONNX_FILE,),
-            "the cpu_int8 stage, or hfkit.compress.cpu_int8.export_cpu_int8",
+            "hfkit compress with the cpu_int8 stage, or hfkit.compress.cpu_int8.export_cpu_int8",
         )
     if is_openvino(config):
         return (
             "OpenVINO",
             (OPENVINO_FILE, OPENVINO_WEIGHTS),
-            "the openvino or openvino_int8 stage, or hfkit.compress.openvino.export_openvino",
+            "hfkit compress with the openvino or openvino_int8 stage, or hfkit.compress.openvino.export_openvino",
+        )
+    if is_openvino_lm(config):
+        return (
+            "OpenVINO causal-LM",
+            (OPENVINO_FILE, OPENVINO_WEIGHTS),
+            "hfkit export, or hfkit.compress.openvino_lm.export_openvino_lm",
         )
     return None
 
 
-def _upload_files(folder: Path) -> list[Path]:
+def _upload_files(folder: Path, exported: tuple[str, tuple[str, ...], str] | None) -> list[Path]:
     """The files of `folder` that belong in an upload (top level only, so no checkpoint-*/ folder)."""
     allowed = {*CONFIG_FILES, *TOKENIZER_FILES, WEIGHTS_INDEX}
-    exported = _exported_runtime(folder)
     if exported:
         allowed.update(exported[1])
     return sorted(
@@ -135,15 +140,15 @@ def _check_no_token(path: Path) -> None:
         )
 
 
-def _check_weights(folder: Path, files: list[Path]) -> None:
-    exported = _exported_runtime(folder)
+def _check_weights(
+    folder: Path, files: list[Path], exported: tuple[str, tuple[str, ...], str] | None
+) -> None:
     if exported:  # an ONNX Runtime graph or an OpenVINO IR holds the weights (hfkit.io.load_model runs them)
         runtime, needed, how = exported
         missing = [name for name in needed if not any(p.name == name for p in files)]
         if missing:
             raise UserInputError(
-                f"{folder} is a {runtime} folder without its {', '.join(missing)}: export it again "
-                f"(hfkit compress with {how})."
+                f"{folder} is a {runtime} folder without its {', '.join(missing)}: export it again ({how})."
             )
         return
     weights = [p for p in files if p.suffix == ".safetensors"]
@@ -187,8 +192,9 @@ def prepare_upload_folder(
         raise MissingInputError(
             f"{src} has no config.json: save the model there with model.save_pretrained(folder)."
         )
-    files = _upload_files(src)
-    _check_weights(src, files)
+    exported = _exported_runtime(src)
+    files = _upload_files(src, exported)
+    _check_weights(src, files, exported)
     if not any(p.name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model") for p in files):
         raise UserInputError(
             f"no tokenizer files in {src}: save the tokenizer next to the model with "

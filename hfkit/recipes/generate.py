@@ -15,9 +15,9 @@ import logging
 
 import torch
 
-from hfkit.compress.openvino_lm import OpenVinoCausalLM, is_openvino_lm
 from hfkit.errors import UserInputError
 from hfkit.generation import GenerateArguments, collect_prompts, generate_details, write_jsonl
+from hfkit.io import OpenVinoCausalLM, is_openvino_lm
 from hfkit.modeling import load_causal_lm, load_causal_lm_tokenizer
 from hfkit.parsing import parse_args
 from hfkit.trainers.base_config import native_bf16

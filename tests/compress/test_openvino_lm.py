@@ -7,6 +7,8 @@ exercised) with a 47-word tokenizer; each folder is exported once per module.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +17,18 @@ import torch
 from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
 
 from hfkit.cli import main as cli
-from hfkit.compress.openvino_lm import (
-    OPENVINO_LM_FIELD,
-    OpenVinoCausalLM,
-    export_openvino_lm,
-    is_openvino_lm,
-)
+from hfkit.compress.openvino_lm import _Step, export_openvino_lm
 from hfkit.errors import UserInputError
 from hfkit.generation import GenerateArguments, generate_details
-from hfkit.io import OPENVINO_FILE
+from hfkit.hub.upload import TOKENIZER_FILES, prepare_upload_folder
+from hfkit.io import (
+    OPENVINO_FILE,
+    OPENVINO_LM_FIELD,
+    OPENVINO_WEIGHTS,
+    OpenVinoCausalLM,
+    is_openvino_lm,
+    load_model,
+)
 from tests.conftest import write_tiny_student
 from tests.recipes.test_classify_recipe import load_recipe
 from tests.unit.test_generation import make_tokenizer
@@ -92,6 +97,125 @@ def test_float_ir_decodes_the_same_greedy_tokens_as_transformers(exported):
     # Every row runs to the limit or ends at the tokenizer's eos (the same rule for both).
     assert all(len(g.token_ids) == 12 or g.token_ids[-1] == tokenizer.eos_token_id for g in got)
     assert len({tuple(g.token_ids) for g in got}) > 1  # the prompts matter
+
+
+class _CountingIR:
+    """A compiled IR whose infer requests count their calls (one call per decoding step when rows go together)."""
+
+    def __init__(self, compiled):
+        self.compiled, self.calls = compiled, 0
+
+    def create_infer_request(self):
+        request, outer = self.compiled.create_infer_request(), self
+
+        class Counting:
+            def infer(self, feed):
+                outer.calls += 1
+                return request.infer(feed)
+
+        return Counting()
+
+
+def test_a_padded_batch_decodes_together_with_each_rows_own_tokens(exported):
+    _, float_dir, _, tokenizer = exported
+    model = OpenVinoCausalLM(float_dir)
+    alone = [g.token_ids for g in _details(model, tokenizer, batch_size=1)]
+    model.compiled = counted = _CountingIR(model.compiled)
+    together = [g.token_ids for g in _details(model, tokenizer, batch_size=4)]
+    assert together == alone  # left padding changes no row's tokens
+    assert counted.calls == max(len(t) for t in alone)  # one IR call per step for all four rows, not per row
+
+
+def test_load_model_returns_the_openvino_decoder_and_its_tokenizer(llama_exported):
+    _, float_dir, _, tokenizer = llama_exported
+    model, loaded_tokenizer = load_model(float_dir)
+    assert isinstance(model, OpenVinoCausalLM) and loaded_tokenizer.get_vocab() == tokenizer.get_vocab()
+    assert [g.token_ids for g in _details(model, loaded_tokenizer)] == [
+        g.token_ids for g in _details(OpenVinoCausalLM(float_dir), tokenizer)
+    ]
+    with pytest.raises(UserInputError, match="OpenVINO causal LM; it cannot load as text-classification"):
+        load_model(float_dir, task="text-classification")
+
+
+def test_prompt_logits_match_transformers_at_every_position_and_decoding_scores_only_the_last(exported):
+    model_dir, float_dir, _, tokenizer = exported
+    ids = [tokenizer(PROMPTS[2])["input_ids"]]
+    reference = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        expected = reference(torch.tensor(ids)).logits.numpy()
+    model = OpenVinoCausalLM(float_dir)
+    np.testing.assert_allclose(model.prompt_logits(ids), expected, atol=1e-4)
+    # The prompt pass of decoding asks for the last position only: the IR returns one row of logits.
+    request = model.compiled.create_infer_request()
+    last = np.asarray([len(ids[0]) - 1])
+    logits = model._infer(request, np.asarray(ids), np.ones((1, len(ids[0])), dtype=np.int64),
+                          np.arange(len(ids[0]))[None], model._empty_cache(1), last)[0]  # fmt: skip
+    assert logits.shape == (1, 1, len(tokenizer))
+    np.testing.assert_allclose(logits[0, 0], expected[0, -1], atol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_a_folder_exported_before_scored_positions_still_decodes(exported, tmp_path):
+    """Folders from the first export (no `logits_positions` fact: the IR returns every position's logits)."""
+    model_dir, float_dir, _, tokenizer = exported
+
+    class EveryPosition(_Step):
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            return super().forward(input_ids, attention_mask, position_ids, 0, *past)
+
+    reference = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="eager").eval()
+    example = (torch.tensor([[5, 7]]), torch.ones(1, 5, dtype=torch.long), torch.tensor([[3, 4]]),
+               *[torch.zeros(1, 2, 3, 8) for _ in range(4)])  # fmt: skip
+    with torch.no_grad():
+        old = ov.convert_model(EveryPosition(reference), example_input=example)
+    old.reshape({port: [-1, -1] if i < 3 else [-1, 2, -1, 8] for i, port in enumerate(old.inputs)})
+    folder = tmp_path / "old"
+    shutil.copytree(float_dir, folder)
+    ov.save_model(old, folder / OPENVINO_FILE, compress_to_fp16=False)
+    config = json.loads((folder / "config.json").read_text())
+    del config[OPENVINO_LM_FIELD]["logits_positions"]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert [g.token_ids for g in _details(OpenVinoCausalLM(folder), tokenizer, batch_size=4)] == [
+        g.token_ids for g in _details(OpenVinoCausalLM(float_dir), tokenizer, batch_size=4)
+    ]
+
+
+def test_push_uploads_the_ir_and_a_card_whose_code_decodes_it(llama_exported, tmp_path):
+    """`hfkit push` of an exported causal LM: the IR's .xml + .bin hold the weights (no safetensors file)."""
+    model_dir, float_dir, _, tokenizer = llama_exported
+    push = load_recipe("push")
+    try:
+        out = push.main(["--model_dir", str(float_dir), "--out_dir", str(tmp_path / "upload"), "--repo_id",
+                         "me/tiny-ov-lm", "--dry_run", "true"])  # fmt: skip
+    finally:
+        logging.getLogger("hfkit").setLevel(logging.NOTSET)  # main() raised it to INFO for its listing
+    tokenizer_files = {p.name for p in float_dir.iterdir() if p.name in TOKENIZER_FILES}
+    assert {p.name for p in out.iterdir()} == {
+        OPENVINO_FILE, OPENVINO_WEIGHTS, "config.json", "generation_config.json", "README.md", *tokenizer_files
+    }  # fmt: skip
+    card = (out / "README.md").read_text()
+    assert 'load_model(snapshot_download("me/tiny-ov-lm"))' in card and "safetensors file(s)" not in card
+    assert "OpenVINO IR (float32 weights" in card and "OpenVINO IR for CPU decoding (float32 weights)" in card
+    parameters = AutoModelForCausalLM.from_pretrained(model_dir).num_parameters()
+    assert f"| Parameters | {parameters:,} |" in card
+    # The card's usage line (generate(**inputs, max_new_tokens=...)) runs on what would be uploaded.
+    uploaded, uploaded_tokenizer = load_model(out)
+    inputs = uploaded_tokenizer(PROMPTS[0], return_tensors="pt")
+    assert "model.generate(**inputs, max_new_tokens=30)" in card
+    got = uploaded.generate(**inputs, max_new_tokens=5)
+    expected = AutoModelForCausalLM.from_pretrained(model_dir).generate(
+        **inputs, max_new_tokens=5, do_sample=False
+    )
+    assert got.tolist() == expected.tolist()
+
+    broken = tmp_path / "broken"
+    shutil.copytree(float_dir, broken)
+    (broken / OPENVINO_WEIGHTS).unlink()
+    with pytest.raises(
+        UserInputError, match=f"causal-LM folder without its {OPENVINO_WEIGHTS}: export it again"
+    ):
+        prepare_upload_folder(broken, tmp_path / "upload2")
+    assert not (tmp_path / "upload2").exists()
 
 
 def test_folder_records_what_it_holds_and_is_recognised(exported):
