@@ -39,8 +39,8 @@ def decode_dtype(dtype: str, device: str) -> str:
 
 
 def openvino_model(args: GenerateArguments) -> OpenVinoCausalLM:
-    """The OpenVINO folder's model (hfkit.compress.openvino_lm), after refusing what its greedy CPU decoding
-    cannot do."""
+    """The OpenVINO folder's decoder (made by `hfkit export`, run by hfkit.io.OpenVinoCausalLM), after refusing
+    what its greedy CPU decoding cannot do."""
     refused = [
         flag for flag, given in (
             ("--do_sample", args.do_sample),
