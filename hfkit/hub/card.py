@@ -676,16 +676,18 @@ def model_card(
     method_text = " ".join([info.method or "", *_compression(config), *compression]).lower()
     tags = ["hfkit", *([tag] if tag else [])]
     for word, found in (
-        ("distillation", "distill"),
-        ("pruning", "prun"),
-        ("low-rank", "low-rank"),
-        ("quantization", "quantiz"),
-        ("8-bit", "8-bit"),
-        ("4-bit", "4-bit"),
-        ("bitsandbytes", "bitsandbytes"),
-        ("vocabulary-trimming", "trim_vocab"),
+        ("distillation", ("distill",)),
+        ("pruning", ("prun",)),
+        ("low-rank", ("low-rank",)),
+        ("quantization", ("quantiz", "int8 weights")),
+        ("8-bit", ("8-bit", "int8")),
+        ("4-bit", ("4-bit",)),
+        ("bitsandbytes", ("bitsandbytes",)),
+        ("vocabulary-trimming", ("trim_vocab",)),
+        ("onnx", ("onnx runtime",)),  # the Hub's filters for runtimes other than torch
+        ("openvino", ("openvino",)),
     ):
-        if found in method_text:
+        if any(f in method_text for f in found):
             tags.append(word)
     tags += info.tags or []
 

@@ -16,6 +16,7 @@ from unittest import mock
 import pytest
 import torch
 from datasets import Dataset
+from huggingface_hub import ModelCard
 from transformers.utils import logging as hf_logging
 
 from hfkit.compress.lowrank import LowRankArguments
@@ -277,6 +278,8 @@ def test_push_uploads_the_ir_its_weights_config_tokenizer_and_a_card_that_loads_
     card = (out / "README.md").read_text()
     precision = "int8" if name == "openvino_int8" else "float32"
     assert 'load_model(snapshot_download("me/tiny-ov"))' in card and f"OpenVINO IR ({precision}" in card
+    tags = ModelCard.load(out / "README.md").data.tags
+    assert "openvino" in tags and ("8-bit" in tags) == ("quantization" in tags) == (name == "openvino_int8")
     assert "safetensors file(s)" not in card
     # What would be uploaded loads on its own and computes what the exported folder computes.
     uploaded, uploaded_tokenizer = load_model(out)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig, Qwen2Config
 
 from hfkit.cli import main as cli
@@ -194,6 +195,7 @@ def test_push_uploads_the_ir_and_a_card_whose_code_decodes_it(llama_exported, tm
         OPENVINO_FILE, OPENVINO_WEIGHTS, "config.json", "generation_config.json", "README.md", *tokenizer_files
     }  # fmt: skip
     card = (out / "README.md").read_text()
+    assert yaml.safe_load(card.split("---")[1])["tags"] == ["hfkit", "text-generation", "openvino"]
     assert 'load_model(snapshot_download("me/tiny-ov-lm"))' in card and "safetensors file(s)" not in card
     assert "OpenVINO IR (float32 weights" in card and "OpenVINO IR for CPU decoding (float32 weights)" in card
     parameters = AutoModelForCausalLM.from_pretrained(model_dir).num_parameters()
@@ -216,6 +218,15 @@ def test_push_uploads_the_ir_and_a_card_whose_code_decodes_it(llama_exported, tm
     ):
         prepare_upload_folder(broken, tmp_path / "upload2")
     assert not (tmp_path / "upload2").exists()
+
+
+def test_the_card_of_int8_weights_says_so(exported, tmp_path):
+    _, _, int8_dir, _ = exported
+    out = prepare_upload_folder(int8_dir, tmp_path / "upload", repo_id="me/tiny-ov-lm-int8")
+    card = (out / "README.md").read_text()
+    assert "OpenVINO IR for CPU decoding (int8 weights)" in card and "(OpenVINO IR, int8 weights)" in card
+    tags = yaml.safe_load(card.split("---")[1])["tags"]
+    assert tags == ["hfkit", "text-generation", "quantization", "8-bit", "openvino"]
 
 
 def test_folder_records_what_it_holds_and_is_recognised(exported):
