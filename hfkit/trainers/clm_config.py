@@ -79,6 +79,14 @@ class CLMConfig(TeacherCacheArguments, BaseConfig):
         default=0.5,
         metadata={"help": "Beta of divergence='jsd' in [0, 1] (TRL GKD): 0 = forward KL, 1 = reverse KL."},
     )
+    uld_top_k: int | None = field(
+        default=None,
+        metadata={
+            "help": "divergence='uld' only: compare each side's k largest probabilities and then the two tails "
+            "by their masses, instead of sorting every probability (a 152k-entry sort per position is what "
+            "makes ULD slow on a CPU). None: exact. Its cost in loss and gradient: benchmarks/uld_top_k.py."
+        },
+    )
     teacher_topk: int | None = field(
         default=None,
         metadata={
@@ -147,6 +155,11 @@ class CLMConfig(TeacherCacheArguments, BaseConfig):
                 "divergence 'uld' (a teacher of another tokenizer) reads the teacher's full distribution on the "
                 "text in its own tokens, live: unset teacher_topk / teacher_logits_cache, and set lmbda: 0, "
                 "seq_kd: false."
+            )
+        if self.uld_top_k is not None and (self.divergence != "uld" or self.uld_top_k < 1):
+            raise UserInputError(
+                f"uld_top_k={self.uld_top_k} applies to divergence 'uld' only and must be >= 1: unset it, or "
+                "set divergence: uld."
             )
         if self.loss_chunk_size is not None and self.loss_chunk_size < 1:
             raise UserInputError(f"loss_chunk_size must be >= 1 (or None), got {self.loss_chunk_size}.")

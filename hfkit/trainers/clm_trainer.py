@@ -350,7 +350,7 @@ class CLMTrainer(BaseTrainer):
         with torch.no_grad():
             teacher_logits = self.teacher_model(**teacher_inputs, use_cache=False).logits[:, :-1, :]
         soft = (args.temperature**2) * uld_loss(
-            logits, teacher_logits, targets != -100, other["learned"][:, 1:], args.temperature
+            logits, teacher_logits, targets != -100, other["learned"][:, 1:], args.temperature, args.uld_top_k
         )
         return mix_soft_and_hard(soft, logits, targets, args.alpha, mask=targets != -100)
 

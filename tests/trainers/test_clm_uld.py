@@ -81,9 +81,33 @@ def test_uld_needs_both_tokenizers_and_refuses_what_it_cannot_do(
         )  # fmt: skip
     with pytest.raises(UserInputError, match="'uld'"):
         config(tmp_path, divergence="uld", lmbda=0.5)
+    with pytest.raises(UserInputError, match="uld_top_k=8 applies to divergence 'uld' only"):
+        config(tmp_path, uld_top_k=8)
+    with pytest.raises(UserInputError, match="must be >= 1"):
+        config(tmp_path, divergence="uld", uld_top_k=0)
     # Without uld a teacher of another vocabulary is refused, with uld named nowhere needed: the old check.
     with pytest.raises(UserInputError, match="vocabulary sizes differ"):
         CLMTrainer(
             model=tiny_llama(seed=2), args=config(tmp_path), train_dataset=pairs, processing_class=tokenizer,
             teacher_model=teacher, teacher_processing_class=teacher_tokenizer,
         )  # fmt: skip
+
+
+def test_uld_top_k_reaches_the_loss(tmp_path, tokenizer, teacher_tokenizer, pairs):
+    teacher = tiny_llama(vocab_size=len(teacher_tokenizer), layers=3, seed=1)
+    student = tiny_llama(seed=2)
+    args = config(tmp_path, divergence="uld", alpha=1.0, temperature=1.0, uld_top_k=3)
+    trainer = CLMTrainer(
+        model=student, args=args, train_dataset=pairs, processing_class=tokenizer, teacher_model=teacher,
+        teacher_processing_class=teacher_tokenizer,
+    )  # fmt: skip
+    batch = collate(pairs)
+    other = retokenize_batch(batch, tokenizer, teacher_tokenizer, PAD)
+    with torch.no_grad():
+        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        t = teacher(input_ids=other["input_ids"], attention_mask=other["attention_mask"]).logits[:, :-1]
+    masks = (batch["labels"][:, 1:] != -100, other["learned"][:, 1:])
+    top3, exact = uld_loss(s, t, *masks, top_k=3), uld_loss(s, t, *masks)
+    assert top3.item() != pytest.approx(exact.item(), rel=1e-4)  # k = 3 is an approximation here
+    student.train()
+    assert trainer.compute_loss(student, batch).item() == pytest.approx(top3.item(), rel=1e-5)

@@ -314,3 +314,37 @@ def test_uld_pairs_the_ith_learned_positions_ignores_vocabulary_order_and_trains
     assert loss.item() > 0.01
     loss.backward()
     assert shifted.grad[student_mask].abs().sum() > 0 and shifted.grad[~student_mask].abs().sum() == 0
+
+
+def test_uld_top_k_is_exact_where_k_covers_a_vocabulary_and_a_tight_lower_bound_elsewhere():
+    from hfkit.losses import uld_loss
+
+    torch.manual_seed(3)
+    student = torch.randn(1, 5, 12, requires_grad=True)
+    teacher = torch.randn(1, 5, 20) * 2
+    mask_s, mask_t = torch.ones(1, 5, dtype=torch.bool), torch.ones(1, 5, dtype=torch.bool)
+    exact = uld_loss(student, teacher, mask_s, mask_t)
+    # k >= both vocabularies: the same computation as no k.
+    assert torch.equal(uld_loss(student, teacher, mask_s, mask_t, top_k=20), exact)
+    # k covers the student's 12 but not the teacher's 20: the teacher's tail meets only the student's zero
+    # padding, so its mass is the exact cost of the tail.
+    torch.testing.assert_close(uld_loss(student, teacher, mask_s, mask_t, top_k=12), exact)
+    # k below both: the tails are compared by their masses, never more than 2 * min(tails) under the exact loss.
+    p_s, p_t = torch.softmax(student, -1).detach(), torch.softmax(teacher, -1)
+    k = 4
+    tails = torch.minimum(1 - p_s.topk(k, -1).values.sum(-1), 1 - p_t.topk(k, -1).values.sum(-1))[0]
+    approx = uld_loss(student, teacher, mask_s, mask_t, top_k=k)
+    assert approx.item() <= exact.item() + 1e-6
+    assert exact.item() <= approx.item() + (2 * tails).mean().item() + 1e-6
+    # The tail term is there: against a peaked teacher (almost no tail) the flat student's tail mass is most of
+    # the cost, so the heads alone would fall short of the exact loss by more than the bound allows.
+    peaked = teacher * 10
+    exact = uld_loss(student, peaked, mask_s, mask_t)
+    approx = uld_loss(student, peaked, mask_s, mask_t, top_k=k)
+    p_t = torch.softmax(peaked, -1)
+    tails = torch.minimum(1 - p_s.topk(k, -1).values.sum(-1), 1 - p_t.topk(k, -1).values.sum(-1))[0]
+    heads = (p_s.topk(k, -1).values - p_t.topk(k, -1).values).abs().sum(-1).mean()
+    assert exact.item() > heads.item() + (2 * tails).mean().item()
+    assert approx.item() <= exact.item() + 1e-6 <= approx.item() + (2 * tails).mean().item() + 2e-6
+    approx.backward()
+    assert student.grad.abs().sum() > 0
