@@ -667,9 +667,10 @@ class OpenVinoCausalLM:
         ids = np.asarray(ids, dtype=np.int64)
         positions = np.arange(ids.shape[1], dtype=np.int64)
         request = request or self.compiled.create_infer_request()
-        return self._infer(request, ids, np.ones_like(ids), positions[None], self._empty_cache(1), positions)[
-            0
-        ]
+        logits, *_ = self._infer(
+            request, ids, np.ones_like(ids), positions[None], self._empty_cache(1), positions
+        )
+        return logits
 
     def _greedy(
         self, ids: np.ndarray, mask: np.ndarray, max_new_tokens: int, min_new_tokens: int, eos: list[int],
