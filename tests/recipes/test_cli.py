@@ -44,6 +44,31 @@ def test_unknown_command_is_one_message_and_exit_2(capsys):
     assert exit_.value.code == 2 and "did you mean: distill" in capsys.readouterr().err
 
 
+def test_import_hfkit_and_top_level_help_load_neither_torch_nor_transformers():
+    """The public names load on first use: `hfkit --help` answers without importing the heavy libraries (it took
+    14 s on a 2-core CPU when hfkit/__init__ imported every trainer), and a public name still imports."""
+    code = (
+        "import sys, contextlib, io\n"
+        "import hfkit\n"
+        "from hfkit.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        main(['--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'peft') if m in sys.modules))\n"
+        "from hfkit import DistillTrainer, load_model\n"
+        "print(DistillTrainer.__module__, load_model.__module__, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.splitlines() == ["[]", "hfkit.trainers.distill_trainer hfkit.io True"]
+    import hfkit
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        hfkit.nope  # noqa: B018
+    assert set(hfkit.__all__) <= set(dir(hfkit))
+
+
 def test_command_help_groups_every_field_with_help_and_default(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() names the command in sys.argv[0] for argparse
     monkeypatch.setattr(os, "environ", {**os.environ, "COLUMNS": "100"})
