@@ -465,7 +465,7 @@ def _compression(config: dict) -> list[str]:
             "int8 quantization (OpenVINO NNCF, CPU)" if openvino.get("int8") else "OpenVINO IR (CPU)"
         )
     if config.get(OPENVINO_LM_FIELD):
-        steps.append(f"OpenVINO IR for CPU decoding ({_openvino_lm_weights(config)} weights)")
+        steps.append(f"OpenVINO IR for CPU decoding ({_openvino_precision(config)})")
     q = config.get("quantization_config")
     if q:
         if q.get("load_in_8bit"):
@@ -477,9 +477,15 @@ def _compression(config: dict) -> list[str]:
     return steps
 
 
-def _openvino_lm_weights(config: dict) -> str:
-    """'int8' or 'float32': how an OpenVINO causal-LM folder stores its weights."""
-    return "int8" if str(config[OPENVINO_LM_FIELD].get("weights", "")).startswith("int8") else "float32"
+def _openvino_precision(config: dict) -> str | None:
+    """How an OpenVINO folder stores its weights, as the card names it: 'int8' / 'float32' for a classifier (NNCF
+    quantizes the whole graph), 'int8 weights' / 'float32 weights' for a causal LM; None for other folders."""
+    if config.get(OPENVINO_FIELD):
+        return "int8" if config[OPENVINO_FIELD].get("int8") else "float32"
+    if config.get(OPENVINO_LM_FIELD):
+        int8 = str(config[OPENVINO_LM_FIELD].get("weights", "")).startswith("int8")
+        return "int8 weights" if int8 else "float32 weights"
+    return None
 
 
 def _usage(task: TaskKind | None, examples: list[str]) -> str:
@@ -519,16 +525,15 @@ def _loading_snippet(facts: _Facts, location: str) -> tuple[str, str]:
         )
         code = hfkit_loader
     elif config.get(OPENVINO_FIELD):
-        precision = "int8" if config[OPENVINO_FIELD].get("int8") else "float32"
         note = (
-            f"An OpenVINO IR ({precision}; `{OPENVINO_FILE}` + `{OPENVINO_WEIGHTS}`) for the CPU, not a PyTorch "
+            f"An OpenVINO IR ({_openvino_precision(config)}; `{OPENVINO_FILE}` + `{OPENVINO_WEIGHTS}`) for the CPU, not a PyTorch "
             'checkpoint: load it with hfkit (`pip install "hfkit[openvino]"`), which runs it as a classifier '
             "returning logits."
         )
         code = hfkit_loader
     elif config.get(OPENVINO_LM_FIELD):
         note = (
-            f"An OpenVINO IR ({_openvino_lm_weights(config)} weights; `{OPENVINO_FILE}` + `{OPENVINO_WEIGHTS}`) "
+            f"An OpenVINO IR ({_openvino_precision(config)}; `{OPENVINO_FILE}` + `{OPENVINO_WEIGHTS}`) "
             'for greedy decoding on a CPU, not a PyTorch checkpoint: load it with hfkit (`pip install "hfkit[openvino]"`), '
             "whose `generate` takes transformers' arguments, or run `hfkit generate --model_name_or_path <folder>`."
         )
@@ -743,20 +748,11 @@ def model_card(
     ir_weights = folder / OPENVINO_WEIGHTS
     if config.get(CPU_INT8_FIELD) and graph.is_file():
         rows.append(["Weights", f"{ONNX_FILE} (ONNX Runtime, int8), {graph.stat().st_size / 1e6:.1f} MB"])
-    elif config.get(OPENVINO_FIELD) and ir_weights.is_file():
-        precision = "int8" if config[OPENVINO_FIELD].get("int8") else "float32"
+    elif (precision := _openvino_precision(config)) and ir_weights.is_file():  # OpenVINO classifier or LM
         rows.append(
             [
                 "Weights",
                 f"{OPENVINO_WEIGHTS} (OpenVINO IR, {precision}), {ir_weights.stat().st_size / 1e6:.1f} MB",
-            ]
-        )
-    elif config.get(OPENVINO_LM_FIELD) and ir_weights.is_file():
-        rows.append(
-            [
-                "Weights",
-                f"{OPENVINO_WEIGHTS} (OpenVINO IR, {_openvino_lm_weights(config)} weights), "
-                f"{ir_weights.stat().st_size / 1e6:.1f} MB",
             ]
         )
     else:
