@@ -66,7 +66,10 @@ def test_import_hfkit_and_top_level_help_load_neither_torch_nor_transformers():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         hfkit.nope  # noqa: B018
-    assert set(hfkit.__all__) <= set(dir(hfkit))
+    # Every public name resolves to what its module defines, and none is listed without a module to load it from.
+    assert set(hfkit.__all__) == set(hfkit._EXPORTS)
+    for name, module in hfkit._EXPORTS.items():
+        assert getattr(hfkit, name) is getattr(importlib.import_module(module, "hfkit"), name)
 
 
 def test_command_help_groups_every_field_with_help_and_default(capsys, monkeypatch):

@@ -41,12 +41,11 @@ def test_rows_are_retokenized_text_for_text_with_the_learned_part_marked(tokeniz
         assert learned[-1] == teacher_tokenizer.eos_token_id
 
 
-def test_uld_trainer_distils_from_a_teacher_of_another_vocabulary(
-    tmp_path, tokenizer, teacher_tokenizer, pairs
-):
+def _uld_trainer(tmp_path, tokenizer, teacher_tokenizer, pairs, **settings):
+    """A ULD trainer on tiny Llamas, the batch of `pairs`, its teacher re-tokenization and both models' logits."""
     teacher = tiny_llama(vocab_size=len(teacher_tokenizer), layers=3, seed=1)
     student = tiny_llama(seed=2)
-    args = config(tmp_path, divergence="uld", alpha=0.6, temperature=1.0, learning_rate=1e-3)
+    args = config(tmp_path, divergence="uld", temperature=1.0, **settings)
     trainer = CLMTrainer(
         model=student, args=args, train_dataset=pairs, processing_class=tokenizer, teacher_model=teacher,
         teacher_processing_class=teacher_tokenizer,
@@ -56,6 +55,16 @@ def test_uld_trainer_distils_from_a_teacher_of_another_vocabulary(
     with torch.no_grad():
         s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
         t = teacher(input_ids=other["input_ids"], attention_mask=other["attention_mask"]).logits[:, :-1]
+    return trainer, batch, other, s, t
+
+
+def test_uld_trainer_distils_from_a_teacher_of_another_vocabulary(
+    tmp_path, tokenizer, teacher_tokenizer, pairs
+):
+    trainer, batch, other, s, t = _uld_trainer(
+        tmp_path, tokenizer, teacher_tokenizer, pairs, alpha=0.6, learning_rate=1e-3
+    )
+    student, teacher = trainer.model, trainer.teacher_model
     targets = batch["labels"][:, 1:]
     soft = uld_loss(s, t, targets != -100, other["learned"][:, 1:])
     ce = F.cross_entropy(s[targets != -100], targets[targets != -100])
@@ -94,18 +103,10 @@ def test_uld_needs_both_tokenizers_and_refuses_what_it_cannot_do(
 
 
 def test_uld_top_k_reaches_the_loss(tmp_path, tokenizer, teacher_tokenizer, pairs):
-    teacher = tiny_llama(vocab_size=len(teacher_tokenizer), layers=3, seed=1)
-    student = tiny_llama(seed=2)
-    args = config(tmp_path, divergence="uld", alpha=1.0, temperature=1.0, uld_top_k=3)
-    trainer = CLMTrainer(
-        model=student, args=args, train_dataset=pairs, processing_class=tokenizer, teacher_model=teacher,
-        teacher_processing_class=teacher_tokenizer,
-    )  # fmt: skip
-    batch = collate(pairs)
-    other = retokenize_batch(batch, tokenizer, teacher_tokenizer, PAD)
-    with torch.no_grad():
-        s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        t = teacher(input_ids=other["input_ids"], attention_mask=other["attention_mask"]).logits[:, :-1]
+    trainer, batch, other, s, t = _uld_trainer(
+        tmp_path, tokenizer, teacher_tokenizer, pairs, alpha=1.0, uld_top_k=3
+    )
+    student = trainer.model
     masks = (batch["labels"][:, 1:] != -100, other["learned"][:, 1:])
     top3, exact = uld_loss(s, t, *masks, top_k=3), uld_loss(s, t, *masks)
     assert top3.item() != pytest.approx(exact.item(), rel=1e-4)  # k = 3 is an approximation here
